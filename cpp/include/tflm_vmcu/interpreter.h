@@ -1,0 +1,90 @@
+// The tflm-vmcu interpreter: runs an int8 .tflite model inside one memory block
+// given by the caller, in the spirit of TFLM's MicroInterpreter.
+//
+//   memory block (caller-owned)
+//   +---------------------------+----------------+--------------------------+
+//   | activation pool  ->       |    (unused)    |   <- runtime state       |
+//   | tensor data, planned      |                | tensor structs, op data, |
+//   | offsets (head)            |                | multipliers (tail)       |
+//   +---------------------------+----------------+--------------------------+
+//
+// Usage:
+//   alignas(16) static uint8_t memory[64 * 1024];
+//   tflm_vmcu::Interpreter interp(model_bytes, model_size, memory, sizeof(memory));
+//   if (interp.AllocateTensors() != tflm_vmcu::Status::kOk) puts(interp.error_message());
+//   memcpy(interp.input(0)->data, image, interp.input(0)->bytes);
+//   interp.Invoke();
+//   const int8_t* scores = interp.output(0)->Data<int8_t>();
+//
+// No exceptions, no heap, no OS calls: every failure is a Status plus a message.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tflm_vmcu/model.h"
+#include "tflm_vmcu/status.h"
+#include "tflm_vmcu/tensor.h"
+
+namespace tflm_vmcu {
+
+struct Kernel;
+struct Node;
+
+class Interpreter {
+ public:
+  // `model` must stay valid (and unchanged) for the interpreter's lifetime. It must
+  // be 4-byte aligned (16 recommended) so that constant data can be read in place.
+  Interpreter(const uint8_t* model, size_t model_size, uint8_t* memory, size_t memory_size);
+
+  Interpreter(const Interpreter&) = delete;
+  Interpreter& operator=(const Interpreter&) = delete;
+
+  // Validates the model, prepares every kernel and places every activation tensor.
+  Status AllocateTensors();
+  Status Invoke();
+
+  size_t inputs_size() const { return model_.num_inputs(); }
+  size_t outputs_size() const { return model_.num_outputs(); }
+  // nullptr before a successful AllocateTensors() or for an out-of-range index.
+  Tensor* input(size_t i);
+  Tensor* output(size_t i);
+
+  size_t tensors_size() const { return model_.num_tensors(); }
+  const Tensor* tensor(size_t i) const;
+  size_t operators_size() const { return model_.num_operators(); }
+  int32_t op_code(size_t i) const;  // tflite builtin code, -1 for custom
+
+  // Bytes of the activation pool (head) and of the runtime state (tail).
+  size_t pool_bytes() const { return pool_bytes_; }
+  size_t state_bytes() const { return state_bytes_; }
+
+  Status status() const { return status_; }
+  const char* error_message() const { return error_; }
+
+ private:
+  class Context;
+  friend class Context;
+
+  Status Fail(Status status, const char* format, ...);
+  void* AllocateTail(size_t bytes, size_t alignment);
+  Status InitTensors();
+  Status PrepareNodes();
+  Status PlanActivations();
+
+  Model model_;
+  const uint8_t* model_bytes_;
+  size_t model_size_;
+  uint8_t* memory_;
+  size_t memory_size_;
+  size_t tail_ = 0;  // offset of the lowest byte in use by the tail
+  size_t pool_bytes_ = 0;
+  size_t state_bytes_ = 0;
+  Tensor* tensors_ = nullptr;
+  Node* nodes_ = nullptr;
+  bool allocated_ = false;
+  Status status_ = Status::kOk;
+  char error_[256] = {};
+};
+
+}  // namespace tflm_vmcu

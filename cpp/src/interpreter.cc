@@ -1,0 +1,425 @@
+#include "tflm_vmcu/interpreter.h"
+
+#include <stdarg.h>
+
+#include "flatbuffer.h"
+#include "format.h"
+#include "kernels/kernel.h"
+#include "op_names.h"
+#include "registry.h"
+
+namespace tflm_vmcu {
+
+struct Node {
+  const Kernel* kernel;
+  void* op_data;
+  Tensor** inputs;
+  Tensor** outputs;
+  int32_t num_inputs;
+  int32_t num_outputs;
+  int32_t builtin_code;
+};
+
+namespace {
+
+constexpr size_t kPoolAlignment = 16;
+
+size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+// BuiltinOptions union tags and field ids of the options tables we decode.
+enum OptionsTag : uint8_t {
+  kConv2DOptions = 1,
+  kDepthwiseConv2DOptions = 2,
+  kPool2DOptions = 5,
+  kFullyConnectedOptions = 8,
+  kSoftmaxOptions = 9,
+  kConcatenationOptions = 10,
+  kAddOptions = 11,
+  kMulOptions = 21,
+  kReducerOptions = 27,
+  kSubOptions = 28,
+};
+
+OpOptions DecodeOptions(const Model& model, const OperatorInfo& op) {
+  OpOptions o;
+  if (op.options_pos == 0) return o;
+  fb::Table t;
+  if (!fb::Table::At(fb::Buffer{model.bytes(), model.size()}, op.options_pos, &t)) return o;
+  bool ok = true;
+  auto act = [&](int id) { return static_cast<Activation>(t.Scalar<int8_t>(id, 0, &ok)); };
+  auto pad = [&](int id) { return static_cast<Padding>(t.Scalar<int8_t>(id, 0, &ok)); };
+  auto i32 = [&](int id, int32_t def) { return t.Scalar<int32_t>(id, def, &ok); };
+  switch (op.options_type) {
+    case kConv2DOptions:
+      o.padding = pad(0);
+      o.stride_w = i32(1, 0);
+      o.stride_h = i32(2, 0);
+      o.activation = act(3);
+      o.dilation_w = i32(4, 1);
+      o.dilation_h = i32(5, 1);
+      break;
+    case kDepthwiseConv2DOptions:
+      o.padding = pad(0);
+      o.stride_w = i32(1, 0);
+      o.stride_h = i32(2, 0);
+      o.depth_multiplier = i32(3, 0);
+      o.activation = act(4);
+      o.dilation_w = i32(5, 1);
+      o.dilation_h = i32(6, 1);
+      break;
+    case kPool2DOptions:
+      o.padding = pad(0);
+      o.stride_w = i32(1, 0);
+      o.stride_h = i32(2, 0);
+      o.filter_w = i32(3, 0);
+      o.filter_h = i32(4, 0);
+      o.activation = act(5);
+      break;
+    case kFullyConnectedOptions:
+      o.activation = act(0);
+      o.weights_format = static_cast<uint8_t>(t.Scalar<int8_t>(1, 0, &ok));
+      o.keep_num_dims = t.Scalar<uint8_t>(2, 0, &ok) != 0;
+      break;
+    case kSoftmaxOptions:
+      o.beta = t.Scalar<float>(0, 0.0f, &ok);
+      break;
+    case kConcatenationOptions:
+      o.axis = i32(0, 0);
+      o.activation = act(1);
+      break;
+    case kAddOptions:
+    case kMulOptions:
+    case kSubOptions:
+      o.activation = act(0);
+      break;
+    case kReducerOptions:
+      o.keep_dims = t.Scalar<uint8_t>(0, 0, &ok) != 0;
+      break;
+    default:
+      break;
+  }
+  return o;
+}
+
+}  // namespace
+
+// The OpContext handed to kernels: routes allocations to the tail and prefixes
+// errors with the operator's index and name.
+class Interpreter::Context : public OpContext {
+ public:
+  Context(Interpreter* interp, const Node& node, int op_index, const OpOptions* options)
+      : interp_(interp) {
+    options_ = options;
+    inputs_ = node.inputs;
+    outputs_ = node.outputs;
+    num_inputs_ = node.num_inputs;
+    num_outputs_ = node.num_outputs;
+    op_name_ = BuiltinOpName(node.builtin_code);
+    op_index_ = op_index;
+    op_data_ = node.op_data;
+  }
+
+  void* AllocatePersistent(size_t bytes, size_t alignment) override {
+    void* p = interp_->AllocateTail(bytes, alignment);
+    if (p == nullptr) {
+      interp_->Fail(Status::kOutOfMemory,
+                    "memory block of %u bytes is too small: operator %d (%s) needs %u more "
+                    "bytes of runtime state",
+                    static_cast<unsigned>(interp_->memory_size_), op_index_, op_name_,
+                    static_cast<unsigned>(bytes));
+    }
+    return p;
+  }
+
+  Status Fail(Status status, const char* format, ...) override {
+    char detail[192];
+    va_list args;
+    va_start(args, format);
+    FormatV(detail, sizeof(detail), format, args);
+    va_end(args);
+    return interp_->Fail(status, "operator %d (%s): %s", op_index_, op_name_, detail);
+  }
+
+ private:
+  Interpreter* interp_;
+};
+
+Interpreter::Interpreter(const uint8_t* model, size_t model_size, uint8_t* memory,
+                         size_t memory_size)
+    : model_bytes_(model), model_size_(model_size), memory_(memory), memory_size_(memory_size) {}
+
+Status Interpreter::Fail(Status status, const char* format, ...) {
+  va_list args;
+  va_start(args, format);
+  FormatV(error_, sizeof(error_), format, args);
+  va_end(args);
+  status_ = status;
+  return status;
+}
+
+void* Interpreter::AllocateTail(size_t bytes, size_t alignment) {
+  const uintptr_t base = reinterpret_cast<uintptr_t>(memory_);
+  if (bytes > tail_) return nullptr;
+  uintptr_t p = base + tail_ - bytes;
+  p -= p % (alignment == 0 ? 1 : alignment);
+  if (p < base) return nullptr;
+  tail_ = p - base;
+  state_bytes_ = memory_size_ - tail_;
+  return reinterpret_cast<void*>(p);
+}
+
+Tensor* Interpreter::input(size_t i) {
+  if (!allocated_ || i >= model_.num_inputs()) return nullptr;
+  return &tensors_[model_.input_tensor(static_cast<uint32_t>(i))];
+}
+
+Tensor* Interpreter::output(size_t i) {
+  if (!allocated_ || i >= model_.num_outputs()) return nullptr;
+  return &tensors_[model_.output_tensor(static_cast<uint32_t>(i))];
+}
+
+const Tensor* Interpreter::tensor(size_t i) const {
+  if (tensors_ == nullptr || i >= model_.num_tensors()) return nullptr;
+  return &tensors_[i];
+}
+
+int32_t Interpreter::op_code(size_t i) const {
+  if (i >= model_.num_operators()) return -1;
+  return model_.op(static_cast<uint32_t>(i)).builtin_code;
+}
+
+Status Interpreter::AllocateTensors() {
+  if (allocated_) return Fail(Status::kInvalidState, "AllocateTensors() was already called");
+  if (memory_ == nullptr) return Fail(Status::kInvalidArgument, "no memory block given");
+  if ((reinterpret_cast<uintptr_t>(model_bytes_) & 3) != 0)
+    return Fail(Status::kInvalidArgument, "model bytes must be 4-byte aligned");
+  const Status s = model_.Init(model_bytes_, model_size_, error_, sizeof(error_));
+  if (s != Status::kOk) {
+    status_ = s;
+    return s;
+  }
+  tail_ = memory_size_;
+  state_bytes_ = 0;
+  for (uint32_t i = 0; i < model_.num_operators(); ++i) {
+    const OperatorInfo op = model_.op(i);
+    if (FindKernel(op.builtin_code) == nullptr) {
+      if (op.builtin_code < 0)
+        return Fail(Status::kUnsupportedOp, "operator %u: custom op '%s' is not supported", i,
+                    op.custom_code);
+      return Fail(Status::kUnsupportedOp, "operator %u: %s is not supported (supported: %s)", i,
+                  BuiltinOpName(op.builtin_code), SupportedOpsList());
+    }
+  }
+  Status st = InitTensors();
+  if (st == Status::kOk) st = PrepareNodes();
+  if (st == Status::kOk) st = PlanActivations();
+  if (st != Status::kOk) return st;
+  allocated_ = true;
+  status_ = Status::kOk;
+  return Status::kOk;
+}
+
+Status Interpreter::InitTensors() {
+  const uint32_t n = model_.num_tensors();
+  tensors_ = static_cast<Tensor*>(AllocateTail(sizeof(Tensor) * n, alignof(Tensor)));
+  if (tensors_ == nullptr && n > 0)
+    return Fail(Status::kOutOfMemory,
+                "memory block of %u bytes is too small for %u tensor structs (%u bytes)",
+                static_cast<unsigned>(memory_size_), n, static_cast<unsigned>(sizeof(Tensor) * n));
+  for (uint32_t i = 0; i < n; ++i) {
+    const TensorInfo info = model_.tensor(i);
+    Tensor& t = tensors_[i];
+    t = Tensor();
+    t.index = static_cast<int32_t>(i);
+    t.name = info.name;
+    t.shape = info.shape;
+    t.type = static_cast<DType>(info.type);
+    t.scale = info.scale;
+    t.zero_point = info.zero_point;
+    t.channels = info.channels;
+    if (info.is_variable)
+      return Fail(Status::kUnsupportedType, "tensor '%s' is a variable (stateful) tensor: unsupported",
+                  info.name);
+    const size_t elem = DTypeSize(info.type);
+    const int64_t count = info.shape.FlatSize();
+    if (elem == 0) {
+      if (info.data == nullptr)
+        return Fail(Status::kUnsupportedType, "tensor '%s' has type %s: unsupported", info.name,
+                    DTypeName(info.type));
+      t.bytes = info.data_bytes;  // opaque constant; kernels reject it if they read it
+    } else {
+      if (count * static_cast<int64_t>(elem) > 0x7fffffff)
+        return Fail(Status::kInvalidModel, "tensor '%s' is larger than 2 GiB", info.name);
+      t.bytes = static_cast<size_t>(count) * elem;
+    }
+    if (info.data != nullptr) {
+      if (elem != 0 && info.data_bytes != t.bytes)
+        return Fail(Status::kInvalidModel,
+                    "tensor '%s' holds %u bytes of data but its shape and type need %u",
+                    info.name, static_cast<unsigned>(info.data_bytes),
+                    static_cast<unsigned>(t.bytes));
+      const size_t align = elem > 4 ? 4 : (elem == 0 ? 1 : elem);
+      if ((reinterpret_cast<uintptr_t>(info.data) % align) != 0)
+        return Fail(Status::kInvalidModel, "constant tensor '%s' is not %u-byte aligned in the model",
+                    info.name, static_cast<unsigned>(align));
+      t.is_const = true;
+      t.data = const_cast<uint8_t*>(info.data);  // read-only: kernels never write inputs
+    }
+  }
+  return Status::kOk;
+}
+
+Status Interpreter::PrepareNodes() {
+  const uint32_t n = model_.num_operators();
+  nodes_ = static_cast<Node*>(AllocateTail(sizeof(Node) * n, alignof(Node)));
+  if (nodes_ == nullptr && n > 0)
+    return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for %u operators",
+                static_cast<unsigned>(memory_size_), n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const OperatorInfo op = model_.op(i);
+    Node& node = nodes_[i];
+    node = Node{FindKernel(op.builtin_code), nullptr, nullptr, nullptr,
+                static_cast<int32_t>(op.num_inputs), static_cast<int32_t>(op.num_outputs),
+                op.builtin_code};
+    const size_t io = op.num_inputs + op.num_outputs;
+    Tensor** ptrs = static_cast<Tensor**>(AllocateTail(sizeof(Tensor*) * (io + 1), alignof(Tensor*)));
+    if (ptrs == nullptr)
+      return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for operator %u",
+                  static_cast<unsigned>(memory_size_), i);
+    for (uint32_t k = 0; k < op.num_inputs; ++k) {
+      const int32_t t = op.Input(k);
+      ptrs[k] = t < 0 ? nullptr : &tensors_[t];
+    }
+    for (uint32_t k = 0; k < op.num_outputs; ++k) {
+      Tensor* t = &tensors_[op.Output(k)];
+      if (t->is_const)
+        return Fail(Status::kInvalidModel, "operator %u (%s) writes constant tensor '%s'", i,
+                    BuiltinOpName(op.builtin_code), t->name);
+      ptrs[op.num_inputs + k] = t;
+    }
+    node.inputs = ptrs;
+    node.outputs = ptrs + op.num_inputs;
+    const OpOptions options = DecodeOptions(model_, op);
+    Context ctx(this, node, static_cast<int>(i), &options);
+    const Status s = node.kernel->prepare(ctx);
+    if (s != Status::kOk) {
+      if (status_ == Status::kOk || error_[0] == '\0')
+        Fail(s, "operator %u (%s): prepare failed", i, BuiltinOpName(op.builtin_code));
+      return s;
+    }
+    node.op_data = ctx.op_data();
+  }
+  return Status::kOk;
+}
+
+// Tensor-level placement: each activation tensor gets its own bytes for its whole
+// lifetime, first fit in order of decreasing size. The segment-level planner
+// replaces this for models that carry a plan.
+Status Interpreter::PlanActivations() {
+  const uint32_t n = model_.num_tensors();
+  const uint32_t ops = model_.num_operators();
+  const uintptr_t base = AlignUp(reinterpret_cast<uintptr_t>(memory_), kPoolAlignment);
+  const size_t head_room = base - reinterpret_cast<uintptr_t>(memory_);
+  const size_t scratch_bytes = sizeof(int32_t) * 5 * n;
+  if (head_room + scratch_bytes > tail_)
+    return Fail(Status::kOutOfMemory,
+                "memory block of %u bytes is too small: %u bytes of runtime state leave no "
+                "room to plan %u tensors",
+                static_cast<unsigned>(memory_size_), static_cast<unsigned>(state_bytes_), n);
+  // Scratch arrays live where the pool will be; the pool is not in use yet.
+  int32_t* first = reinterpret_cast<int32_t*>(base);
+  int32_t* last = first + n;
+  int32_t* size = last + n;
+  int32_t* offset = size + n;
+  int32_t* order = offset + n;
+  for (uint32_t i = 0; i < n; ++i) {
+    first[i] = -1;
+    last[i] = -1;
+    offset[i] = -1;
+    size[i] = tensors_[i].is_const ? 0 : static_cast<int32_t>(AlignUp(tensors_[i].bytes, kPoolAlignment));
+  }
+  for (uint32_t i = 0; i < model_.num_inputs(); ++i) {
+    const int32_t t = model_.input_tensor(i);
+    first[t] = 0;
+    if (last[t] < 0) last[t] = 0;
+  }
+  for (uint32_t k = 0; k < ops; ++k) {
+    const Node& node = nodes_[k];
+    for (int32_t j = 0; j < node.num_inputs; ++j) {
+      const Tensor* t = node.inputs[j];
+      if (t == nullptr) continue;
+      if (first[t->index] < 0) first[t->index] = static_cast<int32_t>(k);
+      last[t->index] = static_cast<int32_t>(k);
+    }
+    for (int32_t j = 0; j < node.num_outputs; ++j) {
+      const Tensor* t = node.outputs[j];
+      if (first[t->index] < 0) first[t->index] = static_cast<int32_t>(k);
+      if (last[t->index] < static_cast<int32_t>(k)) last[t->index] = static_cast<int32_t>(k);
+    }
+  }
+  for (uint32_t i = 0; i < model_.num_outputs(); ++i) {
+    const int32_t t = model_.output_tensor(i);
+    if (first[t] < 0) first[t] = 0;
+    last[t] = static_cast<int32_t>(ops);
+  }
+  uint32_t count = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (size[i] > 0 && first[i] >= 0) order[count++] = static_cast<int32_t>(i);
+  }
+  // Insertion sort by size descending, index ascending (deterministic).
+  for (uint32_t a = 1; a < count; ++a) {
+    const int32_t v = order[a];
+    uint32_t b = a;
+    while (b > 0 && size[order[b - 1]] < size[v]) {
+      order[b] = order[b - 1];
+      --b;
+    }
+    order[b] = v;
+  }
+  int64_t pool = 0;
+  for (uint32_t a = 0; a < count; ++a) {
+    const int32_t t = order[a];
+    int64_t candidate = 0;
+    bool moved = true;
+    while (moved) {
+      moved = false;
+      for (uint32_t b = 0; b < a; ++b) {
+        const int32_t p = order[b];
+        if (last[p] < first[t] || last[t] < first[p]) continue;
+        if (offset[p] + size[p] <= candidate || candidate + size[t] <= offset[p]) continue;
+        candidate = offset[p] + size[p];
+        moved = true;
+      }
+    }
+    offset[t] = static_cast<int32_t>(candidate);
+    if (candidate + size[t] > pool) pool = candidate + size[t];
+  }
+  if (head_room + static_cast<size_t>(pool) > tail_)
+    return Fail(Status::kOutOfMemory,
+                "memory block of %u bytes is too small: needs %u bytes (activation pool %u + "
+                "runtime state %u)",
+                static_cast<unsigned>(memory_size_),
+                static_cast<unsigned>(head_room + pool + state_bytes_), static_cast<unsigned>(pool),
+                static_cast<unsigned>(state_bytes_));
+  // Read offsets before the pool (which overlaps the scratch arrays) is handed out.
+  for (uint32_t i = 0; i < n; ++i) {
+    if (offset[i] >= 0) tensors_[i].data = reinterpret_cast<uint8_t*>(base) + offset[i];
+  }
+  pool_bytes_ = static_cast<size_t>(pool);
+  return Status::kOk;
+}
+
+Status Interpreter::Invoke() {
+  if (!allocated_) return Fail(Status::kInvalidState, "Invoke() before a successful AllocateTensors()");
+  for (uint32_t i = 0; i < model_.num_operators(); ++i) {
+    Node& node = nodes_[i];
+    // Options are decoded from the model (flash) again rather than kept in RAM.
+    const OpOptions options = DecodeOptions(model_, model_.op(i));
+    Context ctx(this, node, static_cast<int>(i), &options);
+    const Status s = node.kernel->eval(ctx);
+    if (s != Status::kOk) return s;
+  }
+  return Status::kOk;
+}
+
+}  // namespace tflm_vmcu

@@ -1,0 +1,268 @@
+// ADD (int8): out = clamp(rescale(in1) + rescale(in2)), same shape or numpy-style
+// broadcast up to 6D. Loop order: output elements in row-major order (batch > ... >
+// innermost dim), each reading one element of each input (broadcast inputs re-read).
+#include "kernels/kernel.h"
+#include "kernels/kernel_util.h"
+#include "kernels/quant_util.h"
+
+namespace tflm_vmcu {
+namespace {
+
+// Output extents and input strides (0 on broadcast dims) after dropping unit dims and
+// merging dims that are contiguous in both inputs. Iterating it visits the output in
+// row-major order.
+struct BroadcastPlan {
+  int32_t rank = 0;
+  int32_t dims[kMaxRank] = {};
+  int32_t stride1[kMaxRank] = {};
+  int32_t stride2[kMaxRank] = {};
+};
+
+struct AddOpData {
+  int32_t input1_offset;
+  int32_t input2_offset;
+  int32_t output_offset;
+  int32_t left_shift;
+  int32_t input1_multiplier;
+  int32_t input2_multiplier;
+  int32_t output_multiplier;
+  int input1_shift;
+  int input2_shift;
+  int output_shift;
+  int32_t act_min;
+  int32_t act_max;
+  bool broadcast;  // TFLM's ProcessBroadcastShapes() result
+  int32_t flat_size;
+  BroadcastPlan plan;
+};
+
+// Extends both shapes to the larger rank (leading 1s) and checks broadcast
+// compatibility; fills `out` with the broadcast shape. Returns false if incompatible.
+bool BroadcastShape(const Shape& a, const Shape& b, Shape* out) {
+  const int32_t rank = a.rank > b.rank ? a.rank : b.rank;
+  out->rank = rank;
+  for (int32_t i = 0; i < rank; ++i) {
+    const int32_t ia = i - (rank - a.rank);
+    const int32_t ib = i - (rank - b.rank);
+    const int32_t da = ia >= 0 ? a.dims[ia] : 1;
+    const int32_t db = ib >= 0 ? b.dims[ib] : 1;
+    if (da != db && da != 1 && db != 1) return false;
+    out->dims[i] = da == 1 ? db : da;
+  }
+  return true;
+}
+
+// TFLM's ProcessBroadcastShapes() returns false exactly when the shapes, extended to
+// the same rank with leading 1s, are equal.
+bool SameExtendedShape(const Shape& a, const Shape& b) {
+  const int32_t rank = a.rank > b.rank ? a.rank : b.rank;
+  for (int32_t i = 0; i < rank; ++i) {
+    const int32_t ia = i - (rank - a.rank);
+    const int32_t ib = i - (rank - b.rank);
+    const int32_t da = ia >= 0 ? a.dims[ia] : 1;
+    const int32_t db = ib >= 0 ? b.dims[ib] : 1;
+    if (da != db) return false;
+  }
+  return true;
+}
+
+void MakeBroadcastPlan(const Shape& a, const Shape& b, const Shape& out, BroadcastPlan* plan) {
+  const int32_t rank = out.rank;
+  int32_t sa[kMaxRank];
+  int32_t sb[kMaxRank];
+  int32_t step_a = 1;
+  int32_t step_b = 1;
+  for (int32_t i = rank - 1; i >= 0; --i) {
+    const int32_t ia = i - (rank - a.rank);
+    const int32_t ib = i - (rank - b.rank);
+    const int32_t da = ia >= 0 ? a.dims[ia] : 1;
+    const int32_t db = ib >= 0 ? b.dims[ib] : 1;
+    sa[i] = da == 1 ? 0 : step_a;
+    sb[i] = db == 1 ? 0 : step_b;
+    step_a *= da;
+    step_b *= db;
+  }
+  plan->rank = 0;
+  for (int32_t i = 0; i < rank; ++i) {
+    if (out.dims[i] == 1) continue;
+    const int32_t n = plan->rank;
+    if (n > 0 && plan->stride1[n - 1] == sa[i] * out.dims[i] &&
+        plan->stride2[n - 1] == sb[i] * out.dims[i]) {
+      plan->dims[n - 1] *= out.dims[i];
+      plan->stride1[n - 1] = sa[i];
+      plan->stride2[n - 1] = sb[i];
+      continue;
+    }
+    plan->dims[n] = out.dims[i];
+    plan->stride1[n] = sa[i];
+    plan->stride2[n] = sb[i];
+    plan->rank = n + 1;
+  }
+  if (plan->rank == 0) {
+    plan->rank = 1;
+    plan->dims[0] = 1;
+    plan->stride1[0] = 0;
+    plan->stride2[0] = 0;
+  }
+}
+
+// TFLM's reference_integer_ops::AddFunc.
+inline int8_t AddElement(int8_t x, int8_t y, const AddOpData& d) {
+  const int32_t input1_val = d.input1_offset + x;
+  const int32_t input2_val = d.input2_offset + y;
+  const int32_t shifted_input1_val = input1_val * (1 << d.left_shift);
+  const int32_t shifted_input2_val = input2_val * (1 << d.left_shift);
+  const int32_t scaled_input1_val = MultiplyByQuantizedMultiplierSmallerThanOneExp(
+      shifted_input1_val, d.input1_multiplier, d.input1_shift);
+  const int32_t scaled_input2_val = MultiplyByQuantizedMultiplierSmallerThanOneExp(
+      shifted_input2_val, d.input2_multiplier, d.input2_shift);
+  const int32_t raw_sum = scaled_input1_val + scaled_input2_val;
+  const int32_t raw_output = MultiplyByQuantizedMultiplierSmallerThanOneExp(
+                                 raw_sum, d.output_multiplier, d.output_shift) +
+                             d.output_offset;
+  return static_cast<int8_t>(ClampInt32(raw_output, d.act_min, d.act_max));
+}
+
+Status CheckInt8Quant(OpContext& ctx, const Tensor* t, const char* role) {
+  if (!(t->scale > 0.0f)) {
+    return ctx.Fail(Status::kUnsupportedType,
+                    "%s tensor '%s' is not quantised (scale %f); only int8 ADD is supported",
+                    role, t->name, static_cast<double>(t->scale));
+  }
+  if (t->zero_point < -128 || t->zero_point > 127) {
+    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' has zero point %d outside int8",
+                    role, t->name, t->zero_point);
+  }
+  if (t->channels.count > 1) {
+    return ctx.Fail(Status::kUnsupportedType,
+                    "%s tensor '%s' is quantised per channel; ADD needs per-tensor scales",
+                    role, t->name);
+  }
+  return Status::kOk;
+}
+
+Status AddPrepare(OpContext& ctx) {
+  Status s = ExpectArity(ctx, 2, 2, 1);
+  if (s != Status::kOk) return s;
+  const Tensor* input1 = ctx.input(0);
+  const Tensor* input2 = ctx.input(1);
+  const Tensor* output = ctx.output(0);
+  if ((s = ExpectType(ctx, output, DType::kInt8, "output")) != Status::kOk) return s;
+  if ((s = ExpectType(ctx, input1, DType::kInt8, "input1")) != Status::kOk) return s;
+  if ((s = ExpectType(ctx, input2, DType::kInt8, "input2")) != Status::kOk) return s;
+  if ((s = CheckInt8Quant(ctx, input1, "input1")) != Status::kOk) return s;
+  if ((s = CheckInt8Quant(ctx, input2, "input2")) != Status::kOk) return s;
+  if ((s = CheckInt8Quant(ctx, output, "output")) != Status::kOk) return s;
+
+  const Activation act = ctx.options().activation;
+  if (act != Activation::kNone && act != Activation::kRelu && act != Activation::kRelu6 &&
+      act != Activation::kReluN1To1) {
+    return ctx.Fail(Status::kUnsupportedType, "fused activation %d is not supported",
+                    static_cast<int>(act));
+  }
+
+  Shape out_shape;
+  if (!BroadcastShape(input1->shape, input2->shape, &out_shape)) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "inputs '%s' (rank %d) and '%s' (rank %d) are not broadcast-compatible",
+                    input1->name, input1->shape.rank, input2->name, input2->shape.rank);
+  }
+  if (out_shape != output->shape) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "output '%s' shape (rank %d, %d elements) differs from the broadcast "
+                    "shape of the inputs (rank %d, %d elements)",
+                    output->name, output->shape.rank,
+                    static_cast<int>(output->shape.FlatSize()), out_shape.rank,
+                    static_cast<int>(out_shape.FlatSize()));
+  }
+  if (out_shape.FlatSize() > INT32_MAX) {
+    return ctx.Fail(Status::kInvalidShape, "output '%s' is too large", output->name);
+  }
+
+  // TFLM's CalculateOpDataAdd (add_common.cc), int8 branch.
+  const double twice_max_input_scale =
+      2 * static_cast<double>(input1->scale > input2->scale ? input1->scale : input2->scale);
+  const double real_input1_multiplier =
+      static_cast<double>(input1->scale) / twice_max_input_scale;
+  const double real_input2_multiplier =
+      static_cast<double>(input2->scale) / twice_max_input_scale;
+  const int32_t left_shift = 20;
+  const double real_output_multiplier =
+      twice_max_input_scale / ((1 << left_shift) * static_cast<double>(output->scale));
+  // TFLM's QuantizeMultiplierSmallerThanOneExp aborts outside (0, 1).
+  if (!(real_output_multiplier > 0.0 && real_output_multiplier < 1.0)) {
+    return ctx.Fail(Status::kUnsupportedType,
+                    "output scale %f is too small for the input scales (%f, %f)",
+                    static_cast<double>(output->scale), static_cast<double>(input1->scale),
+                    static_cast<double>(input2->scale));
+  }
+
+  AddOpData* data = AllocateOpData<AddOpData>(ctx);
+  if (data == nullptr) return Status::kOutOfMemory;
+  data->input1_offset = -input1->zero_point;
+  data->input2_offset = -input2->zero_point;
+  data->output_offset = output->zero_point;
+  data->left_shift = left_shift;
+  QuantizeMultiplierSmallerThanOneExp(real_input1_multiplier, &data->input1_multiplier,
+                                      &data->input1_shift);
+  QuantizeMultiplierSmallerThanOneExp(real_input2_multiplier, &data->input2_multiplier,
+                                      &data->input2_shift);
+  QuantizeMultiplierSmallerThanOneExp(real_output_multiplier, &data->output_multiplier,
+                                      &data->output_shift);
+  CalculateActivationRangeInt8(act, output->scale, output->zero_point, &data->act_min,
+                               &data->act_max);
+
+  data->broadcast = !SameExtendedShape(input1->shape, input2->shape);
+  data->flat_size = static_cast<int32_t>(out_shape.FlatSize());
+  if (data->broadcast) MakeBroadcastPlan(input1->shape, input2->shape, out_shape, &data->plan);
+  return Status::kOk;
+}
+
+Status AddEval(OpContext& ctx) {
+  const AddOpData& d = *static_cast<const AddOpData*>(ctx.op_data());
+  const int8_t* in1 = ctx.input(0)->Data<int8_t>();
+  const int8_t* in2 = ctx.input(1)->Data<int8_t>();
+  int8_t* out = ctx.output(0)->Data<int8_t>();
+
+  if (!d.broadcast) {
+    const int32_t n = d.flat_size;
+    for (int32_t i = 0; i < n; ++i) out[i] = AddElement(in1[i], in2[i], d);
+    return Status::kOk;
+  }
+
+  // Odometer over the outer dims, tight loop over the innermost one.
+  const BroadcastPlan& p = d.plan;
+  const int32_t last = p.rank - 1;
+  const int32_t inner = p.dims[last];
+  const int32_t s1 = p.stride1[last];
+  const int32_t s2 = p.stride2[last];
+  int32_t index[kMaxRank] = {};
+  int32_t off1 = 0;
+  int32_t off2 = 0;
+  for (;;) {
+    const int8_t* a = in1 + off1;
+    const int8_t* b = in2 + off2;
+    for (int32_t i = 0; i < inner; ++i) {
+      *out++ = AddElement(*a, *b, d);
+      a += s1;
+      b += s2;
+    }
+    int32_t dim = last - 1;
+    for (; dim >= 0; --dim) {
+      off1 += p.stride1[dim];
+      off2 += p.stride2[dim];
+      if (++index[dim] < p.dims[dim]) break;
+      off1 -= p.stride1[dim] * p.dims[dim];
+      off2 -= p.stride2[dim] * p.dims[dim];
+      index[dim] = 0;
+    }
+    if (dim < 0) break;
+  }
+  return Status::kOk;
+}
+
+}  // namespace
+
+const Kernel kAdd = {AddPrepare, AddEval};
+
+}  // namespace tflm_vmcu

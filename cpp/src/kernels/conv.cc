@@ -1,0 +1,276 @@
+// CONV_2D int8 (TFLM reference ConvPerChannel): loop order batch > out_y > out_x > out_channel,
+// each output byte reading its receptive field (filter_y > filter_x > in_channel of its group).
+#include "kernels/kernel.h"
+#include "kernels/kernel_util.h"
+#include "kernels/quant_util.h"
+
+namespace tflm_vmcu {
+namespace {
+
+struct ConvData {
+  const int32_t* multiplier;  // [out_channels]
+  const int32_t* shift;       // [out_channels], > 0 shifts left (TFLM's convention)
+  int32_t input_offset;       // -input zero point
+  int32_t output_offset;      // output zero point
+  int32_t act_min;
+  int32_t act_max;
+  int32_t pad_h;
+  int32_t pad_w;
+};
+
+// sum(w * (x + x_offset)). x_offset is -zero_point of an int8 tensor, so x + x_offset fits in
+// int16 and the products widen int16 -> int32, which compilers turn into multiply-add vectors.
+inline int32_t DotWithOffset(const int8_t* x, const int8_t* w, int n, int32_t x_offset) {
+  const int16_t offset = static_cast<int16_t>(x_offset);
+  int32_t acc = 0;
+  for (int i = 0; i < n; ++i) {
+    acc += static_cast<int16_t>(x[i] + offset) * static_cast<int16_t>(w[i]);
+  }
+  return acc;
+}
+
+// Filter taps [*start, *end) of one spatial dimension whose input index
+// origin + dilation * tap lies inside [0, size); TFLM skips the other (padding) taps.
+inline void ValidTaps(int origin, int dilation, int taps, int size, int* start, int* end) {
+  *start = origin < 0 ? (-origin + dilation - 1) / dilation : 0;
+  int e = 0;
+  if (origin < size) {
+    e = (size - 1 - origin) / dilation + 1;
+    if (e > taps) e = taps;
+  }
+  *end = e;
+}
+
+Status CheckActivationTensor(OpContext& ctx, const Tensor* t, const char* role) {
+  Status s = ExpectType(ctx, t, DType::kInt8, role);
+  if (s != Status::kOk) return s;
+  if (!(t->scale > 0.0f)) {
+    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' is not quantised (scale %f)", role,
+                    t->name, static_cast<double>(t->scale));
+  }
+  if (t->channels.count > 1) {
+    return ctx.Fail(Status::kUnsupportedType,
+                    "%s tensor '%s' is quantised per channel; only per-tensor is supported",
+                    role, t->name);
+  }
+  if (t->zero_point < INT8_MIN || t->zero_point > INT8_MAX) {
+    return ctx.Fail(Status::kInvalidModel, "%s tensor '%s' has zero point %d outside int8", role,
+                    t->name, t->zero_point);
+  }
+  return Status::kOk;
+}
+
+Status CheckFusedActivation(OpContext& ctx, Activation a) {
+  if (a == Activation::kNone || a == Activation::kRelu || a == Activation::kReluN1To1 ||
+      a == Activation::kRelu6) {
+    return Status::kOk;
+  }
+  return ctx.Fail(Status::kUnsupportedType, "fused activation %d is not supported",
+                  static_cast<int>(a));
+}
+
+// TFLM's PopulateConvolutionQuantizationParams (int8): per-channel filter scales, or one
+// per-tensor scale broadcast over the channels; effective scale computed in double.
+Status ComputeChannelMultipliers(OpContext& ctx, const Tensor& input, const Tensor& filter,
+                                 const Tensor& output, int32_t num_channels,
+                                 int32_t expected_quant_dim, int32_t** multiplier,
+                                 int32_t** shift) {
+  const ChannelQuant& q = filter.channels;
+  const bool per_channel = q.count > 1;
+  if (per_channel) {
+    if (q.count != num_channels || q.quantized_dimension != expected_quant_dim) {
+      return ctx.Fail(Status::kUnsupportedType,
+                      "filter '%s' has %d scales along dimension %d, expected 1 or %d along "
+                      "dimension %d",
+                      filter.name, q.count, q.quantized_dimension, num_channels,
+                      expected_quant_dim);
+    }
+  } else if (!(filter.scale > 0.0f)) {
+    return ctx.Fail(Status::kUnsupportedType, "filter '%s' is not quantised (scale %f)",
+                    filter.name, static_cast<double>(filter.scale));
+  }
+  const size_t bytes = static_cast<size_t>(num_channels) * sizeof(int32_t);
+  *multiplier = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
+  *shift = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
+  if (*multiplier == nullptr || *shift == nullptr) return Status::kOutOfMemory;
+  const double input_scale = static_cast<double>(input.scale);
+  const double output_scale = static_cast<double>(output.scale);
+  for (int32_t c = 0; c < num_channels; ++c) {
+    const double filter_scale = static_cast<double>(per_channel ? q.Scale(c) : filter.scale);
+    const double effective_scale = input_scale * filter_scale / output_scale;
+    int channel_shift = 0;
+    QuantizeMultiplier(effective_scale, &(*multiplier)[c], &channel_shift);
+    (*shift)[c] = channel_shift;
+  }
+  return Status::kOk;
+}
+
+Status ConvPrepare(OpContext& ctx) {
+  Status s = ExpectArity(ctx, 2, 3, 1);
+  if (s != Status::kOk) return s;
+  const OpOptions& opt = ctx.options();
+  const Tensor* input = ctx.input(0);
+  const Tensor* filter = ctx.input(1);
+  const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
+  const Tensor* output = ctx.output(0);
+  if ((s = CheckActivationTensor(ctx, input, "input")) != Status::kOk) return s;
+  if ((s = CheckActivationTensor(ctx, output, "output")) != Status::kOk) return s;
+  if ((s = ExpectType(ctx, filter, DType::kInt8, "filter")) != Status::kOk) return s;
+  if (bias != nullptr && (s = ExpectType(ctx, bias, DType::kInt32, "bias")) != Status::kOk) {
+    return s;
+  }
+  if ((s = CheckFusedActivation(ctx, opt.activation)) != Status::kOk) return s;
+
+  if (input->shape.rank != 4 || filter->shape.rank != 4 || output->shape.rank != 4) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "expects 4-D input, filter and output, got ranks %d, %d and %d",
+                    input->shape.rank, filter->shape.rank, output->shape.rank);
+  }
+  const int32_t batches = input->shape.dims[0];
+  const int32_t in_h = input->shape.dims[1];
+  const int32_t in_w = input->shape.dims[2];
+  const int32_t in_d = input->shape.dims[3];
+  const int32_t out_d = filter->shape.dims[0];
+  const int32_t f_h = filter->shape.dims[1];
+  const int32_t f_w = filter->shape.dims[2];
+  const int32_t f_in_d = filter->shape.dims[3];
+  if (opt.stride_h <= 0 || opt.stride_w <= 0 || opt.dilation_h <= 0 || opt.dilation_w <= 0) {
+    return ctx.Fail(Status::kInvalidModel, "stride %dx%d and dilation %dx%d must be positive",
+                    opt.stride_h, opt.stride_w, opt.dilation_h, opt.dilation_w);
+  }
+  if (out_d <= 0 || f_h <= 0 || f_w <= 0 || f_in_d <= 0) {
+    return ctx.Fail(Status::kInvalidShape, "filter '%s' has an empty dimension", filter->name);
+  }
+  // Grouped convolution as in TFLM: input channels are a multiple of the filter's.
+  if (in_d % f_in_d != 0 || out_d % (in_d / f_in_d) != 0) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "input has %d channels, filter '%s' has %d input and %d output channels "
+                    "(need input channels = groups * filter channels, output channels "
+                    "divisible by groups)",
+                    in_d, filter->name, f_in_d, out_d);
+  }
+  const int32_t out_h =
+      ComputeOutSize(opt.padding, in_h, f_h, opt.stride_h, opt.dilation_h);
+  const int32_t out_w =
+      ComputeOutSize(opt.padding, in_w, f_w, opt.stride_w, opt.dilation_w);
+  if (out_h <= 0 || out_w <= 0 || output->shape.dims[0] != batches ||
+      output->shape.dims[1] != out_h || output->shape.dims[2] != out_w ||
+      output->shape.dims[3] != out_d) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "output '%s' has shape [%d,%d,%d,%d], expected [%d,%d,%d,%d]", output->name,
+                    output->shape.dims[0], output->shape.dims[1], output->shape.dims[2],
+                    output->shape.dims[3], batches, out_h, out_w, out_d);
+  }
+  if (bias != nullptr && bias->shape.FlatSize() != out_d) {
+    return ctx.Fail(Status::kInvalidShape, "bias '%s' has %d elements, expected %d", bias->name,
+                    static_cast<int>(bias->shape.FlatSize()), out_d);
+  }
+
+  ConvData* data = AllocateOpData<ConvData>(ctx);
+  if (data == nullptr) return Status::kOutOfMemory;
+  int32_t* multiplier = nullptr;
+  int32_t* shift = nullptr;
+  s = ComputeChannelMultipliers(ctx, *input, *filter, *output, out_d, 0, &multiplier, &shift);
+  if (s != Status::kOk) return s;
+  data->multiplier = multiplier;
+  data->shift = shift;
+  data->input_offset = -input->zero_point;
+  data->output_offset = output->zero_point;
+  CalculateActivationRangeInt8(opt.activation, output->scale, output->zero_point, &data->act_min,
+                               &data->act_max);
+  data->pad_h = ComputePadding(opt.stride_h, opt.dilation_h, in_h, f_h, out_h);
+  data->pad_w = ComputePadding(opt.stride_w, opt.dilation_w, in_w, f_w, out_w);
+  return Status::kOk;
+}
+
+Status ConvEval(OpContext& ctx) {
+  const ConvData& d = *static_cast<const ConvData*>(ctx.op_data());
+  const OpOptions& opt = ctx.options();
+  const Tensor& input = *ctx.input(0);
+  const Tensor& filter = *ctx.input(1);
+  const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
+  Tensor& output = *ctx.output(0);
+
+  const int batches = input.shape.dims[0];
+  const int in_h = input.shape.dims[1];
+  const int in_w = input.shape.dims[2];
+  const int in_d = input.shape.dims[3];
+  const int out_d = filter.shape.dims[0];
+  const int f_h = filter.shape.dims[1];
+  const int f_w = filter.shape.dims[2];
+  const int f_in_d = filter.shape.dims[3];
+  const int out_h = output.shape.dims[1];
+  const int out_w = output.shape.dims[2];
+  const int groups = in_d / f_in_d;
+  const int filters_per_group = out_d / groups;
+  const int stride_h = opt.stride_h;
+  const int stride_w = opt.stride_w;
+  const int dil_h = opt.dilation_h;
+  const int dil_w = opt.dilation_w;
+  // With unit horizontal dilation and one group, the valid taps of a filter row are one
+  // contiguous run of (taps * channels) bytes in both the input row and the filter.
+  const bool contiguous_rows = dil_w == 1 && groups == 1;
+  const int filter_row_stride = f_w * f_in_d;
+  const int filter_oc_stride = f_h * filter_row_stride;
+  const int in_row_stride = in_w * in_d;
+
+  const int8_t* in_data = input.Data<int8_t>();
+  const int8_t* filter_data = filter.Data<int8_t>();
+  const int32_t* bias_data = bias != nullptr ? bias->Data<int32_t>() : nullptr;
+  int8_t* out = output.Data<int8_t>();
+  const int32_t* multiplier = d.multiplier;
+  const int32_t* shift = d.shift;
+  const int32_t input_offset = d.input_offset;
+  const int32_t output_offset = d.output_offset;
+  const int32_t act_min = d.act_min;
+  const int32_t act_max = d.act_max;
+
+  for (int b = 0; b < batches; ++b) {
+    const int8_t* in_batch = in_data + static_cast<size_t>(b) * in_h * in_row_stride;
+    for (int out_y = 0; out_y < out_h; ++out_y) {
+      const int in_y_origin = out_y * stride_h - d.pad_h;
+      int fy_start, fy_end;
+      ValidTaps(in_y_origin, dil_h, f_h, in_h, &fy_start, &fy_end);
+      for (int out_x = 0; out_x < out_w; ++out_x) {
+        const int in_x_origin = out_x * stride_w - d.pad_w;
+        int fx_start, fx_end;
+        ValidTaps(in_x_origin, dil_w, f_w, in_w, &fx_start, &fx_end);
+        const int run = fx_end > fx_start ? (fx_end - fx_start) * f_in_d : 0;
+        int oc = 0;
+        for (int g = 0; g < groups; ++g) {
+          const int8_t* in_group = in_batch + g * f_in_d;
+          for (int k = 0; k < filters_per_group; ++k, ++oc) {
+            const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;
+            int32_t acc = 0;
+            for (int fy = fy_start; fy < fy_end; ++fy) {
+              const int8_t* in_row = in_group + (in_y_origin + dil_h * fy) * in_row_stride;
+              const int8_t* w_row = w_oc + fy * filter_row_stride;
+              if (contiguous_rows) {
+                acc += DotWithOffset(in_row + (in_x_origin + fx_start) * in_d,
+                                     w_row + fx_start * f_in_d, run, input_offset);
+              } else {
+                for (int fx = fx_start; fx < fx_end; ++fx) {
+                  acc += DotWithOffset(in_row + (in_x_origin + dil_w * fx) * in_d,
+                                       w_row + fx * f_in_d, f_in_d, input_offset);
+                }
+              }
+            }
+            if (bias_data != nullptr) acc += bias_data[oc];
+            acc = MultiplyByQuantizedMultiplier(acc, multiplier[oc], shift[oc]);
+            acc += output_offset;
+            acc = acc < act_min ? act_min : acc;
+            acc = acc > act_max ? act_max : acc;
+            *out++ = static_cast<int8_t>(acc);
+          }
+        }
+      }
+    }
+  }
+  return Status::kOk;
+}
+
+}  // namespace
+
+const Kernel kConv2D = {ConvPrepare, ConvEval};
+
+}  // namespace tflm_vmcu

@@ -1,0 +1,225 @@
+// FULLY_CONNECTED int8 (TFLM reference FullyConnected / FullyConnectedPerChannel): loop order
+// batch > out_channel, each output byte reading its input row and filter row in order.
+#include <math.h>
+
+#include "kernels/kernel.h"
+#include "kernels/kernel_util.h"
+#include "kernels/quant_util.h"
+
+namespace tflm_vmcu {
+namespace {
+
+struct FullyConnectedData {
+  // Per-channel filters: one multiplier/shift per output channel; nullptr when per-tensor.
+  const int32_t* channel_multiplier;
+  const int32_t* channel_shift;
+  int32_t multiplier;  // per-tensor
+  int32_t shift;       // per-tensor, > 0 shifts left (TFLM's convention)
+  int32_t input_offset;   // -input zero point
+  int32_t filter_offset;  // -filter zero point (per-tensor only, as in TFLM)
+  int32_t output_offset;  // output zero point
+  int32_t act_min;
+  int32_t act_max;
+  int32_t batches;
+  int32_t accum_depth;
+  int32_t output_depth;
+};
+
+// sum((w + w_offset) * (x + x_offset)); both operands are int8 shifted by minus an int8 zero
+// point, so each fits in int16 and the products widen int16 -> int32 (multiply-add vectors).
+inline int32_t Dot(const int8_t* x, const int8_t* w, int n, int32_t x_offset, int32_t w_offset) {
+  const int16_t xo = static_cast<int16_t>(x_offset);
+  int32_t acc = 0;
+  if (w_offset == 0) {
+    for (int i = 0; i < n; ++i) {
+      acc += static_cast<int16_t>(x[i] + xo) * static_cast<int16_t>(w[i]);
+    }
+  } else {
+    const int16_t wo = static_cast<int16_t>(w_offset);
+    for (int i = 0; i < n; ++i) {
+      acc += static_cast<int16_t>(x[i] + xo) * static_cast<int16_t>(w[i] + wo);
+    }
+  }
+  return acc;
+}
+
+Status CheckActivationTensor(OpContext& ctx, const Tensor* t, const char* role) {
+  Status s = ExpectType(ctx, t, DType::kInt8, role);
+  if (s != Status::kOk) return s;
+  if (!(t->scale > 0.0f)) {
+    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' is not quantised (scale %f)", role,
+                    t->name, static_cast<double>(t->scale));
+  }
+  if (t->channels.count > 1) {
+    return ctx.Fail(Status::kUnsupportedType,
+                    "%s tensor '%s' is quantised per channel; only per-tensor is supported",
+                    role, t->name);
+  }
+  if (t->zero_point < INT8_MIN || t->zero_point > INT8_MAX) {
+    return ctx.Fail(Status::kInvalidModel, "%s tensor '%s' has zero point %d outside int8", role,
+                    t->name, t->zero_point);
+  }
+  return Status::kOk;
+}
+
+Status FullyConnectedPrepare(OpContext& ctx) {
+  Status s = ExpectArity(ctx, 2, 3, 1);
+  if (s != Status::kOk) return s;
+  const OpOptions& opt = ctx.options();
+  const Tensor* input = ctx.input(0);
+  const Tensor* filter = ctx.input(1);
+  const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
+  const Tensor* output = ctx.output(0);
+  if ((s = CheckActivationTensor(ctx, input, "input")) != Status::kOk) return s;
+  if ((s = CheckActivationTensor(ctx, output, "output")) != Status::kOk) return s;
+  if ((s = ExpectType(ctx, filter, DType::kInt8, "filter")) != Status::kOk) return s;
+  if (bias != nullptr && (s = ExpectType(ctx, bias, DType::kInt32, "bias")) != Status::kOk) {
+    return s;
+  }
+  const Activation act = opt.activation;
+  if (act != Activation::kNone && act != Activation::kRelu && act != Activation::kReluN1To1 &&
+      act != Activation::kRelu6) {
+    return ctx.Fail(Status::kUnsupportedType, "fused activation %d is not supported",
+                    static_cast<int>(act));
+  }
+  if (opt.weights_format != 0) {
+    return ctx.Fail(Status::kUnsupportedType, "weights format %d is not supported (only DEFAULT)",
+                    static_cast<int>(opt.weights_format));
+  }
+
+  // Filter [output_depth, accum_depth]; the input is read as [batches, accum_depth].
+  if (filter->shape.rank != 2 || filter->shape.dims[0] <= 0 || filter->shape.dims[1] <= 0) {
+    return ctx.Fail(Status::kInvalidShape, "filter '%s' must be 2-D and non-empty (rank %d)",
+                    filter->name, filter->shape.rank);
+  }
+  const int32_t output_depth = filter->shape.dims[0];
+  const int32_t accum_depth = filter->shape.dims[1];
+  const int64_t input_size = input->shape.FlatSize();
+  if (input_size % accum_depth != 0) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "input '%s' has %d elements, not a multiple of the filter depth %d",
+                    input->name, static_cast<int>(input_size), accum_depth);
+  }
+  const int64_t batches = input_size / accum_depth;
+  if (output->shape.rank < 1 || output->shape.dims[output->shape.rank - 1] != output_depth ||
+      output->shape.FlatSize() != batches * output_depth) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "output '%s' has %d elements and last dimension %d, expected %d x %d",
+                    output->name, static_cast<int>(output->shape.FlatSize()),
+                    output->shape.rank > 0 ? output->shape.dims[output->shape.rank - 1] : 0,
+                    static_cast<int>(batches), output_depth);
+  }
+  if (bias != nullptr && bias->shape.FlatSize() != output_depth) {
+    return ctx.Fail(Status::kInvalidShape, "bias '%s' has %d elements, expected %d", bias->name,
+                    static_cast<int>(bias->shape.FlatSize()), output_depth);
+  }
+
+  FullyConnectedData* data = AllocateOpData<FullyConnectedData>(ctx);
+  if (data == nullptr) return Status::kOutOfMemory;
+  const ChannelQuant& q = filter->channels;
+  if (q.count > 1) {
+    // TFLM's CalculateOpDataFullyConnected, per-channel branch.
+    if (q.count != output_depth || q.quantized_dimension != 0) {
+      return ctx.Fail(Status::kUnsupportedType,
+                      "filter '%s' has %d scales along dimension %d, expected 1 or %d along "
+                      "dimension 0",
+                      filter->name, q.count, q.quantized_dimension, output_depth);
+    }
+    const size_t bytes = static_cast<size_t>(output_depth) * sizeof(int32_t);
+    int32_t* multiplier =
+        static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
+    int32_t* shift = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
+    if (multiplier == nullptr || shift == nullptr) return Status::kOutOfMemory;
+    const double input_scale = static_cast<double>(input->scale);
+    const double output_scale = static_cast<double>(output->scale);
+    for (int32_t c = 0; c < output_depth; ++c) {
+      const double effective_scale =
+          input_scale * static_cast<double>(q.Scale(c)) / output_scale;
+      int channel_shift = 0;
+      QuantizeMultiplier(effective_scale, &multiplier[c], &channel_shift);
+      shift[c] = channel_shift;
+    }
+    data->channel_multiplier = multiplier;
+    data->channel_shift = shift;
+    data->filter_offset = 0;  // symmetric per-channel weights: TFLM ignores the zero point
+  } else {
+    // TFLM's GetQuantizedConvolutionMultipler: the bias scale must match input * filter scale,
+    // and the multiplier uses the float product of the two scales.
+    if (!(filter->scale > 0.0f)) {
+      return ctx.Fail(Status::kUnsupportedType, "filter '%s' is not quantised (scale %f)",
+                      filter->name, static_cast<double>(filter->scale));
+    }
+    if (filter->zero_point < INT8_MIN || filter->zero_point > INT8_MAX) {
+      return ctx.Fail(Status::kInvalidModel, "filter '%s' has zero point %d outside int8",
+                      filter->name, filter->zero_point);
+    }
+    if (bias != nullptr) {
+      const double product_scale =
+          static_cast<double>(input->scale) * static_cast<double>(filter->scale);
+      const double scale_diff = fabs(product_scale - static_cast<double>(bias->scale));
+      if (scale_diff / static_cast<double>(output->scale) > 0.02) {
+        return ctx.Fail(Status::kInvalidModel,
+                        "bias '%s' scale %f does not match input scale * filter scale %f",
+                        bias->name, static_cast<double>(bias->scale), product_scale);
+      }
+    }
+    const double real_multiplier = static_cast<double>(input->scale * filter->scale) /
+                                   static_cast<double>(output->scale);
+    int shift = 0;
+    QuantizeMultiplier(real_multiplier, &data->multiplier, &shift);
+    data->shift = shift;
+    data->channel_multiplier = nullptr;
+    data->channel_shift = nullptr;
+    data->filter_offset = -filter->zero_point;
+  }
+  data->input_offset = -input->zero_point;
+  data->output_offset = output->zero_point;
+  CalculateActivationRangeInt8(act, output->scale, output->zero_point, &data->act_min,
+                               &data->act_max);
+  data->batches = static_cast<int32_t>(batches);
+  data->accum_depth = accum_depth;
+  data->output_depth = output_depth;
+  return Status::kOk;
+}
+
+Status FullyConnectedEval(OpContext& ctx) {
+  const FullyConnectedData& d = *static_cast<const FullyConnectedData*>(ctx.op_data());
+  const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
+  const int8_t* in = ctx.input(0)->Data<int8_t>();
+  const int8_t* filter = ctx.input(1)->Data<int8_t>();
+  const int32_t* bias_data = bias != nullptr ? bias->Data<int32_t>() : nullptr;
+  int8_t* out = ctx.output(0)->Data<int8_t>();
+  const int batches = d.batches;
+  const int accum_depth = d.accum_depth;
+  const int output_depth = d.output_depth;
+  const int32_t input_offset = d.input_offset;
+  const int32_t filter_offset = d.filter_offset;
+  const int32_t output_offset = d.output_offset;
+  const int32_t act_min = d.act_min;
+  const int32_t act_max = d.act_max;
+  const int32_t* channel_multiplier = d.channel_multiplier;
+  const int32_t* channel_shift = d.channel_shift;
+
+  for (int b = 0; b < batches; ++b) {
+    const int8_t* x = in + static_cast<size_t>(b) * accum_depth;
+    const int8_t* w = filter;
+    for (int oc = 0; oc < output_depth; ++oc, w += accum_depth) {
+      int32_t acc = Dot(x, w, accum_depth, input_offset, filter_offset);
+      if (bias_data != nullptr) acc += bias_data[oc];
+      acc = channel_multiplier != nullptr
+                ? MultiplyByQuantizedMultiplier(acc, channel_multiplier[oc], channel_shift[oc])
+                : MultiplyByQuantizedMultiplier(acc, d.multiplier, d.shift);
+      acc += output_offset;
+      acc = acc < act_min ? act_min : acc;
+      acc = acc > act_max ? act_max : acc;
+      *out++ = static_cast<int8_t>(acc);
+    }
+  }
+  return Status::kOk;
+}
+
+}  // namespace
+
+const Kernel kFullyConnected = {FullyConnectedPrepare, FullyConnectedEval};
+
+}  // namespace tflm_vmcu

@@ -1,0 +1,43 @@
+// Small helpers shared by kernels' Prepare functions.
+#pragma once
+
+#include <stdint.h>
+
+#include "kernels/kernel.h"
+
+namespace tflm_vmcu {
+
+// TFLM's ComputeOutSize / ComputePadding (tensorflow/lite/kernels/padding.h).
+inline int ComputeOutSize(Padding padding, int image_size, int filter_size, int stride,
+                          int dilation_rate) {
+  const int effective_filter_size = (filter_size - 1) * dilation_rate + 1;
+  if (stride == 0) return 0;
+  if (padding == Padding::kSame) return (image_size + stride - 1) / stride;
+  return (image_size + stride - effective_filter_size) / stride;
+}
+
+inline int ComputePadding(int stride, int dilation_rate, int in_size, int filter_size,
+                          int out_size) {
+  const int effective_filter_size = (filter_size - 1) * dilation_rate + 1;
+  const int padding = ((out_size - 1) * stride + effective_filter_size - in_size) / 2;
+  return padding > 0 ? padding : 0;
+}
+
+// Allocates persistent op data of type T in Prepare and stores it in the context.
+template <typename T>
+T* AllocateOpData(OpContext& ctx) {
+  T* data = static_cast<T*>(ctx.AllocatePersistent(sizeof(T), alignof(T)));
+  if (data != nullptr) {
+    *data = T{};
+    ctx.set_op_data(data);
+  }
+  return data;
+}
+
+// Fails unless the tensor exists and has the given type; names the tensor and types.
+Status ExpectType(OpContext& ctx, const Tensor* t, DType type, const char* role);
+
+// Fails unless the op has exactly these numbers of inputs and outputs (present or not).
+Status ExpectArity(OpContext& ctx, int min_inputs, int max_inputs, int outputs);
+
+}  // namespace tflm_vmcu

@@ -1,0 +1,115 @@
+// PAD: one forward sweep over the output in row-major order, writing the pad value
+// (the output zero point) or the matching input element (TFLM's reference PadImpl).
+#include <string.h>
+
+#include "kernels/kernel_util.h"
+
+namespace tflm_vmcu {
+namespace {
+
+constexpr int kMaxDims = 5;  // as TFLM
+
+struct OpData {
+  int32_t rank;
+  int32_t out_dims[kMaxDims];
+  int32_t before[kMaxDims];
+  int32_t in_dims[kMaxDims];
+  int8_t pad_value;
+  int32_t elem;  // bytes per element
+};
+
+int64_t LoadPadding(const Tensor* paddings, int i) {
+  if (paddings->type == DType::kInt64) {
+    int64_t v;
+    memcpy(&v, paddings->data + 8 * i, 8);
+    return v;
+  }
+  int32_t v;
+  memcpy(&v, paddings->data + 4 * i, 4);
+  return v;
+}
+
+Status Prepare(OpContext& ctx) {
+  Status s = ExpectArity(ctx, 2, 2, 1);
+  if (s != Status::kOk) return s;
+  const Tensor* in = ctx.input(0);
+  const Tensor* paddings = ctx.input(1);
+  const Tensor* out = ctx.output(0);
+  if ((s = ExpectType(ctx, in, DType::kInt8, "input")) != Status::kOk) return s;
+  if ((s = ExpectType(ctx, out, DType::kInt8, "output")) != Status::kOk) return s;
+  const int rank = in->shape.rank;
+  if (rank > kMaxDims || out->shape.rank != rank)
+    return ctx.Fail(Status::kInvalidShape, "input rank %d, output rank %d (at most %d)", rank,
+                    out->shape.rank, kMaxDims);
+  if (!paddings->is_const ||
+      (paddings->type != DType::kInt32 && paddings->type != DType::kInt64) ||
+      paddings->shape.rank != 2 || paddings->shape.dims[0] != rank || paddings->shape.dims[1] != 2)
+    return ctx.Fail(Status::kInvalidShape,
+                    "paddings '%s' must be a constant int32/int64 tensor of shape [%d, 2]",
+                    paddings->name, rank);
+  OpData* data = AllocateOpData<OpData>(ctx);
+  if (data == nullptr) return Status::kOutOfMemory;
+  // Left-align to kMaxDims like TFLM so the sweep has a fixed depth.
+  const int lead = kMaxDims - rank;
+  for (int d = 0; d < kMaxDims; ++d) {
+    data->out_dims[d] = 1;
+    data->in_dims[d] = 1;
+    data->before[d] = 0;
+  }
+  for (int d = 0; d < rank; ++d) {
+    const int64_t before = LoadPadding(paddings, 2 * d);
+    const int64_t after = LoadPadding(paddings, 2 * d + 1);
+    if (before < 0 || after < 0 || in->shape.dims[d] + before + after != out->shape.dims[d])
+      return ctx.Fail(Status::kInvalidShape,
+                      "dim %d: input %d padded by (%d, %d) does not give output %d", d,
+                      in->shape.dims[d], static_cast<int>(before), static_cast<int>(after),
+                      out->shape.dims[d]);
+    data->before[lead + d] = static_cast<int32_t>(before);
+    data->in_dims[lead + d] = in->shape.dims[d];
+    data->out_dims[lead + d] = out->shape.dims[d];
+  }
+  data->rank = rank;
+  data->pad_value = static_cast<int8_t>(out->zero_point);
+  return Status::kOk;
+}
+
+Status Eval(OpContext& ctx) {
+  const OpData* p = static_cast<const OpData*>(ctx.op_data());
+  const int8_t* in = ctx.input(0)->Data<int8_t>();
+  int8_t* out = ctx.output(0)->Data<int8_t>();
+  const int32_t* od = p->out_dims;
+  const int32_t* b = p->before;
+  const int32_t* id = p->in_dims;
+  for (int32_t i0 = 0; i0 < od[0]; ++i0) {
+    const bool p0 = i0 < b[0] || i0 >= b[0] + id[0];
+    for (int32_t i1 = 0; i1 < od[1]; ++i1) {
+      const bool p1 = p0 || i1 < b[1] || i1 >= b[1] + id[1];
+      for (int32_t i2 = 0; i2 < od[2]; ++i2) {
+        const bool p2 = p1 || i2 < b[2] || i2 >= b[2] + id[2];
+        for (int32_t i3 = 0; i3 < od[3]; ++i3) {
+          const bool p3 = p2 || i3 < b[3] || i3 >= b[3] + id[3];
+          // Innermost dim: pad run, copied run, pad run.
+          const int32_t lo = p3 ? od[4] : b[4];
+          const int32_t copy = p3 ? 0 : id[4];
+          memset(out, p->pad_value, lo);
+          out += lo;
+          if (copy > 0) {
+            memcpy(out, in, copy);
+            in += copy;
+            out += copy;
+            const int32_t hi = od[4] - lo - copy;
+            memset(out, p->pad_value, hi);
+            out += hi;
+          }
+        }
+      }
+    }
+  }
+  return Status::kOk;
+}
+
+}  // namespace
+
+const Kernel kPad = {Prepare, Eval};
+
+}  // namespace tflm_vmcu

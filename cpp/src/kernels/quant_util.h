@@ -1,0 +1,82 @@
+// Fixed-point helpers, arithmetically identical to TFLM's
+// tensorflow/lite/kernels/internal/{common.h,quantization_util.cc} (double-rounding
+// variant, i.e. without TFLITE_SINGLE_ROUNDING, which is how TFLM is built).
+#pragma once
+
+#include <stdint.h>
+
+#include "kernels/kernel.h"
+
+namespace tflm_vmcu {
+
+inline int32_t SaturatingRoundingDoublingHighMul(int32_t a, int32_t b) {
+  const bool overflow = a == b && a == INT32_MIN;
+  const int64_t ab_64 = static_cast<int64_t>(a) * static_cast<int64_t>(b);
+  const int32_t nudge = ab_64 >= 0 ? (1 << 30) : (1 - (1 << 30));
+  const int32_t ab_x2_high32 = static_cast<int32_t>((ab_64 + nudge) / (int64_t{1} << 31));
+  return overflow ? INT32_MAX : ab_x2_high32;
+}
+
+inline int32_t RoundingDivideByPOT(int32_t x, int exponent) {
+  const int32_t mask = static_cast<int32_t>((int64_t{1} << exponent) - 1);
+  const int32_t remainder = x & mask;
+  const int32_t threshold = (mask >> 1) + ((x < 0) ? 1 : 0);
+  return (x >> exponent) + ((remainder > threshold) ? 1 : 0);
+}
+
+inline int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t quantized_multiplier,
+                                             int shift) {
+  const int left_shift = shift > 0 ? shift : 0;
+  const int right_shift = shift > 0 ? 0 : -shift;
+  return RoundingDivideByPOT(
+      SaturatingRoundingDoublingHighMul(
+          static_cast<int32_t>(static_cast<uint32_t>(x) << left_shift), quantized_multiplier),
+      right_shift);
+}
+
+// TFLM's MultiplyByQuantizedMultiplierSmallerThanOneExp.
+inline int32_t MultiplyByQuantizedMultiplierSmallerThanOneExp(int32_t x,
+                                                              int32_t quantized_multiplier,
+                                                              int left_shift) {
+  return RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(x, quantized_multiplier),
+                             -left_shift);
+}
+
+// TFLM's MultiplyByQuantizedMultiplierGreaterThanOne.
+inline int32_t MultiplyByQuantizedMultiplierGreaterThanOne(int32_t x,
+                                                           int32_t quantized_multiplier,
+                                                           int left_shift) {
+  return SaturatingRoundingDoublingHighMul(
+      static_cast<int32_t>(static_cast<uint32_t>(x) << left_shift), quantized_multiplier);
+}
+
+// TFLM's QuantizeMultiplier: multiplier = quantized_multiplier * 2^(shift - 31).
+void QuantizeMultiplier(double double_multiplier, int32_t* quantized_multiplier, int* shift);
+
+// TFLM's QuantizeMultiplierSmallerThanOneExp (double_multiplier in (0, 1)).
+void QuantizeMultiplierSmallerThanOneExp(double double_multiplier,
+                                         int32_t* quantized_multiplier, int* left_shift);
+
+// TFLM's QuantizeMultiplierGreaterThanOne (double_multiplier > 1).
+void QuantizeMultiplierGreaterThanOne(double double_multiplier, int32_t* quantized_multiplier,
+                                      int* left_shift);
+
+// TFLM's PreprocessSoftmaxScaling / CalculateInputRadius.
+void PreprocessSoftmaxScaling(double beta, double input_scale, int input_integer_bits,
+                              int32_t* quantized_multiplier, int* left_shift);
+int CalculateInputRadius(int input_integer_bits, int input_left_shift, int total_signed_bits);
+
+// TFLM's CalculateActivationRangeQuantized for int8 output (uses the output tensor's
+// scale and zero point; rounds like TfLiteRound).
+void CalculateActivationRangeInt8(Activation activation, float scale, int32_t zero_point,
+                                  int32_t* act_min, int32_t* act_max);
+
+// TfLiteRound / std::round without <cmath> (freestanding).
+double RoundHalfAwayFromZero(double x);
+float RoundHalfAwayFromZeroF(float x);
+
+inline int32_t ClampInt32(int32_t v, int32_t lo, int32_t hi) {
+  return v < lo ? lo : (v > hi ? hi : v);
+}
+
+}  // namespace tflm_vmcu

@@ -1,0 +1,171 @@
+// QUANTIZE (float32 -> int8: round(x / scale) + zp; int8 -> int8: requantisation) and
+// DEQUANTIZE (int8 -> float32: scale * (q - zp)). Loop order: flat, element i of the
+// output reads element i of the input only.
+#include "kernels/kernel.h"
+#include "kernels/kernel_util.h"
+#include "kernels/quant_util.h"
+
+namespace tflm_vmcu {
+namespace {
+
+struct QuantizeOpData {
+  int32_t flat_size;
+  bool from_float;
+  float output_scale;  // float32 -> int8
+  int32_t output_zero_point;
+  int32_t input_zero_point;  // int8 -> int8
+  int32_t requantize_multiplier;
+  int requantize_shift;
+};
+
+struct DequantizeOpData {
+  int32_t flat_size;
+  float scale;
+  int32_t zero_point;
+};
+
+const char* TypeName(const Tensor* t) { return DTypeName(static_cast<uint8_t>(t->type)); }
+
+Status CheckSameSize(OpContext& ctx, const Tensor* input, const Tensor* output) {
+  if (input->shape.FlatSize() != output->shape.FlatSize()) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "input '%s' has %d elements but output '%s' has %d", input->name,
+                    static_cast<int>(input->shape.FlatSize()), output->name,
+                    static_cast<int>(output->shape.FlatSize()));
+  }
+  if (output->shape.FlatSize() > INT32_MAX) {
+    return ctx.Fail(Status::kInvalidShape, "output '%s' is too large", output->name);
+  }
+  return Status::kOk;
+}
+
+Status CheckPerTensorInt8(OpContext& ctx, const Tensor* t, const char* role) {
+  if (!(t->scale > 0.0f)) {
+    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' is not quantised (scale %f)",
+                    role, t->name, static_cast<double>(t->scale));
+  }
+  if (t->channels.count > 1) {
+    return ctx.Fail(Status::kUnsupportedType,
+                    "%s tensor '%s' is quantised per channel; only per-tensor is supported",
+                    role, t->name);
+  }
+  if (t->zero_point < -128 || t->zero_point > 127) {
+    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' has zero point %d outside int8",
+                    role, t->name, t->zero_point);
+  }
+  return Status::kOk;
+}
+
+Status QuantizePrepare(OpContext& ctx) {
+  Status s = ExpectArity(ctx, 1, 1, 1);
+  if (s != Status::kOk) return s;
+  const Tensor* input = ctx.input(0);
+  const Tensor* output = ctx.output(0);
+  if (output == nullptr) return ctx.Fail(Status::kInvalidModel, "missing output tensor");
+  const bool from_float = input->type == DType::kFloat32;
+  if ((!from_float && input->type != DType::kInt8) || output->type != DType::kInt8) {
+    return ctx.Fail(Status::kUnsupportedType,
+                    "%s -> %s is not supported (only FLOAT32 -> INT8 and INT8 -> INT8); "
+                    "input '%s', output '%s'",
+                    TypeName(input), TypeName(output), input->name, output->name);
+  }
+  if ((s = CheckPerTensorInt8(ctx, output, "output")) != Status::kOk) return s;
+  if (!from_float && (s = CheckPerTensorInt8(ctx, input, "input")) != Status::kOk) return s;
+  if ((s = CheckSameSize(ctx, input, output)) != Status::kOk) return s;
+
+  QuantizeOpData* data = AllocateOpData<QuantizeOpData>(ctx);
+  if (data == nullptr) return Status::kOutOfMemory;
+  data->flat_size = static_cast<int32_t>(output->shape.FlatSize());
+  data->from_float = from_float;
+  // TFLM keeps the scale as double and casts it back to float: the float scale itself.
+  data->output_scale = output->scale;
+  data->output_zero_point = output->zero_point;
+  data->input_zero_point = input->zero_point;
+  if (!from_float) {
+    // TFLM's PrepareQuantizeReference (quantize_common.cc).
+    const double effective_scale =
+        static_cast<double>(input->scale) / static_cast<double>(output->scale);
+    QuantizeMultiplier(effective_scale, &data->requantize_multiplier, &data->requantize_shift);
+  }
+  return Status::kOk;
+}
+
+// TFLM's reference_ops::AffineQuantize for one value: static_cast<int32_t>(
+// TfLiteRound(val / scale)) + zero_point, then clamp. Out-of-range and NaN quotients
+// convert to INT32_MIN and the zero point is added with wrap-around, as the float to
+// int32 conversion and addition behave on the x86-64 host TFLM runs on.
+inline int8_t QuantizeValue(float val, float scale, int32_t zero_point) {
+  const float rounded = RoundHalfAwayFromZeroF(val / scale);
+  int32_t q = INT32_MIN;
+  if (rounded > -2147483648.0f && rounded < 2147483648.0f) q = static_cast<int32_t>(rounded);
+  const int32_t unclamped =
+      static_cast<int32_t>(static_cast<uint32_t>(q) + static_cast<uint32_t>(zero_point));
+  return static_cast<int8_t>(ClampInt32(unclamped, INT8_MIN, INT8_MAX));
+}
+
+Status QuantizeEval(OpContext& ctx) {
+  const QuantizeOpData& d = *static_cast<const QuantizeOpData*>(ctx.op_data());
+  int8_t* out = ctx.output(0)->Data<int8_t>();
+  const int32_t n = d.flat_size;
+  if (d.from_float) {
+    const float* in = ctx.input(0)->Data<float>();
+    const float scale = d.output_scale;
+    const int32_t zp = d.output_zero_point;
+    for (int32_t i = 0; i < n; ++i) out[i] = QuantizeValue(in[i], scale, zp);
+    return Status::kOk;
+  }
+  // TFLM's reference_ops::Requantize<int8_t, int8_t>.
+  const int8_t* in = ctx.input(0)->Data<int8_t>();
+  const int32_t in_zp = d.input_zero_point;
+  const int32_t out_zp = d.output_zero_point;
+  const int32_t mult = d.requantize_multiplier;
+  const int shift = d.requantize_shift;
+  for (int32_t i = 0; i < n; ++i) {
+    const int32_t output = MultiplyByQuantizedMultiplier(in[i] - in_zp, mult, shift) + out_zp;
+    out[i] = static_cast<int8_t>(ClampInt32(output, INT8_MIN, INT8_MAX));
+  }
+  return Status::kOk;
+}
+
+Status DequantizePrepare(OpContext& ctx) {
+  Status s = ExpectArity(ctx, 1, 1, 1);
+  if (s != Status::kOk) return s;
+  const Tensor* input = ctx.input(0);
+  const Tensor* output = ctx.output(0);
+  if (output == nullptr) return ctx.Fail(Status::kInvalidModel, "missing output tensor");
+  if (input->type != DType::kInt8 || output->type != DType::kFloat32) {
+    return ctx.Fail(Status::kUnsupportedType,
+                    "%s -> %s is not supported (only INT8 -> FLOAT32); input '%s', output '%s'",
+                    TypeName(input), TypeName(output), input->name, output->name);
+  }
+  if ((s = CheckPerTensorInt8(ctx, input, "input")) != Status::kOk) return s;
+  if ((s = CheckSameSize(ctx, input, output)) != Status::kOk) return s;
+
+  DequantizeOpData* data = AllocateOpData<DequantizeOpData>(ctx);
+  if (data == nullptr) return Status::kOutOfMemory;
+  data->flat_size = static_cast<int32_t>(output->shape.FlatSize());
+  data->scale = input->scale;
+  data->zero_point = input->zero_point;
+  return Status::kOk;
+}
+
+Status DequantizeEval(OpContext& ctx) {
+  const DequantizeOpData& d = *static_cast<const DequantizeOpData*>(ctx.op_data());
+  const int8_t* in = ctx.input(0)->Data<int8_t>();
+  float* out = ctx.output(0)->Data<float>();
+  // TFLM computes static_cast<float>(double(scale) * (q - zp)). The exact product of a
+  // float and an integer of at most 9 bits fits in a double, so that is the exact
+  // product rounded once to float: the same value as the float product used here.
+  const float scale = d.scale;
+  const int32_t zp = d.zero_point;
+  const int32_t n = d.flat_size;
+  for (int32_t i = 0; i < n; ++i) out[i] = scale * static_cast<float>(in[i] - zp);
+  return Status::kOk;
+}
+
+}  // namespace
+
+const Kernel kQuantize = {QuantizePrepare, QuantizeEval};
+const Kernel kDequantize = {DequantizePrepare, DequantizeEval};
+
+}  // namespace tflm_vmcu

@@ -1,0 +1,83 @@
+// TRANSPOSE: walks the output in row-major order, reading input[perm-mapped index].
+#include <string.h>
+
+#include "kernels/kernel_util.h"
+
+namespace tflm_vmcu {
+namespace {
+
+struct OpData {
+  int32_t rank;
+  int32_t out_dims[kMaxRank];
+  int32_t in_stride[kMaxRank];  // input stride (elements) of each output dim
+};
+
+Status Prepare(OpContext& ctx) {
+  Status s = ExpectArity(ctx, 2, 2, 1);
+  if (s != Status::kOk) return s;
+  const Tensor* in = ctx.input(0);
+  const Tensor* perm = ctx.input(1);
+  const Tensor* out = ctx.output(0);
+  if ((s = ExpectType(ctx, in, DType::kInt8, "input")) != Status::kOk) return s;
+  if ((s = ExpectType(ctx, out, DType::kInt8, "output")) != Status::kOk) return s;
+  const int rank = in->shape.rank;
+  if (!perm->is_const || perm->type != DType::kInt32 || perm->shape.rank != 1 ||
+      perm->shape.dims[0] != rank || out->shape.rank != rank)
+    return ctx.Fail(Status::kInvalidShape,
+                    "perm '%s' must be a constant int32 vector of length %d", perm->name, rank);
+  OpData* data = AllocateOpData<OpData>(ctx);
+  if (data == nullptr) return Status::kOutOfMemory;
+  int32_t stride[kMaxRank];
+  int32_t acc = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    stride[d] = acc;
+    acc *= in->shape.dims[d];
+  }
+  bool used[kMaxRank] = {};
+  for (int d = 0; d < rank; ++d) {
+    int32_t p;
+    memcpy(&p, perm->data + 4 * d, 4);
+    if (p < 0) p += rank;
+    if (p < 0 || p >= rank || used[p] || out->shape.dims[d] != in->shape.dims[p])
+      return ctx.Fail(Status::kInvalidShape, "perm[%d] = %d does not match the output shape", d,
+                      p);
+    used[p] = true;
+    data->out_dims[d] = out->shape.dims[d];
+    data->in_stride[d] = stride[p];
+  }
+  data->rank = rank;
+  return Status::kOk;
+}
+
+Status Eval(OpContext& ctx) {
+  const OpData* p = static_cast<const OpData*>(ctx.op_data());
+  const int8_t* in = ctx.input(0)->Data<int8_t>();
+  int8_t* out = ctx.output(0)->Data<int8_t>();
+  const int rank = p->rank;
+  if (rank == 0) {
+    out[0] = in[0];
+    return Status::kOk;
+  }
+  int32_t idx[kMaxRank] = {};
+  int32_t src = 0;
+  const int last = rank - 1;
+  const int64_t total = ctx.output(0)->shape.FlatSize();
+  for (int64_t n = 0; n < total; n += p->out_dims[last]) {
+    const int32_t step = p->in_stride[last];
+    for (int32_t i = 0; i < p->out_dims[last]; ++i) *out++ = in[src + i * step];
+    // Advance the odometer over the outer output dims.
+    for (int d = last - 1; d >= 0; --d) {
+      src += p->in_stride[d];
+      if (++idx[d] < p->out_dims[d]) break;
+      src -= p->in_stride[d] * p->out_dims[d];
+      idx[d] = 0;
+    }
+  }
+  return Status::kOk;
+}
+
+}  // namespace
+
+const Kernel kTranspose = {Prepare, Eval};
+
+}  // namespace tflm_vmcu

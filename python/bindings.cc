@@ -1,0 +1,129 @@
+// pybind11 module tflm_vmcu._runtime: the C++ interpreter for the Python package.
+// Thin by design: the Python layer (tflm_vmcu/interpreter.py) turns statuses into
+// exceptions and shapes the tf.lite-style API.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tflm_vmcu/interpreter.h"
+
+namespace py = pybind11;
+using tflm_vmcu::Interpreter;
+using tflm_vmcu::Status;
+using tflm_vmcu::Tensor;
+
+namespace {
+
+// Owns aligned copies of the model and the memory block the interpreter runs in.
+class Runtime {
+ public:
+  Runtime(py::bytes model, size_t memory_bytes) {
+    const std::string bytes = model;
+    model_size_ = bytes.size();
+    model_.resize(bytes.size() / 8 + 1);
+    std::memcpy(model_.data(), bytes.data(), bytes.size());
+    memory_.resize(memory_bytes / 8 + 1);
+    memory_size_ = memory_bytes;
+    interp_ = std::make_unique<Interpreter>(reinterpret_cast<const uint8_t*>(model_.data()),
+                                            model_size_,
+                                            reinterpret_cast<uint8_t*>(memory_.data()),
+                                            memory_size_);
+  }
+
+  int Allocate() { return static_cast<int>(interp_->AllocateTensors()); }
+  int Invoke() { return static_cast<int>(interp_->Invoke()); }
+  std::string Error() const { return interp_->error_message(); }
+
+  std::vector<int> Inputs() const { return Indices(true); }
+  std::vector<int> Outputs() const { return Indices(false); }
+
+  py::dict TensorDetails(size_t i) const {
+    const Tensor* t = Get(i);
+    py::dict d;
+    d["index"] = t->index;
+    d["name"] = std::string(t->name);
+    d["shape"] = std::vector<int>(t->shape.dims, t->shape.dims + t->shape.rank);
+    d["type"] = static_cast<int>(t->type);
+    d["scale"] = t->scale;
+    d["zero_point"] = t->zero_point;
+    d["bytes"] = t->bytes;
+    d["is_const"] = t->is_const;
+    d["offset"] = t->is_const || t->data == nullptr
+                      ? -1
+                      : static_cast<long long>(t->data - reinterpret_cast<const uint8_t*>(memory_.data()));
+    return d;
+  }
+
+  py::bytes GetBytes(size_t i) const {
+    const Tensor* t = Get(i);
+    if (t->data == nullptr) throw py::value_error("tensor has no data");
+    return py::bytes(reinterpret_cast<const char*>(t->data), t->bytes);
+  }
+
+  void SetBytes(size_t i, py::buffer data) {
+    Tensor* t = const_cast<Tensor*>(Get(i));
+    if (t->is_const || t->data == nullptr) throw py::value_error("tensor is not writable");
+    const py::buffer_info info = data.request();
+    const size_t n = static_cast<size_t>(info.size * info.itemsize);
+    if (n != t->bytes)
+      throw py::value_error("expected " + std::to_string(t->bytes) + " bytes, got " +
+                            std::to_string(n));
+    std::memcpy(t->data, info.ptr, n);
+  }
+
+  size_t PoolBytes() const { return interp_->pool_bytes(); }
+  size_t StateBytes() const { return interp_->state_bytes(); }
+  size_t NumTensors() const { return interp_->tensors_size(); }
+  std::vector<int> OpCodes() const {
+    std::vector<int> codes;
+    for (size_t i = 0; i < interp_->operators_size(); ++i) codes.push_back(interp_->op_code(i));
+    return codes;
+  }
+
+ private:
+  const Tensor* Get(size_t i) const {
+    const Tensor* t = interp_->tensor(i);
+    if (t == nullptr) throw py::index_error("tensor index out of range or not allocated");
+    return t;
+  }
+  std::vector<int> Indices(bool inputs) const {
+    std::vector<int> out;
+    const size_t n = inputs ? interp_->inputs_size() : interp_->outputs_size();
+    for (size_t i = 0; i < n; ++i) {
+      Tensor* t = inputs ? interp_->input(i) : interp_->output(i);
+      out.push_back(t != nullptr ? t->index : -1);
+    }
+    return out;
+  }
+
+  std::vector<uint64_t> model_;
+  size_t model_size_ = 0;
+  std::vector<uint64_t> memory_;
+  size_t memory_size_ = 0;
+  std::unique_ptr<Interpreter> interp_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_runtime, m) {
+  m.doc() = "tflm-vmcu C++ runtime";
+  py::class_<Runtime>(m, "Runtime")
+      .def(py::init<py::bytes, size_t>(), py::arg("model"), py::arg("memory_bytes"))
+      .def("allocate", &Runtime::Allocate)
+      .def("invoke", &Runtime::Invoke, py::call_guard<py::gil_scoped_release>())
+      .def("error", &Runtime::Error)
+      .def("inputs", &Runtime::Inputs)
+      .def("outputs", &Runtime::Outputs)
+      .def("tensor_details", &Runtime::TensorDetails)
+      .def("get_bytes", &Runtime::GetBytes)
+      .def("set_bytes", &Runtime::SetBytes)
+      .def("pool_bytes", &Runtime::PoolBytes)
+      .def("state_bytes", &Runtime::StateBytes)
+      .def("num_tensors", &Runtime::NumTensors)
+      .def("op_codes", &Runtime::OpCodes);
+}

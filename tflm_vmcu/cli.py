@@ -1,0 +1,103 @@
+"""Command line: `tflm-vmcu inspect MODEL`, `tflm-vmcu validate MODEL`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from . import ops
+from .errors import TflmVmcuError
+from .lifetimes import live_bytes_per_op
+from .reader import read_model
+
+
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(str(d) for d in shape) or "scalar"
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    graph = read_model(args.model)
+    live = live_bytes_per_op(graph)
+    rows = [("#", "op", "supported", "output", "inputs", "live bytes")]
+    for op, nbytes in zip(graph.operators, live, strict=False):
+        acts = [graph.tensors[t] for t in op.inputs if t >= 0 and not graph.tensors[t].is_constant]
+        outs = [graph.tensors[t] for t in op.outputs]
+        rows.append((
+            str(op.index),
+            op.opcode,
+            "yes" if ops.is_supported(op.opcode) else "NO",
+            ", ".join(f"{_shape(t.shape)} {t.dtype_name}" for t in outs),
+            ", ".join(_shape(t.shape) for t in acts),
+            f"{nbytes:,}",
+        ))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    print(f"model: {args.model}")
+    print(f"operators: {len(graph.operators)}, tensors: {len(graph.tensors)} "
+          f"({len(graph.activation_tensors())} activations), subgraphs: {graph.num_subgraphs}")
+    for kind, idxs in (("input", graph.inputs), ("output", graph.outputs)):
+        for i in idxs:
+            t = graph.tensors[i]
+            q = f" scale={t.quant.scale:.6g} zero_point={t.quant.zero_point}" if t.quant else ""
+            print(f"{kind}: '{t.name}' {_shape(t.shape)} {t.dtype_name}{q}")
+    print()
+    for r in rows:
+        print("  ".join(c.rjust(w) if i in (0, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+    print()
+    peak = max(live) if live else 0
+    print(f"peak live activation bytes (tensor-level lower bound): {peak:,}")
+    unsupported = sorted({op.opcode for op in graph.operators if not ops.is_supported(op.opcode)})
+    if unsupported:
+        print(f"unsupported ops: {', '.join(unsupported)}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .validate import validate
+
+    report = validate(args.model, runs=args.runs, seed=args.seed)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        print(f"model: {report.model}  ({report.runs} seeded runs, seed {report.seed})")
+        for o in report.outputs:
+            verdict = "bit-exact" if o.bit_exact else f"DIFFERS in {o.mismatches} elements (max |diff| {o.max_abs_diff:g})"
+            print(f"output {o.index} '{o.name}': {verdict}")
+        print()
+        print(f"{'':14}{'tflm-vmcu':>12}{'TFLM':>12}")
+        print(f"{'activations':14}{report.ours['pool_bytes']:>12,}{report.tflm['head_bytes']:>12,}")
+        print(f"{'state':14}{report.ours['state_bytes']:>12,}{report.tflm['tail_bytes']:>12,}")
+        print(f"{'total':14}{report.ours['total_bytes']:>12,}{report.tflm['total_bytes']:>12,}")
+    return 0 if report.bit_exact else 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tflm-vmcu",
+        description="Segment-level memory management for int8 TFLite Micro models.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="ops, tensors and bytes live per op")
+    p.add_argument("model")
+    p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("validate", help="run ours and TFLM on seeded inputs; compare bit for bit")
+    p.add_argument("model")
+    p.add_argument("--runs", type=int, default=5, help="number of seeded random inputs (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except TflmVmcuError as exc:
+        print(f"tflm-vmcu: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

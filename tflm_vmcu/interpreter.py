@@ -1,0 +1,139 @@
+"""Python API of the tflm-vmcu runtime, shaped like tf.lite.Interpreter."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _runtime
+from .errors import (
+    ModelError,
+    OutOfMemoryError,
+    RuntimeStateError,
+    TflmVmcuError,
+    UnsupportedError,
+)
+from .ir import TENSOR_TYPES
+from .reader import load_bytes
+
+# C++ Status codes (cpp/include/tflm_vmcu/status.h) -> exception types.
+_ERRORS: dict[int, type[TflmVmcuError]] = {
+    1: ModelError,
+    2: UnsupportedError,
+    3: UnsupportedError,
+    4: UnsupportedError,
+    5: OutOfMemoryError,
+    6: RuntimeStateError,
+    7: TflmVmcuError,
+}
+
+_MAX_MEMORY = 1 << 30
+
+
+class Interpreter:
+    """Runs a .tflite model with the tflm-vmcu C++ runtime.
+
+    `memory_bytes` is the size of the memory block the runtime may use (pool and
+    runtime state). By default the smallest block that fits is found automatically.
+    """
+
+    def __init__(self, model: str | Path | bytes | bytearray, memory_bytes: int | None = None):
+        self._model = load_bytes(model)
+        if memory_bytes is None:
+            self._rt = self._fit()
+        else:
+            self._rt = _runtime.Runtime(self._model, int(memory_bytes))
+            status = self._rt.allocate()
+            if status == 5:
+                needed = self._fit()
+                raise OutOfMemoryError(
+                    f"memory block of {memory_bytes} bytes is too small: the model needs "
+                    f"{needed.pool_bytes() + needed.state_bytes()} bytes (activation pool "
+                    f"{needed.pool_bytes()} + runtime state {needed.state_bytes()})"
+                )
+            self._check(status)
+        self._inputs = list(self._rt.inputs())
+        self._outputs = list(self._rt.outputs())
+
+    def _fit(self) -> Any:
+        size = 64 * 1024
+        while True:
+            rt = _runtime.Runtime(self._model, size)
+            status = rt.allocate()
+            if status != 5:
+                self._check(status, rt)
+                # Shrink to what was used, so memory figures match a real deployment.
+                used = rt.pool_bytes() + rt.state_bytes() + 64
+                exact = _runtime.Runtime(self._model, used)
+                return exact if exact.allocate() == 0 else rt
+            if size >= _MAX_MEMORY:
+                raise OutOfMemoryError(f"model needs more than {_MAX_MEMORY} bytes: {rt.error()}")
+            size *= 2
+
+    def _check(self, status: int, rt: Any = None) -> None:
+        if status != 0:
+            rt = rt if rt is not None else self._rt
+            raise _ERRORS.get(status, TflmVmcuError)(rt.error())
+
+    # --- tf.lite.Interpreter-style API -------------------------------------------------
+    def allocate_tensors(self) -> None:
+        """Kept for tf.lite compatibility: tensors are allocated on construction."""
+
+    def _details(self, index: int) -> dict[str, Any]:
+        d = self._rt.tensor_details(index)
+        name, dtype = TENSOR_TYPES.get(d["type"], (f"type{d['type']}", None))
+        return {
+            "name": d["name"],
+            "index": d["index"],
+            "shape": np.array(d["shape"], dtype=np.int32),
+            "dtype": dtype,
+            "quantization": (d["scale"], d["zero_point"]),
+            "bytes": d["bytes"],
+            "offset": d["offset"],
+        }
+
+    def get_input_details(self) -> list[dict[str, Any]]:
+        return [self._details(i) for i in self._inputs]
+
+    def get_output_details(self) -> list[dict[str, Any]]:
+        return [self._details(i) for i in self._outputs]
+
+    def set_tensor(self, index: int, value: np.ndarray) -> None:
+        d = self._details(index)
+        arr = np.asarray(value)
+        if d["dtype"] is None or arr.dtype != np.dtype(d["dtype"]):
+            raise TflmVmcuError(
+                f"tensor '{d['name']}' expects dtype {np.dtype(d['dtype']).name}, got {arr.dtype}"
+            )
+        if tuple(arr.shape) != tuple(d["shape"]):
+            raise TflmVmcuError(
+                f"tensor '{d['name']}' expects shape {tuple(d['shape'])}, got {arr.shape}"
+            )
+        self._rt.set_bytes(index, np.ascontiguousarray(arr))
+
+    def get_tensor(self, index: int) -> np.ndarray:
+        d = self._details(index)
+        if d["dtype"] is None:
+            raise UnsupportedError(f"tensor '{d['name']}' has a type numpy cannot hold")
+        raw = self._rt.get_bytes(index)
+        return np.frombuffer(raw, dtype=d["dtype"]).reshape(tuple(d["shape"])).copy()
+
+    def invoke(self) -> None:
+        self._check(self._rt.invoke())
+
+    # --- memory statistics ---------------------------------------------------------------
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of the activation pool."""
+        return int(self._rt.pool_bytes())
+
+    @property
+    def state_bytes(self) -> int:
+        """Bytes of runtime state kept beside the pool (tensor structs, op data)."""
+        return int(self._rt.state_bytes())
+
+    @property
+    def total_bytes(self) -> int:
+        return self.activation_bytes + self.state_bytes
