@@ -27,12 +27,13 @@ class Runtime {
     model_size_ = bytes.size();
     model_.resize(bytes.size() / 8 + 1);
     std::memcpy(model_.data(), bytes.data(), bytes.size());
-    memory_.resize(memory_bytes / 8 + 1);
+    // The block sits between two guard zones so tests can prove the runtime never
+    // writes outside the memory it was given.
+    memory_.resize((memory_bytes + 2 * kGuardBytes) / 8 + 1);
     memory_size_ = memory_bytes;
+    std::memset(memory_.data(), kGuardByte, memory_.size() * 8);
     interp_ = std::make_unique<Interpreter>(reinterpret_cast<const uint8_t*>(model_.data()),
-                                            model_size_,
-                                            reinterpret_cast<uint8_t*>(memory_.data()),
-                                            memory_size_);
+                                            model_size_, Block(), memory_size_);
   }
 
   int Allocate() { return static_cast<int>(interp_->AllocateTensors()); }
@@ -55,7 +56,8 @@ class Runtime {
     d["is_const"] = t->is_const;
     d["offset"] = t->is_const || t->data == nullptr
                       ? -1
-                      : static_cast<long long>(t->data - reinterpret_cast<const uint8_t*>(memory_.data()));
+                      : static_cast<long long>(t->data - reinterpret_cast<const uint8_t*>(memory_.data()) -
+                                                    static_cast<long long>(kGuardBytes));
     return d;
   }
 
@@ -74,6 +76,17 @@ class Runtime {
       throw py::value_error("expected " + std::to_string(t->bytes) + " bytes, got " +
                             std::to_string(n));
     std::memcpy(t->data, info.ptr, n);
+  }
+
+  // True while every byte outside the caller's block still holds the guard pattern.
+  bool GuardsIntact() const {
+    const uint8_t* all = reinterpret_cast<const uint8_t*>(memory_.data());
+    const size_t total = memory_.size() * 8;
+    for (size_t i = 0; i < total; ++i) {
+      if (i >= kGuardBytes && i < kGuardBytes + memory_size_) continue;
+      if (all[i] != kGuardByte) return false;
+    }
+    return true;
   }
 
   size_t PoolBytes() const { return interp_->pool_bytes(); }
@@ -101,6 +114,11 @@ class Runtime {
     return out;
   }
 
+  static constexpr size_t kGuardBytes = 64;
+  static constexpr uint8_t kGuardByte = 0xA5;
+
+  uint8_t* Block() { return reinterpret_cast<uint8_t*>(memory_.data()) + kGuardBytes; }
+
   std::vector<uint64_t> model_;
   size_t model_size_ = 0;
   std::vector<uint64_t> memory_;
@@ -125,5 +143,7 @@ PYBIND11_MODULE(_runtime, m) {
       .def("pool_bytes", &Runtime::PoolBytes)
       .def("state_bytes", &Runtime::StateBytes)
       .def("num_tensors", &Runtime::NumTensors)
-      .def("op_codes", &Runtime::OpCodes);
+      .def("op_codes", &Runtime::OpCodes)
+      .def("guards_intact", &Runtime::GuardsIntact);
+  m.def("is_op_supported", &tflm_vmcu::IsOpSupported, py::arg("builtin_code"));
 }

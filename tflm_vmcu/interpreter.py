@@ -137,3 +137,7 @@ class Interpreter:
     @property
     def total_bytes(self) -> int:
         return self.activation_bytes + self.state_bytes
+
+    def memory_guards_intact(self) -> bool:
+        """True if no byte around the runtime's memory block was written (for tests)."""
+        return bool(self._rt.guards_intact())

@@ -1,5 +1,7 @@
 #include "registry.h"
 
+#include "tflm_vmcu/interpreter.h"
+
 namespace tflm_vmcu {
 namespace {
 
@@ -26,6 +28,8 @@ const Kernel* FindKernel(int32_t builtin_code) {
   }
   return nullptr;
 }
+
+bool IsOpSupported(int32_t builtin_code) { return FindKernel(builtin_code) != nullptr; }
 
 const char* SupportedOpsList() {
   return "ADD, AVERAGE_POOL_2D, CONCATENATION, CONV_2D, DEPTHWISE_CONV_2D, DEQUANTIZE, "

@@ -31,6 +31,9 @@ namespace tflm_vmcu {
 struct Kernel;
 struct Node;
 
+// True when the runtime has a kernel for this tflite builtin operator code.
+bool IsOpSupported(int32_t builtin_code);
+
 class Interpreter {
  public:
   // `model` must stay valid (and unchanged) for the interpreter's lifetime. It must

@@ -2,23 +2,19 @@
 // allowed, duplicates ignored), keep_dims or not. Loop order: output elements in
 // row-major order over the kept dims; for each, its reduced elements are summed in
 // row-major order over the reduced dims (int32 accumulator), then rescaled.
+//
+// The tflite-micro runtime we match sends every int8 MEAN (keep_dims 4D over {1, 2}
+// included, and equal input/output quantisation included) through
+// reference_ops::QuantizedMeanOrSum with integer rescaling: the count is folded into
+// the multiplier and the result is MultiplyByQuantizedMultiplier(sum - count * zp_in)
+// + zp_out. Older releases used reference_integer_ops::Mean or a float rescale on some
+// paths; those give different roundings and are not reproduced.
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
 
 namespace tflm_vmcu {
 namespace {
-
-// TFLM (micro/kernels/reduce_common.cc) picks one of three int8 implementations.
-enum class MeanPath : uint8_t {
-  // keep_dims, 4D input, axis tensor exactly {1, 2} or {2, 1}:
-  // reference_integer_ops::Mean (integer rescale, then rounded division by the count).
-  kSpecial4D,
-  // Same input/output scale and zero point: reference_ops::Mean (truncating division).
-  kSameQuant,
-  // Otherwise: reference_ops::QuantizedMeanOrSum (float rescale).
-  kRequant,
-};
 
 // A set of dims of the input as extents and input strides (in elements), after dropping
 // unit dims and merging dims that are contiguous in the input.
@@ -41,16 +37,12 @@ struct DimList {
 };
 
 struct MeanOpData {
-  MeanPath path;
   DimList kept;     // output dims, row-major
   DimList reduced;  // summed dims
-  int32_t num_elements;  // elements summed per output
-  int32_t input_zero_point;
+  int32_t zero_point_sum;  // input zero point * elements summed per output
   int32_t output_zero_point;
-  int32_t multiplier;  // kSpecial4D
+  int32_t multiplier;  // input_scale / output_scale / count
   int shift;
-  float scale;  // kRequant
-  float bias;
 };
 
 // Sums the reduced elements starting at `base`: odometer over the outer reduced dims,
@@ -80,30 +72,13 @@ inline int32_t SumReduced(const int8_t* base, const DimList& r) {
   }
 }
 
-// reference_integer_ops::Mean, per output.
-inline int8_t MeanSpecial4D(int32_t sum, const MeanOpData& d) {
-  const int32_t n = d.num_elements;
-  // TFLM accumulates (q - zp) per element; the int32 sums are identical.
-  int32_t acc = sum - n * d.input_zero_point;
-  acc = MultiplyByQuantizedMultiplier(acc, d.multiplier, d.shift);
-  acc = acc > 0 ? (acc + n / 2) / n : (acc - n / 2) / n;
-  acc += d.output_zero_point;
-  return static_cast<int8_t>(ClampInt32(acc, INT8_MIN, INT8_MAX));
-}
-
-// reference_ops::Mean<int8_t, int32_t>, per output: C++ division truncates.
-inline int8_t MeanSameQuant(int32_t sum, const MeanOpData& d) {
-  return static_cast<int8_t>(sum / d.num_elements);
-}
-
-// reference_ops::QuantizedMeanOrSum<int8_t, int32_t> (compute_sum false), per output.
-inline int8_t MeanRequant(int32_t sum, const MeanOpData& d) {
-  const float float_mean = static_cast<float>(sum) / static_cast<float>(d.num_elements);
-  float result = RoundHalfAwayFromZeroF(float_mean * d.scale + d.bias) +
-                 static_cast<float>(d.output_zero_point);
-  if (result > 127.0f) result = 127.0f;
-  if (result < -128.0f) result = -128.0f;
-  return static_cast<int8_t>(result);
+// One output of TFLM's reference_ops::QuantizedMeanOrSum (compute_sum false): the sum
+// minus count * zero point, rescaled by a multiplier that includes 1 / count.
+inline int8_t MeanOutput(int32_t sum, const MeanOpData& d) {
+  const int32_t out = MultiplyByQuantizedMultiplier(sum - d.zero_point_sum, d.multiplier,
+                                                    d.shift) +
+                      d.output_zero_point;
+  return static_cast<int8_t>(ClampInt32(out, INT8_MIN, INT8_MAX));
 }
 
 Status MeanPrepare(OpContext& ctx) {
@@ -127,7 +102,7 @@ Status MeanPrepare(OpContext& ctx) {
                       t->name, t->zero_point);
     }
   }
-  if (!axis->is_const || axis->data == nullptr) {
+  if (axis->shape.FlatSize() > 0 && (!axis->is_const || axis->data == nullptr)) {
     return ctx.Fail(Status::kUnsupportedType, "axis tensor '%s' must be a constant",
                     axis->name);
   }
@@ -144,6 +119,7 @@ Status MeanPrepare(OpContext& ctx) {
                       input->name, i);
     }
   }
+  // Keeps every int32 sum (and count * zero point) free of overflow.
   if (in_shape.FlatSize() > INT32_MAX / 256) {
     return ctx.Fail(Status::kInvalidShape, "input '%s' is too large", input->name);
   }
@@ -151,16 +127,10 @@ Status MeanPrepare(OpContext& ctx) {
   // TFLM's reference_ops::ResolveAxis: negative axes wrap, duplicates are dropped, and
   // a scalar input ignores the axes.
   const int32_t num_axis = static_cast<int32_t>(axis->shape.FlatSize());
-  int32_t raw_axes[kMaxRank * 2];
-  if (num_axis > kMaxRank * 2) {
-    return ctx.Fail(Status::kInvalidShape, "axis tensor '%s' has %d entries", axis->name,
-                    num_axis);
-  }
   bool reduced_dim[kMaxRank] = {};
   for (int32_t i = 0; i < num_axis; ++i) {
     int32_t a;
     memcpy(&a, axis->data + 4 * i, 4);
-    raw_axes[i] = a;
     if (rank == 0) continue;
     const int32_t resolved = a < 0 ? a + rank : a;
     if (resolved < 0 || resolved >= rank) {
@@ -204,37 +174,37 @@ Status MeanPrepare(OpContext& ctx) {
   if (data == nullptr) return Status::kOutOfMemory;
   data->kept = kept;
   data->reduced = reduced;
-  data->num_elements = static_cast<int32_t>(num_elements);
-  data->input_zero_point = input->zero_point;
+  data->zero_point_sum = static_cast<int32_t>(input->zero_point * num_elements);
   data->output_zero_point = output->zero_point;
 
-  // TFLM's EvalMean path selection uses the raw axis values, before resolution.
-  const bool special_case_4d_axes_1_and_2 =
-      rank == 4 && num_axis == 2 &&
-      ((raw_axes[0] == 1 && raw_axes[1] == 2) || (raw_axes[0] == 2 && raw_axes[1] == 1));
-  if (keep_dims && special_case_4d_axes_1_and_2) {
-    data->path = MeanPath::kSpecial4D;
-    // TFLM's PrepareSimple.
-    const double real_multiplier =
-        static_cast<double>(input->scale) / static_cast<double>(output->scale);
-    QuantizeMultiplier(real_multiplier, &data->multiplier, &data->shift);
-  } else if (input->zero_point == output->zero_point && input->scale == output->scale) {
-    data->path = MeanPath::kSameQuant;
-  } else {
-    data->path = MeanPath::kRequant;
-    data->scale = input->scale / output->scale;
-    data->bias = static_cast<float>(-input->zero_point) * data->scale;
+  // TFLM's PrepareSimple, then QuantizedMeanOrSum folds 1 / count into the multiplier.
+  const double real_multiplier =
+      static_cast<double>(input->scale) / static_cast<double>(output->scale);
+  int32_t multiplier;
+  int shift;
+  QuantizeMultiplier(real_multiplier, &multiplier, &shift);
+  int count_shift = 0;  // 63 - CountLeadingZeros(count), i.e. floor(log2(count))
+  while ((uint64_t{1} << (count_shift + 1)) <= static_cast<uint64_t>(num_elements)) {
+    ++count_shift;
   }
+  if (count_shift > 32) count_shift = 32;
+  if (count_shift > 31 + shift) count_shift = 31 + shift;
+  data->multiplier =
+      static_cast<int32_t>((static_cast<int64_t>(multiplier) << count_shift) / num_elements);
+  data->shift = shift - count_shift;
   return Status::kOk;
 }
 
-template <int8_t (*Finish)(int32_t, const MeanOpData&)>
-void MeanLoop(const int8_t* in, int8_t* out, const MeanOpData& d) {
+Status MeanEval(OpContext& ctx) {
+  const MeanOpData& d = *static_cast<const MeanOpData*>(ctx.op_data());
+  const int8_t* in = ctx.input(0)->Data<int8_t>();
+  int8_t* out = ctx.output(0)->Data<int8_t>();
   const DimList& k = d.kept;
   if (k.rank == 0) {
-    *out = Finish(SumReduced(in, d.reduced), d);
-    return;
+    *out = MeanOutput(SumReduced(in, d.reduced), d);
+    return Status::kOk;
   }
+  // Odometer over the outer kept dims, loop over the innermost one.
   const int32_t last = k.rank - 1;
   const int32_t inner = k.dims[last];
   const int32_t step = k.strides[last];
@@ -243,7 +213,7 @@ void MeanLoop(const int8_t* in, int8_t* out, const MeanOpData& d) {
   for (;;) {
     const int8_t* p = in + offset;
     for (int32_t i = 0; i < inner; ++i) {
-      *out++ = Finish(SumReduced(p, d.reduced), d);
+      *out++ = MeanOutput(SumReduced(p, d.reduced), d);
       p += step;
     }
     int32_t dim = last - 1;
@@ -253,26 +223,8 @@ void MeanLoop(const int8_t* in, int8_t* out, const MeanOpData& d) {
       offset -= k.strides[dim] * k.dims[dim];
       index[dim] = 0;
     }
-    if (dim < 0) return;
+    if (dim < 0) return Status::kOk;
   }
-}
-
-Status MeanEval(OpContext& ctx) {
-  const MeanOpData& d = *static_cast<const MeanOpData*>(ctx.op_data());
-  const int8_t* in = ctx.input(0)->Data<int8_t>();
-  int8_t* out = ctx.output(0)->Data<int8_t>();
-  switch (d.path) {
-    case MeanPath::kSpecial4D:
-      MeanLoop<MeanSpecial4D>(in, out, d);
-      break;
-    case MeanPath::kSameQuant:
-      MeanLoop<MeanSameQuant>(in, out, d);
-      break;
-    case MeanPath::kRequant:
-      MeanLoop<MeanRequant>(in, out, d);
-      break;
-  }
-  return Status::kOk;
 }
 
 }  // namespace

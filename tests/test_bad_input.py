@@ -1,0 +1,120 @@
+"""Bad input gives one clear error of the package's own type, never a crash, and the
+runtime never writes outside the memory block it was given."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import MODELS, require_shared
+
+import tflm_vmcu
+from tflm_vmcu import ModelError, OutOfMemoryError, TflmVmcuError, UnsupportedError
+from tflm_vmcu.cli import main
+
+DEFAULT = MODELS / "mobilenetv2_small.tflite"
+
+
+def _small_model() -> bytes:
+    return (MODELS / "op_conv_2d.tflite").read_bytes()
+
+
+def test_not_a_tflite_file() -> None:
+    with pytest.raises(ModelError, match="not a .tflite"):
+        tflm_vmcu.Interpreter(b"this is plainly not a flatbuffer model at all")
+    with pytest.raises(ModelError, match="not a .tflite"):
+        tflm_vmcu.read_model(b"\x00" * 64)
+
+
+def test_missing_file() -> None:
+    with pytest.raises(ModelError, match="cannot read model"):
+        tflm_vmcu.Interpreter("/nonexistent/model.tflite")
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.5, 0.9, 0.99])
+def test_truncated_file(fraction: float) -> None:
+    data = _small_model()
+    with pytest.raises(TflmVmcuError):
+        tflm_vmcu.Interpreter(data[: int(len(data) * fraction)])
+
+
+def test_corrupted_files_never_crash() -> None:
+    """Flipped bytes anywhere give either a clean error or a model that still runs;
+    the guard zones around the memory block stay intact either way."""
+    data = _small_model()
+    rng = random.Random(7)
+    errors = 0
+    for _ in range(300):
+        buf = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            buf[rng.randrange(min(len(buf), 4096))] = rng.randrange(256)
+        try:
+            interp = tflm_vmcu.Interpreter(bytes(buf), memory_bytes=256 * 1024)
+        except TflmVmcuError as exc:
+            assert str(exc), "error without a message"
+            errors += 1
+            continue
+        for d in interp.get_input_details():
+            interp.set_tensor(d["index"], np.zeros(tuple(d["shape"]), dtype=d["dtype"]))
+        interp.invoke()
+        assert interp.memory_guards_intact()
+    assert errors > 0
+
+
+def test_unsupported_op_and_type() -> None:
+    path = require_shared("tflm_keyword_scrambled_8bit.tflite")
+    with pytest.raises(UnsupportedError, match="SVDF is not supported"):
+        tflm_vmcu.Interpreter(path)
+
+
+def test_memory_block_too_small_names_bytes_needed() -> None:
+    interp = tflm_vmcu.Interpreter(DEFAULT)
+    needed = interp.total_bytes
+    with pytest.raises(OutOfMemoryError, match=rf"needs {needed} bytes"):
+        tflm_vmcu.Interpreter(DEFAULT, memory_bytes=needed // 2)
+    for size in (0, 16, 1000, needed // 2, needed - 200):
+        try:
+            tflm_vmcu.Interpreter(DEFAULT, memory_bytes=size)
+        except OutOfMemoryError:
+            continue
+        pytest.fail(f"{size} bytes accepted, but the model needs {needed}")
+
+
+def test_runs_in_exactly_the_memory_it_reports() -> None:
+    interp = tflm_vmcu.Interpreter(DEFAULT)
+    exact = tflm_vmcu.Interpreter(DEFAULT, memory_bytes=interp.total_bytes + 64)
+    d = exact.get_input_details()[0]
+    exact.set_tensor(d["index"], np.ones(tuple(d["shape"]), dtype=d["dtype"]))
+    exact.invoke()
+    assert exact.memory_guards_intact()
+
+
+def test_wrong_input_dtype_and_shape() -> None:
+    interp = tflm_vmcu.Interpreter(DEFAULT)
+    d = interp.get_input_details()[0]
+    with pytest.raises(TflmVmcuError, match="expects dtype"):
+        interp.set_tensor(d["index"], np.zeros(tuple(d["shape"]), dtype=np.float64))
+    with pytest.raises(TflmVmcuError, match="expects shape"):
+        interp.set_tensor(d["index"], np.zeros((1, 2), dtype=d["dtype"]))
+
+
+def test_cli_prints_one_line_and_exits_1(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(b"garbage" * 10)
+    assert main(["validate", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("tflm-vmcu: error: not a .tflite model")
+
+
+def test_cli_subprocess_on_truncated_model(tmp_path: Path) -> None:
+    bad = tmp_path / "cut.tflite"
+    bad.write_bytes(_small_model()[:500])
+    proc = subprocess.run([sys.executable, "-m", "tflm_vmcu.cli", "inspect", str(bad)],
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert len(proc.stderr.strip().splitlines()) == 1
