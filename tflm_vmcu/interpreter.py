@@ -54,6 +54,7 @@ class Interpreter:
                     f"{needed.pool_bytes()} + runtime state {needed.state_bytes()})"
                 )
             self._check(status)
+        self._cache: dict[int, dict[str, Any]] = {}
         self._inputs = list(self._rt.inputs())
         self._outputs = list(self._rt.outputs())
 
@@ -82,12 +83,20 @@ class Interpreter:
         """Kept for tf.lite compatibility: tensors are allocated on construction."""
 
     def _details(self, index: int) -> dict[str, Any]:
+        # Details never change after allocation: decode each tensor's once.
+        cached = self._cache.get(index)
+        if cached is None:
+            cached = self._cache[index] = self._decode_details(index)
+        return cached
+
+    def _decode_details(self, index: int) -> dict[str, Any]:
         d = self._rt.tensor_details(index)
         name, dtype = TENSOR_TYPES.get(d["type"], (f"type{d['type']}", None))
         return {
             "name": d["name"],
             "index": d["index"],
             "shape": np.array(d["shape"], dtype=np.int32),
+            "shape_tuple": tuple(d["shape"]),
             "dtype": dtype,
             "quantization": (d["scale"], d["zero_point"]),
             "bytes": d["bytes"],
@@ -95,19 +104,24 @@ class Interpreter:
         }
 
     def get_input_details(self) -> list[dict[str, Any]]:
-        return [self._details(i) for i in self._inputs]
+        return [self._public(i) for i in self._inputs]
 
     def get_output_details(self) -> list[dict[str, Any]]:
-        return [self._details(i) for i in self._outputs]
+        return [self._public(i) for i in self._outputs]
+
+    def _public(self, index: int) -> dict[str, Any]:
+        d = dict(self._details(index))
+        d["shape"] = d["shape"].copy()
+        del d["shape_tuple"]
+        return d
 
     def set_tensor(self, index: int, value: np.ndarray) -> None:
         d = self._details(index)
         arr = np.asarray(value)
-        if d["dtype"] is None or arr.dtype != np.dtype(d["dtype"]):
-            raise TflmVmcuError(
-                f"tensor '{d['name']}' expects dtype {np.dtype(d['dtype']).name}, got {arr.dtype}"
-            )
-        if tuple(arr.shape) != tuple(d["shape"]):
+        if d["dtype"] is None or arr.dtype != d["dtype"]:
+            want = np.dtype(d["dtype"]).name if d["dtype"] is not None else "an unsupported type"
+            raise TflmVmcuError(f"tensor '{d['name']}' expects dtype {want}, got {arr.dtype}")
+        if arr.shape != d["shape_tuple"]:
             raise TflmVmcuError(
                 f"tensor '{d['name']}' expects shape {tuple(d['shape'])}, got {arr.shape}"
             )
@@ -118,7 +132,7 @@ class Interpreter:
         if d["dtype"] is None:
             raise UnsupportedError(f"tensor '{d['name']}' has a type numpy cannot hold")
         raw = self._rt.get_bytes(index)
-        return np.frombuffer(raw, dtype=d["dtype"]).reshape(tuple(d["shape"])).copy()
+        return np.frombuffer(raw, dtype=d["dtype"]).reshape(d["shape_tuple"]).copy()
 
     def invoke(self) -> None:
         self._check(self._rt.invoke())

@@ -1,11 +1,16 @@
 // CONV_2D int8 (TFLM reference ConvPerChannel): loop order batch > out_y > out_x > out_channel,
 // each output byte reading its receptive field (filter_y > filter_x > in_channel of its group).
+#include <string.h>
+
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
 
 namespace tflm_vmcu {
 namespace {
+
+// Stack bytes for one gathered receptive field (see GatherPatch).
+constexpr int kMaxPatch = 512;
 
 struct ConvData {
   const int32_t* multiplier;  // [out_channels]
@@ -18,14 +23,19 @@ struct ConvData {
   int32_t pad_w;
 };
 
-// sum(w * (x + x_offset)). x_offset is -zero_point of an int8 tensor, so x + x_offset fits in
-// int16 and the products widen int16 -> int32, which compilers turn into multiply-add vectors.
+// sum(w * (x + x_offset)). The fixed-size inner block lets compilers vectorise even at -O2
+// (int8 operands shifted by an int8 zero point fit in int16: multiply-add vectors).
 inline int32_t DotWithOffset(const int8_t* x, const int8_t* w, int n, int32_t x_offset) {
+  constexpr int kBlock = 16;
   const int16_t offset = static_cast<int16_t>(x_offset);
   int32_t acc = 0;
-  for (int i = 0; i < n; ++i) {
-    acc += static_cast<int16_t>(x[i] + offset) * static_cast<int16_t>(w[i]);
+  int i = 0;
+  for (; i + kBlock <= n; i += kBlock) {
+    for (int j = 0; j < kBlock; ++j) {
+      acc += static_cast<int16_t>(x[i + j] + offset) * static_cast<int16_t>(w[i + j]);
+    }
   }
+  for (; i < n; ++i) acc += w[i] * (x[i] + x_offset);
   return acc;
 }
 
@@ -183,6 +193,33 @@ Status ConvPrepare(OpContext& ctx) {
   return Status::kOk;
 }
 
+// Copies the receptive field of one output pixel (one group's channels) into `patch` in the
+// filter's [filter_y][filter_x][channel] order. Padding taps get the input zero point, whose
+// (x - zero_point) term is 0: the same sum as TFLM skipping those taps.
+inline void GatherPatch(const int8_t* in_group, int in_y_origin, int in_x_origin, int fy_start,
+                        int fy_end, int fx_start, int fx_end, int f_h, int f_w, int f_in_d,
+                        int in_d, int in_row_stride, int dil_h, int dil_w, int8_t pad_value,
+                        int8_t* patch) {
+  const int row_bytes = f_w * f_in_d;
+  for (int fy = 0; fy < f_h; ++fy, patch += row_bytes) {
+    if (fy < fy_start || fy >= fy_end || fx_start >= fx_end) {
+      memset(patch, pad_value, row_bytes);
+      continue;
+    }
+    const int8_t* in_row = in_group + (in_y_origin + dil_h * fy) * in_row_stride;
+    memset(patch, pad_value, fx_start * f_in_d);
+    if (dil_w == 1 && f_in_d == in_d) {
+      memcpy(patch + fx_start * f_in_d, in_row + (in_x_origin + fx_start) * in_d,
+             (fx_end - fx_start) * f_in_d);
+    } else {
+      for (int fx = fx_start; fx < fx_end; ++fx) {
+        memcpy(patch + fx * f_in_d, in_row + (in_x_origin + dil_w * fx) * in_d, f_in_d);
+      }
+    }
+    memset(patch + fx_end * f_in_d, pad_value, (f_w - fx_end) * f_in_d);
+  }
+}
+
 Status ConvEval(OpContext& ctx) {
   const ConvData& d = *static_cast<const ConvData*>(ctx.op_data());
   const OpOptions& opt = ctx.options();
@@ -207,12 +244,15 @@ Status ConvEval(OpContext& ctx) {
   const int stride_w = opt.stride_w;
   const int dil_h = opt.dilation_h;
   const int dil_w = opt.dilation_w;
-  // With unit horizontal dilation and one group, the valid taps of a filter row are one
-  // contiguous run of (taps * channels) bytes in both the input row and the filter.
-  const bool contiguous_rows = dil_w == 1 && groups == 1;
   const int filter_row_stride = f_w * f_in_d;
   const int filter_oc_stride = f_h * filter_row_stride;
   const int in_row_stride = in_w * in_d;
+  // Small receptive fields are gathered once per pixel and group, so each output channel is
+  // one dot product over the whole filter; larger ones run a dot product per filter row.
+  const bool use_patch = filter_oc_stride <= kMaxPatch;
+  // With unit horizontal dilation and one group, the valid taps of a filter row are one
+  // contiguous run of (taps * channels) bytes in both the input row and the filter.
+  const bool contiguous_rows = dil_w == 1 && groups == 1;
 
   const int8_t* in_data = input.Data<int8_t>();
   const int8_t* filter_data = filter.Data<int8_t>();
@@ -221,9 +261,11 @@ Status ConvEval(OpContext& ctx) {
   const int32_t* multiplier = d.multiplier;
   const int32_t* shift = d.shift;
   const int32_t input_offset = d.input_offset;
+  const int8_t pad_value = static_cast<int8_t>(-input_offset);
   const int32_t output_offset = d.output_offset;
   const int32_t act_min = d.act_min;
   const int32_t act_max = d.act_max;
+  int8_t patch[kMaxPatch];
 
   for (int b = 0; b < batches; ++b) {
     const int8_t* in_batch = in_data + static_cast<size_t>(b) * in_h * in_row_stride;
@@ -239,19 +281,27 @@ Status ConvEval(OpContext& ctx) {
         int oc = 0;
         for (int g = 0; g < groups; ++g) {
           const int8_t* in_group = in_batch + g * f_in_d;
+          if (use_patch) {
+            GatherPatch(in_group, in_y_origin, in_x_origin, fy_start, fy_end, fx_start, fx_end,
+                        f_h, f_w, f_in_d, in_d, in_row_stride, dil_h, dil_w, pad_value, patch);
+          }
           for (int k = 0; k < filters_per_group; ++k, ++oc) {
             const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;
             int32_t acc = 0;
-            for (int fy = fy_start; fy < fy_end; ++fy) {
-              const int8_t* in_row = in_group + (in_y_origin + dil_h * fy) * in_row_stride;
-              const int8_t* w_row = w_oc + fy * filter_row_stride;
-              if (contiguous_rows) {
-                acc += DotWithOffset(in_row + (in_x_origin + fx_start) * in_d,
-                                     w_row + fx_start * f_in_d, run, input_offset);
-              } else {
-                for (int fx = fx_start; fx < fx_end; ++fx) {
-                  acc += DotWithOffset(in_row + (in_x_origin + dil_w * fx) * in_d,
-                                       w_row + fx * f_in_d, f_in_d, input_offset);
+            if (use_patch) {
+              acc = DotWithOffset(patch, w_oc, filter_oc_stride, input_offset);
+            } else {
+              for (int fy = fy_start; fy < fy_end; ++fy) {
+                const int8_t* in_row = in_group + (in_y_origin + dil_h * fy) * in_row_stride;
+                const int8_t* w_row = w_oc + fy * filter_row_stride;
+                if (contiguous_rows) {
+                  acc += DotWithOffset(in_row + (in_x_origin + fx_start) * in_d,
+                                       w_row + fx_start * f_in_d, run, input_offset);
+                } else {
+                  for (int fx = fx_start; fx < fx_end; ++fx) {
+                    acc += DotWithOffset(in_row + (in_x_origin + dil_w * fx) * in_d,
+                                         w_row + fx * f_in_d, f_in_d, input_offset);
+                  }
                 }
               }
             }

@@ -162,12 +162,15 @@ Status MeanPrepare(OpContext& ctx) {
       expected.dims[expected.rank++] = in_shape.dims[i];
     }
   }
-  if (expected != output->shape) {
-    return ctx.Fail(Status::kInvalidShape,
-                    "output '%s' has rank %d and %d elements, expected rank %d and %d elements",
-                    output->name, output->shape.rank,
-                    static_cast<int>(output->shape.FlatSize()), expected.rank,
-                    static_cast<int>(expected.FlatSize()));
+  if (output->shape.rank != expected.rank) {
+    return ctx.Fail(Status::kInvalidShape, "output '%s' has rank %d, expected %d (keep_dims %d)",
+                    output->name, output->shape.rank, expected.rank, keep_dims ? 1 : 0);
+  }
+  for (int32_t i = 0; i < expected.rank; ++i) {
+    if (output->shape.dims[i] != expected.dims[i]) {
+      return ctx.Fail(Status::kInvalidShape, "output '%s' has dim %d = %d, expected %d",
+                      output->name, i, output->shape.dims[i], expected.dims[i]);
+    }
   }
 
   MeanOpData* data = AllocateOpData<MeanOpData>(ctx);

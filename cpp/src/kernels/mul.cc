@@ -115,6 +115,22 @@ inline int8_t MulElement(int8_t x, int8_t y, const MulOpData& d) {
   return static_cast<int8_t>(ClampInt32(unclamped_result, d.act_min, d.act_max));
 }
 
+// Fails unless the output tensor has the shape the op computes; names the first
+// mismatching dimension.
+Status ExpectShape(OpContext& ctx, const Tensor* output, const Shape& expected) {
+  if (output->shape.rank != expected.rank) {
+    return ctx.Fail(Status::kInvalidShape, "output '%s' has rank %d, expected %d",
+                    output->name, output->shape.rank, expected.rank);
+  }
+  for (int32_t i = 0; i < expected.rank; ++i) {
+    if (output->shape.dims[i] != expected.dims[i]) {
+      return ctx.Fail(Status::kInvalidShape, "output '%s' has dim %d = %d, expected %d",
+                      output->name, i, output->shape.dims[i], expected.dims[i]);
+    }
+  }
+  return Status::kOk;
+}
+
 Status CheckInt8Quant(OpContext& ctx, const Tensor* t, const char* role) {
   if (!(t->scale > 0.0f)) {
     return ctx.Fail(Status::kUnsupportedType,
@@ -159,14 +175,7 @@ Status MulPrepare(OpContext& ctx) {
                     "inputs '%s' (rank %d) and '%s' (rank %d) are not broadcast-compatible",
                     input1->name, input1->shape.rank, input2->name, input2->shape.rank);
   }
-  if (out_shape != output->shape) {
-    return ctx.Fail(Status::kInvalidShape,
-                    "output '%s' shape (rank %d, %d elements) differs from the broadcast "
-                    "shape of the inputs (rank %d, %d elements)",
-                    output->name, output->shape.rank,
-                    static_cast<int>(output->shape.FlatSize()), out_shape.rank,
-                    static_cast<int>(out_shape.FlatSize()));
-  }
+  if ((s = ExpectShape(ctx, output, out_shape)) != Status::kOk) return s;
   if (out_shape.FlatSize() > INT32_MAX) {
     return ctx.Fail(Status::kInvalidShape, "output '%s' is too large", output->name);
   }

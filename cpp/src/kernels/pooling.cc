@@ -159,7 +159,11 @@ Status PoolEval(OpContext& ctx) {
               const int8_t* row = window + fy * in_row_stride + c0;
               for (int fx = 0; fx < cols; ++fx) {
                 const int8_t* x = row + fx * depth;
-                for (int i = 0; i < n; ++i) acc[i] += x[i];
+                if (n == kChannelBlock) {
+                  for (int i = 0; i < kChannelBlock; ++i) acc[i] += x[i];
+                } else {
+                  for (int i = 0; i < n; ++i) acc[i] += x[i];
+                }
               }
             }
             // Prepare guarantees a non-empty window; round half away from zero as TFLM does.
@@ -179,7 +183,11 @@ Status PoolEval(OpContext& ctx) {
               const int8_t* row = window + fy * in_row_stride + c0;
               for (int fx = 0; fx < cols; ++fx) {
                 const int8_t* x = row + fx * depth;
-                for (int i = 0; i < n; ++i) mx[i] = x[i] > mx[i] ? x[i] : mx[i];
+                if (n == kChannelBlock) {
+                  for (int i = 0; i < kChannelBlock; ++i) mx[i] = x[i] > mx[i] ? x[i] : mx[i];
+                } else {
+                  for (int i = 0; i < n; ++i) mx[i] = x[i] > mx[i] ? x[i] : mx[i];
+                }
               }
             }
             for (int i = 0; i < n; ++i) {
