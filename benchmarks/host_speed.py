@@ -77,8 +77,10 @@ def main() -> None:
     for name, ours, theirs in rows:
         print(f"| {name} | {ours * 1e3:.3f} | {theirs * 1e3:.3f} | {ours / theirs:.2f} |")
     ratios = [o / t for _, o, t in rows]
-    print(f"\ngeometric mean ratio: {float(np.exp(np.mean(np.log(ratios)))):.2f} "
-          f"(max {max(ratios):.2f}) over {len(rows)} models")
+    print(
+        f"\ngeometric mean ratio: {float(np.exp(np.mean(np.log(ratios)))):.2f} "
+        f"(max {max(ratios):.2f}) over {len(rows)} models"
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,11 @@ RUNS = 5
 
 def _check(path: Path) -> None:
     report = validate(str(path), runs=RUNS, seed=1234)
-    bad = [f"output {o.index} '{o.name}': {o.mismatches} elements differ" for o in report.outputs
-           if not o.bit_exact]
+    bad = [
+        f"output {o.index} '{o.name}': {o.mismatches} elements differ"
+        for o in report.outputs
+        if not o.bit_exact
+    ]
     assert report.bit_exact, "; ".join(bad)
     assert report.runs == RUNS
     assert report.ours["pool_bytes"] > 0

@@ -24,18 +24,22 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for op, nbytes in zip(graph.operators, live, strict=False):
         acts = [graph.tensors[t] for t in op.inputs if t >= 0 and not graph.tensors[t].is_constant]
         outs = [graph.tensors[t] for t in op.outputs]
-        rows.append((
-            str(op.index),
-            op.opcode,
-            "yes" if ops.is_supported(op.opcode) else "NO",
-            ", ".join(f"{_shape(t.shape)} {t.dtype_name}" for t in outs),
-            ", ".join(_shape(t.shape) for t in acts),
-            f"{nbytes:,}",
-        ))
+        rows.append(
+            (
+                str(op.index),
+                op.opcode,
+                "yes" if ops.is_supported(op.opcode) else "NO",
+                ", ".join(f"{_shape(t.shape)} {t.dtype_name}" for t in outs),
+                ", ".join(_shape(t.shape) for t in acts),
+                f"{nbytes:,}",
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"model: {args.model}")
-    print(f"operators: {len(graph.operators)}, tensors: {len(graph.tensors)} "
-          f"({len(graph.activation_tensors())} activations), subgraphs: {graph.num_subgraphs}")
+    print(
+        f"operators: {len(graph.operators)}, tensors: {len(graph.tensors)} "
+        f"({len(graph.activation_tensors())} activations), subgraphs: {graph.num_subgraphs}"
+    )
     for kind, idxs in (("input", graph.inputs), ("output", graph.outputs)):
         for i in idxs:
             t = graph.tensors[i]
@@ -43,7 +47,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             print(f"{kind}: '{t.name}' {_shape(t.shape)} {t.dtype_name}{q}")
     print()
     for r in rows:
-        print("  ".join(c.rjust(w) if i in (0, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        print(
+            "  ".join(
+                c.rjust(w) if i in (0, 5) else c.ljust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     print()
     peak = max(live) if live else 0
     print(f"peak live activation bytes (tensor-level lower bound): {peak:,}")
@@ -62,7 +71,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         print(f"model: {report.model}  ({report.runs} seeded runs, seed {report.seed})")
         for o in report.outputs:
-            verdict = "bit-exact" if o.bit_exact else f"DIFFERS in {o.mismatches} elements (max |diff| {o.max_abs_diff:g})"
+            verdict = (
+                "bit-exact"
+                if o.bit_exact
+                else f"DIFFERS in {o.mismatches} elements (max |diff| {o.max_abs_diff:g})"
+            )
             print(f"output {o.index} '{o.name}': {verdict}")
         print()
         print(f"{'':14}{'tflm-vmcu':>12}{'TFLM':>12}")

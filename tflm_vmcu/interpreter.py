@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _runtime
+from ._runtime import Runtime
 from .errors import (
     ModelError,
     OutOfMemoryError,
@@ -44,7 +44,7 @@ class Interpreter:
         if memory_bytes is None:
             self._rt = self._fit()
         else:
-            self._rt = _runtime.Runtime(self._model, int(memory_bytes))
+            self._rt = Runtime(self._model, int(memory_bytes))
             status = self._rt.allocate()
             if status == 5:
                 needed = self._fit()
@@ -61,13 +61,13 @@ class Interpreter:
     def _fit(self) -> Any:
         size = 64 * 1024
         while True:
-            rt = _runtime.Runtime(self._model, size)
+            rt = Runtime(self._model, size)
             status = rt.allocate()
             if status != 5:
                 self._check(status, rt)
                 # Shrink to what was used, so memory figures match a real deployment.
                 used = rt.pool_bytes() + rt.state_bytes() + 64
-                exact = _runtime.Runtime(self._model, used)
+                exact = Runtime(self._model, used)
                 return exact if exact.allocate() == 0 else rt
             if size >= _MAX_MEMORY:
                 raise OutOfMemoryError(f"model needs more than {_MAX_MEMORY} bytes: {rt.error()}")
@@ -91,7 +91,7 @@ class Interpreter:
 
     def _decode_details(self, index: int) -> dict[str, Any]:
         d = self._rt.tensor_details(index)
-        name, dtype = TENSOR_TYPES.get(d["type"], (f"type{d['type']}", None))
+        dtype = TENSOR_TYPES.get(d["type"], ("", None))[1]
         return {
             "name": d["name"],
             "index": d["index"],

@@ -15,6 +15,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -33,16 +34,30 @@ class TflmResult:
 
 
 def run_tflm(
-    model: bytes, inputs: list[list[np.ndarray]], arena_size: int = DEFAULT_ARENA, timeout: float = 600
+    model: bytes,
+    inputs: list[list[np.ndarray]],
+    arena_size: int = DEFAULT_ARENA,
+    timeout: float = 600,
 ) -> TflmResult:
     """Runs every input set through TFLM; raises TflmVmcuError if TFLM fails or aborts."""
     with tempfile.TemporaryDirectory() as tmp:
         model_path = Path(tmp, "model.tflite")
         in_path, out_path = Path(tmp, "in.npz"), Path(tmp, "out.npz")
         model_path.write_bytes(model)
-        np.savez(in_path, **{f"r{r}_{i}": a for r, arrs in enumerate(inputs) for i, a in enumerate(arrs)})
-        cmd = [sys.executable, "-m", "tflm_vmcu.tflm_reference", str(model_path), str(in_path),
-               str(out_path), str(arena_size), str(len(inputs))]
+        arrays: dict[str, Any] = {
+            f"r{r}_{i}": a for r, arrs in enumerate(inputs) for i, a in enumerate(arrs)
+        }
+        np.savez(in_path, **arrays)
+        cmd = [
+            sys.executable,
+            "-m",
+            "tflm_vmcu.tflm_reference",
+            str(model_path),
+            str(in_path),
+            str(out_path),
+            str(arena_size),
+            str(len(inputs)),
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
         if proc.returncode != 0:
             why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
@@ -76,7 +91,7 @@ def _child(model_path: str, in_path: str, out_path: str, arena: int, runs: int) 
     from tflite_micro.python.tflite_micro import runtime
 
     interp = runtime.Interpreter.from_bytes(Path(model_path).read_bytes(), arena_size=arena)
-    outputs: dict[str, np.ndarray] = {}
+    outputs: dict[str, Any] = {}
     num_outputs = 0
     with np.load(in_path) as z:
         for r in range(runs):
@@ -94,8 +109,16 @@ def _child(model_path: str, in_path: str, out_path: str, arena: int, runs: int) 
                 num_outputs += 1
     np.savez(out_path, **outputs)
     alloc = _allocation_report(interp)
-    print(json.dumps({"head": alloc.get("head", 0), "tail": alloc.get("tail", 0),
-                      "total": alloc.get("total", 0), "num_outputs": num_outputs}))
+    print(
+        json.dumps(
+            {
+                "head": alloc.get("head", 0),
+                "tail": alloc.get("tail", 0),
+                "total": alloc.get("total", 0),
+                "num_outputs": num_outputs,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def make_inputs(graph: Graph, runs: int, seed: int) -> list[list[np.ndarray]]:
                 arrays.append(((levels - zp + jitter) * scale).astype(dtype))
             else:
                 info = np.iinfo(dtype)
-                arrays.append(rng.integers(info.min, info.max, size=t.shape, endpoint=True, dtype=dtype))
+                arrays.append(
+                    rng.integers(info.min, info.max, size=t.shape, endpoint=True, dtype=dtype)
+                )
         sets.append(arrays)
     return sets
 
@@ -84,7 +86,9 @@ class ValidationReport:
         }
 
 
-def compare(ours: list[list[np.ndarray]], ref: list[list[np.ndarray]], names: list[str]) -> list[OutputDiff]:
+def compare(
+    ours: list[list[np.ndarray]], ref: list[list[np.ndarray]], names: list[str]
+) -> list[OutputDiff]:
     diffs = []
     for i, name in enumerate(names):
         mismatches, max_diff = 0, 0.0
@@ -97,7 +101,9 @@ def compare(ours: list[list[np.ndarray]], ref: list[list[np.ndarray]], names: li
             differ = a.view(np.uint8) != b.view(np.uint8)
             mismatches += int(np.count_nonzero(differ))
             if differ.any():
-                max_diff = max(max_diff, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))))
+                max_diff = max(
+                    max_diff, float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+                )
         diffs.append(OutputDiff(i, name, mismatches == 0, mismatches, max_diff))
     return diffs
 
@@ -120,5 +126,9 @@ def validate(model_path: str, runs: int = 5, seed: int = 0) -> ValidationReport:
             "state_bytes": interp.state_bytes,
             "total_bytes": interp.total_bytes,
         },
-        tflm={"head_bytes": ref.head_bytes, "tail_bytes": ref.tail_bytes, "total_bytes": ref.total_bytes},
+        tflm={
+            "head_bytes": ref.head_bytes,
+            "tail_bytes": ref.tail_bytes,
+            "total_bytes": ref.total_bytes,
+        },
     )

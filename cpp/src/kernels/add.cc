@@ -18,7 +18,8 @@ struct BroadcastPlan {
   int32_t stride2[kMaxRank] = {};
 };
 
-struct AddOpData {
+// The arithmetic of TFLM's ArithmeticParams used by the int8 ADD.
+struct AddParams {
   int32_t input1_offset;
   int32_t input2_offset;
   int32_t output_offset;
@@ -31,6 +32,10 @@ struct AddOpData {
   int output_shift;
   int32_t act_min;
   int32_t act_max;
+};
+
+struct AddOpData {
+  AddParams params;
   bool broadcast;  // TFLM's ProcessBroadcastShapes() result
   int32_t flat_size;
   BroadcastPlan plan;
@@ -106,21 +111,53 @@ void MakeBroadcastPlan(const Shape& a, const Shape& b, const Shape& out, Broadca
   }
 }
 
-// TFLM's reference_integer_ops::AddFunc.
-inline int8_t AddElement(int8_t x, int8_t y, const AddOpData& d) {
-  const int32_t input1_val = d.input1_offset + x;
-  const int32_t input2_val = d.input2_offset + y;
-  const int32_t shifted_input1_val = input1_val * (1 << d.left_shift);
-  const int32_t shifted_input2_val = input2_val * (1 << d.left_shift);
-  const int32_t scaled_input1_val = MultiplyByQuantizedMultiplierSmallerThanOneExp(
-      shifted_input1_val, d.input1_multiplier, d.input1_shift);
-  const int32_t scaled_input2_val = MultiplyByQuantizedMultiplierSmallerThanOneExp(
-      shifted_input2_val, d.input2_multiplier, d.input2_shift);
+// TFLM's reference_integer_ops::AddFunc, split so that a broadcast (repeated) operand
+// can be rescaled once: ScaleInput for each operand, then AddOutput on their sum.
+inline int32_t ScaleInput(int8_t x, int32_t offset, int32_t left_shift, int32_t multiplier,
+                          int shift) {
+  const int32_t input_val = offset + x;
+  const int32_t shifted_input_val = input_val * (1 << left_shift);
+  return MultiplyByQuantizedMultiplierSmallerThanOneExp(shifted_input_val, multiplier, shift);
+}
+
+inline int8_t AddOutput(int32_t scaled_input1_val, int32_t scaled_input2_val,
+                        const AddParams& d) {
   const int32_t raw_sum = scaled_input1_val + scaled_input2_val;
   const int32_t raw_output = MultiplyByQuantizedMultiplierSmallerThanOneExp(
                                  raw_sum, d.output_multiplier, d.output_shift) +
                              d.output_offset;
   return static_cast<int8_t>(ClampInt32(raw_output, d.act_min, d.act_max));
+}
+
+inline int32_t Scale1(int8_t x, const AddParams& d) {
+  return ScaleInput(x, d.input1_offset, d.left_shift, d.input1_multiplier, d.input1_shift);
+}
+
+inline int32_t Scale2(int8_t y, const AddParams& d) {
+  return ScaleInput(y, d.input2_offset, d.left_shift, d.input2_multiplier, d.input2_shift);
+}
+
+// One row of the broadcast loop: `n` outputs, inputs advancing by s1 and s2 (0 or 1 in
+// the common cases, which get their own loops).
+void AddRow(const int8_t* a, int32_t s1, const int8_t* b, int32_t s2, int8_t* out, int32_t n,
+            const AddParams& params) {
+  // A local copy: stores through the int8_t output pointer may alias `params`.
+  const AddParams d = params;
+  if (s1 == 1 && s2 == 1) {
+    for (int32_t i = 0; i < n; ++i) out[i] = AddOutput(Scale1(a[i], d), Scale2(b[i], d), d);
+  } else if (s1 == 1 && s2 == 0) {
+    const int32_t scaled2 = Scale2(*b, d);
+    for (int32_t i = 0; i < n; ++i) out[i] = AddOutput(Scale1(a[i], d), scaled2, d);
+  } else if (s1 == 0 && s2 == 1) {
+    const int32_t scaled1 = Scale1(*a, d);
+    for (int32_t i = 0; i < n; ++i) out[i] = AddOutput(scaled1, Scale2(b[i], d), d);
+  } else {
+    for (int32_t i = 0; i < n; ++i) {
+      out[i] = AddOutput(Scale1(*a, d), Scale2(*b, d), d);
+      a += s1;
+      b += s2;
+    }
+  }
 }
 
 // Fails unless the output tensor has the shape the op computes; names the first
@@ -208,18 +245,18 @@ Status AddPrepare(OpContext& ctx) {
 
   AddOpData* data = AllocateOpData<AddOpData>(ctx);
   if (data == nullptr) return Status::kOutOfMemory;
-  data->input1_offset = -input1->zero_point;
-  data->input2_offset = -input2->zero_point;
-  data->output_offset = output->zero_point;
-  data->left_shift = left_shift;
-  QuantizeMultiplierSmallerThanOneExp(real_input1_multiplier, &data->input1_multiplier,
-                                      &data->input1_shift);
-  QuantizeMultiplierSmallerThanOneExp(real_input2_multiplier, &data->input2_multiplier,
-                                      &data->input2_shift);
-  QuantizeMultiplierSmallerThanOneExp(real_output_multiplier, &data->output_multiplier,
-                                      &data->output_shift);
-  CalculateActivationRangeInt8(act, output->scale, output->zero_point, &data->act_min,
-                               &data->act_max);
+  data->params.input1_offset = -input1->zero_point;
+  data->params.input2_offset = -input2->zero_point;
+  data->params.output_offset = output->zero_point;
+  data->params.left_shift = left_shift;
+  QuantizeMultiplierSmallerThanOneExp(real_input1_multiplier, &data->params.input1_multiplier,
+                                      &data->params.input1_shift);
+  QuantizeMultiplierSmallerThanOneExp(real_input2_multiplier, &data->params.input2_multiplier,
+                                      &data->params.input2_shift);
+  QuantizeMultiplierSmallerThanOneExp(real_output_multiplier, &data->params.output_multiplier,
+                                      &data->params.output_shift);
+  CalculateActivationRangeInt8(act, output->scale, output->zero_point, &data->params.act_min,
+                               &data->params.act_max);
 
   data->broadcast = !SameExtendedShape(input1->shape, input2->shape);
   data->flat_size = static_cast<int32_t>(out_shape.FlatSize());
@@ -234,28 +271,20 @@ Status AddEval(OpContext& ctx) {
   int8_t* out = ctx.output(0)->Data<int8_t>();
 
   if (!d.broadcast) {
-    const int32_t n = d.flat_size;
-    for (int32_t i = 0; i < n; ++i) out[i] = AddElement(in1[i], in2[i], d);
+    AddRow(in1, 1, in2, 1, out, d.flat_size, d.params);
     return Status::kOk;
   }
 
-  // Odometer over the outer dims, tight loop over the innermost one.
+  // Odometer over the outer dims, one row per innermost extent.
   const BroadcastPlan& p = d.plan;
   const int32_t last = p.rank - 1;
   const int32_t inner = p.dims[last];
-  const int32_t s1 = p.stride1[last];
-  const int32_t s2 = p.stride2[last];
   int32_t index[kMaxRank] = {};
   int32_t off1 = 0;
   int32_t off2 = 0;
   for (;;) {
-    const int8_t* a = in1 + off1;
-    const int8_t* b = in2 + off2;
-    for (int32_t i = 0; i < inner; ++i) {
-      *out++ = AddElement(*a, *b, d);
-      a += s1;
-      b += s2;
-    }
+    AddRow(in1 + off1, p.stride1[last], in2 + off2, p.stride2[last], out, inner, d.params);
+    out += inner;
     int32_t dim = last - 1;
     for (; dim >= 0; --dim) {
       off1 += p.stride1[dim];
@@ -265,9 +294,8 @@ Status AddEval(OpContext& ctx) {
       off2 -= p.stride2[dim] * p.dims[dim];
       index[dim] = 0;
     }
-    if (dim < 0) break;
+    if (dim < 0) return Status::kOk;
   }
-  return Status::kOk;
 }
 
 }  // namespace

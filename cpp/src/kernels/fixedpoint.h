@@ -54,6 +54,18 @@ inline int32_t ExpOnIntervalBetweenNegativeOneQuarterAnd0Excl(int32_t a) {
                  kConstantTerm, Add(x, x4_over_24_plus_x3_over_6_plus_x2_over_2)));
 }
 
+// One step of exp_on_negative_values' barrel shifter (GEMMLOWP_EXP_BARREL_SHIFTER):
+// if bit kExponent of the remainder is set, multiply by exp(-2^kExponent).
+template <int kIntegerBits, int kExponent, int32_t kMultiplier>
+inline void BarrelStep(int32_t remainder, int32_t* result) {
+  if constexpr (kIntegerBits > kExponent) {
+    constexpr int kShift = 31 - kIntegerBits + kExponent;
+    // Computed unconditionally and selected, like gemmlowp (branch-free on random data).
+    const int32_t product = SaturatingRoundingDoublingHighMul(*result, kMultiplier);
+    *result = (remainder & (int32_t{1} << kShift)) ? product : *result;
+  }
+}
+
 // exp(a) for a <= 0; a in Q(kIntegerBits), result in Q0.31.
 template <int kIntegerBits>
 inline int32_t ExpOnNegativeValues(int32_t a) {
@@ -67,21 +79,13 @@ inline int32_t ExpOnNegativeValues(int32_t a) {
   const int32_t remainder = Sub(a_mod_quarter_minus_one_quarter, a);
 
   // Barrel shifter: multiply by exp(-2^k) for each set bit k of the remainder.
-  struct Step {
-    int exponent;
-    int32_t multiplier;
-  };
-  constexpr Step kSteps[] = {{-2, 1672461947}, {-1, 1302514674}, {0, 790015084},
-                             {1, 290630308},   {2, 39332535},    {3, 720401},
-                             {4, 242}};
-  for (const Step& step : kSteps) {
-    if (kIntegerBits > step.exponent) {
-      const int shift = kFractionalBits + step.exponent;
-      if (remainder & (int32_t{1} << shift)) {
-        result = SaturatingRoundingDoublingHighMul(result, step.multiplier);
-      }
-    }
-  }
+  BarrelStep<kIntegerBits, -2, 1672461947>(remainder, &result);
+  BarrelStep<kIntegerBits, -1, 1302514674>(remainder, &result);
+  BarrelStep<kIntegerBits, 0, 790015084>(remainder, &result);
+  BarrelStep<kIntegerBits, 1, 290630308>(remainder, &result);
+  BarrelStep<kIntegerBits, 2, 39332535>(remainder, &result);
+  BarrelStep<kIntegerBits, 3, 720401>(remainder, &result);
+  BarrelStep<kIntegerBits, 4, 242>(remainder, &result);
   // (The clamp for inputs below -32 only exists for kIntegerBits > 5.)
   return a == 0 ? INT32_MAX : result;
 }

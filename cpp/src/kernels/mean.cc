@@ -199,7 +199,8 @@ Status MeanPrepare(OpContext& ctx) {
 }
 
 Status MeanEval(OpContext& ctx) {
-  const MeanOpData& d = *static_cast<const MeanOpData*>(ctx.op_data());
+  // A local copy: stores through the int8_t output pointer may alias the op data.
+  const MeanOpData d = *static_cast<const MeanOpData*>(ctx.op_data());
   const int8_t* in = ctx.input(0)->Data<int8_t>();
   int8_t* out = ctx.output(0)->Data<int8_t>();
   const DimList& k = d.kept;

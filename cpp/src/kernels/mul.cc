@@ -22,7 +22,8 @@ struct BroadcastPlan {
   int32_t stride2[kMaxRank] = {};
 };
 
-struct MulOpData {
+// The arithmetic of TFLM's ArithmeticParams used by the int8 MUL.
+struct MulParams {
   int32_t input1_offset;
   int32_t input2_offset;
   int32_t output_offset;
@@ -30,6 +31,10 @@ struct MulOpData {
   int output_shift;
   int32_t act_min;
   int32_t act_max;
+};
+
+struct MulOpData {
+  MulParams params;
   bool broadcast;  // TFLM's ProcessBroadcastShapes() result
   int32_t flat_size;
   BroadcastPlan plan;
@@ -105,14 +110,38 @@ void MakeBroadcastPlan(const Shape& a, const Shape& b, const Shape& out, Broadca
   }
 }
 
-// One element of TFLM's reference_integer_ops::MulElementwise / BroadcastMul4DSlow.
-inline int8_t MulElement(int8_t x, int8_t y, const MulOpData& d) {
-  const int32_t input1_val = d.input1_offset + x;
-  const int32_t input2_val = d.input2_offset + y;
+// One element of TFLM's reference_integer_ops::MulElementwise / BroadcastMul4DSlow, on
+// the zero-point-corrected inputs.
+inline int8_t MulOutput(int32_t input1_val, int32_t input2_val, const MulParams& d) {
   const int32_t unclamped_result =
       d.output_offset + MultiplyByQuantizedMultiplier(input1_val * input2_val,
                                                       d.output_multiplier, d.output_shift);
   return static_cast<int8_t>(ClampInt32(unclamped_result, d.act_min, d.act_max));
+}
+
+// One row of the broadcast loop: `n` outputs, inputs advancing by s1 and s2 (0 or 1 in
+// the common cases, which get their own loops).
+void MulRow(const int8_t* a, int32_t s1, const int8_t* b, int32_t s2, int8_t* out, int32_t n,
+            const MulParams& params) {
+  // A local copy: stores through the int8_t output pointer may alias `params`.
+  const MulParams d = params;
+  const int32_t off1 = d.input1_offset;
+  const int32_t off2 = d.input2_offset;
+  if (s1 == 1 && s2 == 1) {
+    for (int32_t i = 0; i < n; ++i) out[i] = MulOutput(off1 + a[i], off2 + b[i], d);
+  } else if (s1 == 1 && s2 == 0) {
+    const int32_t y = off2 + *b;
+    for (int32_t i = 0; i < n; ++i) out[i] = MulOutput(off1 + a[i], y, d);
+  } else if (s1 == 0 && s2 == 1) {
+    const int32_t x = off1 + *a;
+    for (int32_t i = 0; i < n; ++i) out[i] = MulOutput(x, off2 + b[i], d);
+  } else {
+    for (int32_t i = 0; i < n; ++i) {
+      out[i] = MulOutput(off1 + *a, off2 + *b, d);
+      a += s1;
+      b += s2;
+    }
+  }
 }
 
 // Fails unless the output tensor has the shape the op computes; names the first
@@ -192,12 +221,12 @@ Status MulPrepare(OpContext& ctx) {
   const double real_multiplier = static_cast<double>(input1->scale) *
                                  static_cast<double>(input2->scale) /
                                  static_cast<double>(output->scale);
-  QuantizeMultiplier(real_multiplier, &data->output_multiplier, &data->output_shift);
-  data->input1_offset = -input1->zero_point;
-  data->input2_offset = -input2->zero_point;
-  data->output_offset = output->zero_point;
-  CalculateActivationRangeInt8(act, output->scale, output->zero_point, &data->act_min,
-                               &data->act_max);
+  QuantizeMultiplier(real_multiplier, &data->params.output_multiplier, &data->params.output_shift);
+  data->params.input1_offset = -input1->zero_point;
+  data->params.input2_offset = -input2->zero_point;
+  data->params.output_offset = output->zero_point;
+  CalculateActivationRangeInt8(act, output->scale, output->zero_point, &data->params.act_min,
+                               &data->params.act_max);
 
   data->broadcast = broadcast;
   data->flat_size = static_cast<int32_t>(out_shape.FlatSize());
@@ -212,28 +241,20 @@ Status MulEval(OpContext& ctx) {
   int8_t* out = ctx.output(0)->Data<int8_t>();
 
   if (!d.broadcast) {
-    const int32_t n = d.flat_size;
-    for (int32_t i = 0; i < n; ++i) out[i] = MulElement(in1[i], in2[i], d);
+    MulRow(in1, 1, in2, 1, out, d.flat_size, d.params);
     return Status::kOk;
   }
 
-  // Odometer over the outer dims, tight loop over the innermost one.
+  // Odometer over the outer dims, one row per innermost extent.
   const BroadcastPlan& p = d.plan;
   const int32_t last = p.rank - 1;
   const int32_t inner = p.dims[last];
-  const int32_t s1 = p.stride1[last];
-  const int32_t s2 = p.stride2[last];
   int32_t index[kMaxRank] = {};
   int32_t off1 = 0;
   int32_t off2 = 0;
   for (;;) {
-    const int8_t* a = in1 + off1;
-    const int8_t* b = in2 + off2;
-    for (int32_t i = 0; i < inner; ++i) {
-      *out++ = MulElement(*a, *b, d);
-      a += s1;
-      b += s2;
-    }
+    MulRow(in1 + off1, p.stride1[last], in2 + off2, p.stride2[last], out, inner, d.params);
+    out += inner;
     int32_t dim = last - 1;
     for (; dim >= 0; --dim) {
       off1 += p.stride1[dim];
@@ -243,9 +264,8 @@ Status MulEval(OpContext& ctx) {
       off2 -= p.stride2[dim] * p.dims[dim];
       index[dim] = 0;
     }
-    if (dim < 0) break;
+    if (dim < 0) return Status::kOk;
   }
-  return Status::kOk;
 }
 
 }  // namespace
