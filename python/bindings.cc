@@ -54,10 +54,11 @@ class Runtime {
     d["zero_point"] = t->zero_point;
     d["bytes"] = t->bytes;
     d["is_const"] = t->is_const;
-    d["offset"] = t->is_const || t->data == nullptr
-                      ? -1
-                      : static_cast<long long>(t->data - reinterpret_cast<const uint8_t*>(memory_.data()) -
-                                                    static_cast<long long>(kGuardBytes));
+    d["offset"] =
+        t->is_const || t->data == nullptr
+            ? -1
+            : static_cast<long long>(t->data - reinterpret_cast<const uint8_t*>(memory_.data()) -
+                                     static_cast<long long>(kGuardBytes));
     return d;
   }
 

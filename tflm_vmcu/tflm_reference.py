@@ -58,7 +58,10 @@ def run_tflm(
             str(arena_size),
             str(len(inputs)),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        # cwd=tmp: the child must import the installed package, not a source tree in cwd.
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=tmp
+        )
         if proc.returncode != 0:
             why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
             tail = (proc.stderr.strip().splitlines() or ["no message"])[-1]

@@ -238,8 +238,8 @@ Status Interpreter::InitTensors() {
     t.zero_point = info.zero_point;
     t.channels = info.channels;
     if (info.is_variable)
-      return Fail(Status::kUnsupportedType, "tensor '%s' is a variable (stateful) tensor: unsupported",
-                  info.name);
+      return Fail(Status::kUnsupportedType,
+                  "tensor '%s' is a variable (stateful) tensor: unsupported", info.name);
     const size_t elem = DTypeSize(info.type);
     const int64_t count = info.shape.FlatSize();
     if (elem == 0) {
@@ -255,13 +255,13 @@ Status Interpreter::InitTensors() {
     if (info.data != nullptr) {
       if (elem != 0 && info.data_bytes != t.bytes)
         return Fail(Status::kInvalidModel,
-                    "tensor '%s' holds %u bytes of data but its shape and type need %u",
-                    info.name, static_cast<unsigned>(info.data_bytes),
-                    static_cast<unsigned>(t.bytes));
+                    "tensor '%s' holds %u bytes of data but its shape and type need %u", info.name,
+                    static_cast<unsigned>(info.data_bytes), static_cast<unsigned>(t.bytes));
       const size_t align = elem > 4 ? 4 : (elem == 0 ? 1 : elem);
       if ((reinterpret_cast<uintptr_t>(info.data) % align) != 0)
-        return Fail(Status::kInvalidModel, "constant tensor '%s' is not %u-byte aligned in the model",
-                    info.name, static_cast<unsigned>(align));
+        return Fail(Status::kInvalidModel,
+                    "constant tensor '%s' is not %u-byte aligned in the model", info.name,
+                    static_cast<unsigned>(align));
       t.is_const = true;
       t.data = const_cast<uint8_t*>(info.data);  // read-only: kernels never write inputs
     }
@@ -278,11 +278,16 @@ Status Interpreter::PrepareNodes() {
   for (uint32_t i = 0; i < n; ++i) {
     const OperatorInfo op = model_.op(i);
     Node& node = nodes_[i];
-    node = Node{FindKernel(op.builtin_code), nullptr, nullptr, nullptr,
-                static_cast<int32_t>(op.num_inputs), static_cast<int32_t>(op.num_outputs),
+    node = Node{FindKernel(op.builtin_code),
+                nullptr,
+                nullptr,
+                nullptr,
+                static_cast<int32_t>(op.num_inputs),
+                static_cast<int32_t>(op.num_outputs),
                 op.builtin_code};
     const size_t io = op.num_inputs + op.num_outputs;
-    Tensor** ptrs = static_cast<Tensor**>(AllocateTail(sizeof(Tensor*) * (io + 1), alignof(Tensor*)));
+    Tensor** ptrs =
+        static_cast<Tensor**>(AllocateTail(sizeof(Tensor*) * (io + 1), alignof(Tensor*)));
     if (ptrs == nullptr)
       return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for operator %u",
                   static_cast<unsigned>(memory_size_), i);
@@ -336,7 +341,8 @@ Status Interpreter::PlanActivations() {
     first[i] = -1;
     last[i] = -1;
     offset[i] = -1;
-    size[i] = tensors_[i].is_const ? 0 : static_cast<int32_t>(AlignUp(tensors_[i].bytes, kPoolAlignment));
+    size[i] =
+        tensors_[i].is_const ? 0 : static_cast<int32_t>(AlignUp(tensors_[i].bytes, kPoolAlignment));
   }
   for (uint32_t i = 0; i < model_.num_inputs(); ++i) {
     const int32_t t = model_.input_tensor(i);
@@ -410,7 +416,8 @@ Status Interpreter::PlanActivations() {
 }
 
 Status Interpreter::Invoke() {
-  if (!allocated_) return Fail(Status::kInvalidState, "Invoke() before a successful AllocateTensors()");
+  if (!allocated_)
+    return Fail(Status::kInvalidState, "Invoke() before a successful AllocateTensors()");
   for (uint32_t i = 0; i < model_.num_operators(); ++i) {
     Node& node = nodes_[i];
     // Options are decoded from the model (flash) again rather than kept in RAM.

@@ -17,15 +17,21 @@ namespace subgraph_f {
 enum { kTensors = 0, kInputs = 1, kOutputs = 2, kOperators = 3 };
 }
 namespace tensor_f {
-enum { kShape = 0, kType = 1, kBuffer = 2, kName = 3, kQuantization = 4, kIsVariable = 5,
-       kSparsity = 6 };
+enum {
+  kShape = 0,
+  kType = 1,
+  kBuffer = 2,
+  kName = 3,
+  kQuantization = 4,
+  kIsVariable = 5,
+  kSparsity = 6
+};
 }
 namespace quant_f {
 enum { kScale = 2, kZeroPoint = 3, kQuantizedDimension = 6 };
 }
 namespace op_f {
-enum { kOpcodeIndex = 0, kInputs = 1, kOutputs = 2, kBuiltinOptionsType = 3,
-       kBuiltinOptions = 4 };
+enum { kOpcodeIndex = 0, kInputs = 1, kOutputs = 2, kBuiltinOptionsType = 3, kBuiltinOptions = 4 };
 }
 namespace buffer_f {
 enum { kData = 0, kOffset = 1, kSize = 2 };
@@ -95,7 +101,8 @@ Status Model::Init(const uint8_t* bytes, size_t size, char* error, size_t error_
     return Status::kInvalidModel;           \
   } while (0)
 
-  if (bytes == nullptr || size < 16) TFLM_VMCU_BAD("model is %u bytes: too small to be a .tflite", static_cast<unsigned>(size));
+  if (bytes == nullptr || size < 16)
+    TFLM_VMCU_BAD("model is %u bytes: too small to be a .tflite", static_cast<unsigned>(size));
   if (size > 0x7fffffff) TFLM_VMCU_BAD("model larger than 2 GiB");
   if (!(bytes[4] == 'T' && bytes[5] == 'F' && bytes[6] == 'L' && bytes[7] == '3'))
     TFLM_VMCU_BAD("not a .tflite model (file identifier is not 'TFL3')");

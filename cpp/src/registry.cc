@@ -11,12 +11,24 @@ struct Entry {
 };
 
 const Entry kKernels[] = {
-    {0, &kAdd},            {1, &kAveragePool2D}, {2, &kConcatenation},
-    {3, &kConv2D},         {4, &kDepthwiseConv2D}, {6, &kDequantize},
-    {9, &kFullyConnected}, {14, &kLogistic},     {17, &kMaxPool2D},
-    {18, &kMul},           {19, &kRelu},         {21, &kRelu6},
-    {22, &kReshape},       {25, &kSoftmax},      {34, &kPad},
-    {39, &kTranspose},     {40, &kMean},         {114, &kQuantize},
+    {0, &kAdd},
+    {1, &kAveragePool2D},
+    {2, &kConcatenation},
+    {3, &kConv2D},
+    {4, &kDepthwiseConv2D},
+    {6, &kDequantize},
+    {9, &kFullyConnected},
+    {14, &kLogistic},
+    {17, &kMaxPool2D},
+    {18, &kMul},
+    {19, &kRelu},
+    {21, &kRelu6},
+    {22, &kReshape},
+    {25, &kSoftmax},
+    {34, &kPad},
+    {39, &kTranspose},
+    {40, &kMean},
+    {114, &kQuantize},
     {117, &kHardSwish},
 };
 

@@ -18,8 +18,8 @@ struct Buffer;
 // Decoded facts of one tensor of subgraph 0.
 struct TensorInfo {
   Shape shape;
-  uint8_t type = 0;                  // tflite TensorType code
-  const uint8_t* data = nullptr;     // constant data in the model, nullptr if none
+  uint8_t type = 0;               // tflite TensorType code
+  const uint8_t* data = nullptr;  // constant data in the model, nullptr if none
   size_t data_bytes = 0;
   bool is_variable = false;
   const char* name = "";

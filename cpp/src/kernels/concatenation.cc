@@ -10,7 +10,7 @@ namespace {
 constexpr int kMaxInputs = 10;  // as TFLM
 
 struct OpData {
-  int32_t outer;                   // product of dims before the axis
+  int32_t outer;                    // product of dims before the axis
   int32_t slice_bytes[kMaxInputs];  // bytes of one input slice (dims from the axis on)
 };
 
@@ -44,8 +44,8 @@ Status Prepare(OpContext& ctx) {
     int64_t inner = 1;
     for (int d = 0; d < rank; ++d) {
       if (d != axis && in->shape.dims[d] != out->shape.dims[d])
-        return ctx.Fail(Status::kInvalidShape, "input '%s' dim %d is %d, output's is %d",
-                        in->name, d, in->shape.dims[d], out->shape.dims[d]);
+        return ctx.Fail(Status::kInvalidShape, "input '%s' dim %d is %d, output's is %d", in->name,
+                        d, in->shape.dims[d], out->shape.dims[d]);
       if (d >= axis) inner *= in->shape.dims[d];
     }
     axis_sum += in->shape.dims[axis];

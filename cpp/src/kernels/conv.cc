@@ -1,5 +1,7 @@
 // CONV_2D int8 (TFLM reference ConvPerChannel): loop order batch > out_y > out_x > out_channel,
 // each output byte reading its receptive field (filter_y > filter_x > in_channel of its group).
+// Receptive fields of <= 512 bytes are gathered once per output pixel and group, before that
+// pixel's channels are written: input reads only move earlier relative to TFLM's order.
 #include <string.h>
 
 #include "kernels/kernel.h"
@@ -163,7 +165,12 @@ Status ConvPrepare(OpContext& ctx) {
       ComputeOutSize(opt.padding, in_h, f_h, opt.stride_h, opt.dilation_h);
   const int32_t out_w =
       ComputeOutSize(opt.padding, in_w, f_w, opt.stride_w, opt.dilation_w);
-  if (out_h <= 0 || out_w <= 0 || output->shape.dims[0] != batches ||
+  if (out_h <= 0 || out_w <= 0) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "filter %dx%d with dilation %dx%d does not fit the %dx%d input", f_h, f_w,
+                    opt.dilation_h, opt.dilation_w, in_h, in_w);
+  }
+  if (output->shape.dims[0] != batches ||
       output->shape.dims[1] != out_h || output->shape.dims[2] != out_w ||
       output->shape.dims[3] != out_d) {
     return ctx.Fail(Status::kInvalidShape,

@@ -144,7 +144,12 @@ Status DepthwisePrepare(OpContext& ctx) {
       ComputeOutSize(opt.padding, in_h, f_h, opt.stride_h, opt.dilation_h);
   const int32_t out_w =
       ComputeOutSize(opt.padding, in_w, f_w, opt.stride_w, opt.dilation_w);
-  if (out_h <= 0 || out_w <= 0 || output->shape.dims[0] != batches ||
+  if (out_h <= 0 || out_w <= 0) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "filter %dx%d with dilation %dx%d does not fit the %dx%d input", f_h, f_w,
+                    opt.dilation_h, opt.dilation_w, in_h, in_w);
+  }
+  if (output->shape.dims[0] != batches ||
       output->shape.dims[1] != out_h || output->shape.dims[2] != out_w ||
       output->shape.dims[3] != out_d) {
     return ctx.Fail(Status::kInvalidShape,

@@ -14,8 +14,8 @@ Status ExpectType(OpContext& ctx, const Tensor* t, DType type, const char* role)
 
 Status ExpectArity(OpContext& ctx, int min_inputs, int max_inputs, int outputs) {
   if (ctx.num_inputs() < min_inputs || ctx.num_inputs() > max_inputs) {
-    return ctx.Fail(Status::kInvalidModel, "has %d inputs, expected %d to %d",
-                    ctx.num_inputs(), min_inputs, max_inputs);
+    return ctx.Fail(Status::kInvalidModel, "has %d inputs, expected %d to %d", ctx.num_inputs(),
+                    min_inputs, max_inputs);
   }
   if (ctx.num_outputs() != outputs) {
     return ctx.Fail(Status::kInvalidModel, "has %d outputs, expected %d", ctx.num_outputs(),

@@ -41,8 +41,7 @@ Status Prepare(OpContext& ctx) {
   if (rank > kMaxDims || out->shape.rank != rank)
     return ctx.Fail(Status::kInvalidShape, "input rank %d, output rank %d (at most %d)", rank,
                     out->shape.rank, kMaxDims);
-  if (!paddings->is_const ||
-      (paddings->type != DType::kInt32 && paddings->type != DType::kInt64) ||
+  if (!paddings->is_const || (paddings->type != DType::kInt32 && paddings->type != DType::kInt64) ||
       paddings->shape.rank != 2 || paddings->shape.dims[0] != rank || paddings->shape.dims[1] != 2)
     return ctx.Fail(Status::kInvalidShape,
                     "paddings '%s' must be a constant int32/int64 tensor of shape [%d, 2]",
@@ -60,10 +59,9 @@ Status Prepare(OpContext& ctx) {
     const int64_t before = LoadPadding(paddings, 2 * d);
     const int64_t after = LoadPadding(paddings, 2 * d + 1);
     if (before < 0 || after < 0 || in->shape.dims[d] + before + after != out->shape.dims[d])
-      return ctx.Fail(Status::kInvalidShape,
-                      "dim %d: input %d padded by (%d, %d) does not give output %d", d,
-                      in->shape.dims[d], static_cast<int>(before), static_cast<int>(after),
-                      out->shape.dims[d]);
+      return ctx.Fail(
+          Status::kInvalidShape, "dim %d: input %d padded by (%d, %d) does not give output %d", d,
+          in->shape.dims[d], static_cast<int>(before), static_cast<int>(after), out->shape.dims[d]);
     data->before[lead + d] = static_cast<int32_t>(before);
     data->in_dims[lead + d] = in->shape.dims[d];
     data->out_dims[lead + d] = out->shape.dims[d];

@@ -82,7 +82,11 @@ Status PoolPrepare(OpContext& ctx) {
   const int32_t out_h = ComputeOutSize(opt.padding, in_h, opt.filter_h, opt.stride_h, 1);
   const int32_t out_w = ComputeOutSize(opt.padding, in_w, opt.filter_w, opt.stride_w, 1);
   const Shape& o = output->shape;
-  if (out_h <= 0 || out_w <= 0 || o.dims[0] != input->shape.dims[0] || o.dims[1] != out_h ||
+  if (out_h <= 0 || out_w <= 0) {
+    return ctx.Fail(Status::kInvalidShape, "filter %dx%d does not fit the %dx%d input",
+                    opt.filter_h, opt.filter_w, in_h, in_w);
+  }
+  if (o.dims[0] != input->shape.dims[0] || o.dims[1] != out_h ||
       o.dims[2] != out_w || o.dims[3] != input->shape.dims[3]) {
     return ctx.Fail(Status::kInvalidShape,
                     "output '%s' has shape [%d,%d,%d,%d], expected [%d,%d,%d,%d]", output->name,

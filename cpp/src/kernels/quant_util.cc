@@ -27,8 +27,8 @@ void QuantizeMultiplier(double double_multiplier, int32_t* quantized_multiplier,
   *quantized_multiplier = static_cast<int32_t>(q_fixed);
 }
 
-void QuantizeMultiplierSmallerThanOneExp(double double_multiplier,
-                                         int32_t* quantized_multiplier, int* left_shift) {
+void QuantizeMultiplierSmallerThanOneExp(double double_multiplier, int32_t* quantized_multiplier,
+                                         int* left_shift) {
   QuantizeMultiplier(double_multiplier, quantized_multiplier, left_shift);
 }
 

@@ -24,8 +24,7 @@ inline int32_t RoundingDivideByPOT(int32_t x, int exponent) {
   return (x >> exponent) + ((remainder > threshold) ? 1 : 0);
 }
 
-inline int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t quantized_multiplier,
-                                             int shift) {
+inline int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t quantized_multiplier, int shift) {
   const int left_shift = shift > 0 ? shift : 0;
   const int right_shift = shift > 0 ? 0 : -shift;
   return RoundingDivideByPOT(
@@ -43,8 +42,7 @@ inline int32_t MultiplyByQuantizedMultiplierSmallerThanOneExp(int32_t x,
 }
 
 // TFLM's MultiplyByQuantizedMultiplierGreaterThanOne.
-inline int32_t MultiplyByQuantizedMultiplierGreaterThanOne(int32_t x,
-                                                           int32_t quantized_multiplier,
+inline int32_t MultiplyByQuantizedMultiplierGreaterThanOne(int32_t x, int32_t quantized_multiplier,
                                                            int left_shift) {
   return SaturatingRoundingDoublingHighMul(
       static_cast<int32_t>(static_cast<uint32_t>(x) << left_shift), quantized_multiplier);
@@ -54,8 +52,8 @@ inline int32_t MultiplyByQuantizedMultiplierGreaterThanOne(int32_t x,
 void QuantizeMultiplier(double double_multiplier, int32_t* quantized_multiplier, int* shift);
 
 // TFLM's QuantizeMultiplierSmallerThanOneExp (double_multiplier in (0, 1)).
-void QuantizeMultiplierSmallerThanOneExp(double double_multiplier,
-                                         int32_t* quantized_multiplier, int* left_shift);
+void QuantizeMultiplierSmallerThanOneExp(double double_multiplier, int32_t* quantized_multiplier,
+                                         int* left_shift);
 
 // TFLM's QuantizeMultiplierGreaterThanOne (double_multiplier > 1).
 void QuantizeMultiplierGreaterThanOne(double double_multiplier, int32_t* quantized_multiplier,

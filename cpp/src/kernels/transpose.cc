@@ -23,8 +23,8 @@ Status Prepare(OpContext& ctx) {
   const int rank = in->shape.rank;
   if (!perm->is_const || perm->type != DType::kInt32 || perm->shape.rank != 1 ||
       perm->shape.dims[0] != rank || out->shape.rank != rank)
-    return ctx.Fail(Status::kInvalidShape,
-                    "perm '%s' must be a constant int32 vector of length %d", perm->name, rank);
+    return ctx.Fail(Status::kInvalidShape, "perm '%s' must be a constant int32 vector of length %d",
+                    perm->name, rank);
   OpData* data = AllocateOpData<OpData>(ctx);
   if (data == nullptr) return Status::kOutOfMemory;
   int32_t stride[kMaxRank];
@@ -39,8 +39,7 @@ Status Prepare(OpContext& ctx) {
     memcpy(&p, perm->data + 4 * d, 4);
     if (p < 0) p += rank;
     if (p < 0 || p >= rank || used[p] || out->shape.dims[d] != in->shape.dims[p])
-      return ctx.Fail(Status::kInvalidShape, "perm[%d] = %d does not match the output shape", d,
-                      p);
+      return ctx.Fail(Status::kInvalidShape, "perm[%d] = %d does not match the output shape", d, p);
     used[p] = true;
     data->out_dims[d] = out->shape.dims[d];
     data->in_stride[d] = stride[p];
