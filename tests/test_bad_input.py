@@ -121,6 +121,7 @@ def test_cli_subprocess_on_truncated_model(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
+        cwd=tmp_path,  # import the installed package, not the source tree
     )
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1

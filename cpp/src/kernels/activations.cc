@@ -39,8 +39,8 @@ Status CheckUnaryInt8(OpContext& ctx) {
   if (Status s = ExpectType(ctx, output, DType::kInt8, "output"); s != Status::kOk) return s;
   if (input->shape != output->shape) {
     return ctx.Fail(Status::kInvalidShape,
-                    "output tensor '%s' shape differs from input tensor '%s' shape",
-                    output->name, input->name);
+                    "output tensor '%s' shape differs from input tensor '%s' shape", output->name,
+                    input->name);
   }
   if (input->zero_point < INT8_MIN || input->zero_point > INT8_MAX ||
       output->zero_point < INT8_MIN || output->zero_point > INT8_MAX) {
@@ -67,8 +67,7 @@ Status ReluPrepare(OpContext& ctx) {
   int shift = 0;
   QuantizeMultiplier(real_multiplier, &data->output_multiplier, &shift);
   if (shift > 30) {
-    return ctx.Fail(Status::kUnsupportedType,
-                    "input scale %f over output scale %f is too large",
+    return ctx.Fail(Status::kUnsupportedType, "input scale %f over output scale %f is too large",
                     static_cast<double>(input->scale), static_cast<double>(output->scale));
   }
   data->output_shift = shift;
@@ -94,9 +93,9 @@ Status ReluEval(OpContext& ctx) {
   const int32_t act_min = p.quantized_activation_min;
   const int32_t act_max = p.quantized_activation_max;
   for (int64_t i = 0; i < p.size; ++i) {
-    int32_t clamped = output_offset + MultiplyByQuantizedMultiplier(
-                                          static_cast<int32_t>(input[i]) - input_offset,
-                                          multiplier, shift);
+    int32_t clamped =
+        output_offset + MultiplyByQuantizedMultiplier(static_cast<int32_t>(input[i]) - input_offset,
+                                                      multiplier, shift);
     clamped = clamped > act_min ? clamped : act_min;
     clamped = clamped < act_max ? clamped : act_max;
     output[i] = static_cast<int8_t>(clamped);

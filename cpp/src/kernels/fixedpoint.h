@@ -40,18 +40,17 @@ inline int32_t Sub(int32_t a, int32_t b) {
 
 // exp(x) for x in [-1/4, 0), Q0.31 in and out.
 inline int32_t ExpOnIntervalBetweenNegativeOneQuarterAnd0Excl(int32_t a) {
-  constexpr int32_t kConstantTerm = 1895147668;     // exp(-1/8)
-  constexpr int32_t kConstant1Over3 = 715827883;    // 1/3
-  const int32_t x = Add(a, int32_t{1} << 28);       // a + 1/8
+  constexpr int32_t kConstantTerm = 1895147668;   // exp(-1/8)
+  constexpr int32_t kConstant1Over3 = 715827883;  // 1/3
+  const int32_t x = Add(a, int32_t{1} << 28);     // a + 1/8
   const int32_t x2 = SaturatingRoundingDoublingHighMul(x, x);
   const int32_t x3 = SaturatingRoundingDoublingHighMul(x2, x);
   const int32_t x4 = SaturatingRoundingDoublingHighMul(x2, x2);
   const int32_t x4_over_4 = RoundingDivideByPOT(x4, 2);
   const int32_t x4_over_24_plus_x3_over_6_plus_x2_over_2 = RoundingDivideByPOT(
       Add(SaturatingRoundingDoublingHighMul(Add(x4_over_4, x3), kConstant1Over3), x2), 1);
-  return Add(kConstantTerm,
-             SaturatingRoundingDoublingHighMul(
-                 kConstantTerm, Add(x, x4_over_24_plus_x3_over_6_plus_x2_over_2)));
+  return Add(kConstantTerm, SaturatingRoundingDoublingHighMul(
+                                kConstantTerm, Add(x, x4_over_24_plus_x3_over_6_plus_x2_over_2)));
 }
 
 // One step of exp_on_negative_values' barrel shifter (GEMMLOWP_EXP_BARREL_SHIFTER):
@@ -99,8 +98,7 @@ inline int32_t OneOverOnePlusXForXIn01(int32_t a) {
   int32_t x = Add(kConstant48Over17,
                   SaturatingRoundingDoublingHighMul(half_denominator, kConstantNeg32Over17));
   for (int i = 0; i < 3; ++i) {
-    const int32_t half_denominator_times_x =
-        SaturatingRoundingDoublingHighMul(half_denominator, x);
+    const int32_t half_denominator_times_x = SaturatingRoundingDoublingHighMul(half_denominator, x);
     const int32_t one_minus_half_denominator_times_x = Sub(kOneQ2, half_denominator_times_x);
     x = Add(x, SaturatingShiftLeft<2>(
                    SaturatingRoundingDoublingHighMul(x, one_minus_half_denominator_times_x)));

@@ -69,8 +69,8 @@ Status HardSwishPrepare(OpContext& ctx) {
   if (Status s = ExpectType(ctx, output, DType::kInt8, "output"); s != Status::kOk) return s;
   if (input->shape != output->shape) {
     return ctx.Fail(Status::kInvalidShape,
-                    "output tensor '%s' shape differs from input tensor '%s' shape",
-                    output->name, input->name);
+                    "output tensor '%s' shape differs from input tensor '%s' shape", output->name,
+                    input->name);
   }
   if (input->zero_point < INT8_MIN || input->zero_point > INT8_MAX ||
       output->zero_point < INT8_MIN || output->zero_point > INT8_MAX) {
@@ -110,8 +110,7 @@ Status HardSwishPrepare(OpContext& ctx) {
   const double reluish_multiplier = static_cast<double>(hires_input_scale / reluish_scale);
   int32_t reluish_multiplier_fixedpoint_int32 = 0;
   int reluish_exponent = 0;
-  QuantizeMultiplier(reluish_multiplier, &reluish_multiplier_fixedpoint_int32,
-                     &reluish_exponent);
+  QuantizeMultiplier(reluish_multiplier, &reluish_multiplier_fixedpoint_int32, &reluish_exponent);
   data->reluish_multiplier_fixedpoint_int16 =
       DownScaleInt32ToInt16Multiplier(reluish_multiplier_fixedpoint_int32);
   data->reluish_multiplier_exponent = reluish_exponent;

@@ -33,13 +33,12 @@ Status LogisticPrepare(OpContext& ctx) {
   if (Status s = ExpectType(ctx, output, DType::kInt8, "output"); s != Status::kOk) return s;
   if (input->shape != output->shape) {
     return ctx.Fail(Status::kInvalidShape,
-                    "output tensor '%s' shape differs from input tensor '%s' shape",
-                    output->name, input->name);
+                    "output tensor '%s' shape differs from input tensor '%s' shape", output->name,
+                    input->name);
   }
   if (input->zero_point < INT8_MIN || input->zero_point > INT8_MAX) {
-    return ctx.Fail(Status::kUnsupportedType,
-                    "input tensor '%s' zero point %d out of int8 range", input->name,
-                    static_cast<int>(input->zero_point));
+    return ctx.Fail(Status::kUnsupportedType, "input tensor '%s' zero point %d out of int8 range",
+                    input->name, static_cast<int>(input->zero_point));
   }
   // TFLM only checks the output zero point; the kernel writes values on a 1/256 scale.
   if (output->zero_point != -128) {

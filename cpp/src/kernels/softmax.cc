@@ -42,8 +42,8 @@ Status SoftmaxPrepare(OpContext& ctx) {
   }
   if (input->shape != output->shape) {
     return ctx.Fail(Status::kInvalidShape,
-                    "output tensor '%s' shape differs from input tensor '%s' shape",
-                    output->name, input->name);
+                    "output tensor '%s' shape differs from input tensor '%s' shape", output->name,
+                    input->name);
   }
   if (input->zero_point < INT8_MIN || input->zero_point > INT8_MAX) {
     return ctx.Fail(Status::kUnsupportedType, "input tensor '%s' zero point %d out of int8 range",
@@ -53,8 +53,8 @@ Status SoftmaxPrepare(OpContext& ctx) {
   if (int16_output) {
     // TFLM: zero point -32768, scale 1/65536 within 0.1%.
     const float expected = 1.f / 65536;
-    const float diff = output->scale > expected ? output->scale - expected
-                                                : expected - output->scale;
+    const float diff =
+        output->scale > expected ? output->scale - expected : expected - output->scale;
     if (output->zero_point != -32768 || diff > 0.001f * 1.f / 65536) {
       return ctx.Fail(Status::kUnsupportedType,
                       "int16 output tensor '%s' must have zero point -32768 and scale 1/65536 "
@@ -78,8 +78,8 @@ Status SoftmaxPrepare(OpContext& ctx) {
       beta * input_scale * static_cast<double>(1 << (31 - kScaledDiffIntegerBits));
   if (!(real_multiplier > 1.0)) {
     return ctx.Fail(Status::kUnsupportedType,
-                    "beta %f * input scale %f of tensor '%s' is too small (TFLM aborts)",
-                    beta, input_scale, input->name);
+                    "beta %f * input scale %f of tensor '%s' is too small (TFLM aborts)", beta,
+                    input_scale, input->name);
   }
 
   SoftmaxData* data = AllocateOpData<SoftmaxData>(ctx);
@@ -102,8 +102,7 @@ Status SoftmaxPrepare(OpContext& ctx) {
 }
 
 template <typename OutputT>
-Status SoftmaxRows(OpContext& ctx, const SoftmaxData& data, const int8_t* input,
-                   OutputT* output) {
+Status SoftmaxRows(OpContext& ctx, const SoftmaxData& data, const int8_t* input, OutputT* output) {
   constexpr int32_t kOutMin = sizeof(OutputT) == 1 ? INT8_MIN : INT16_MIN;
   constexpr int32_t kOutMax = sizeof(OutputT) == 1 ? INT8_MAX : INT16_MAX;
   const int32_t multiplier = data.input_multiplier;
@@ -127,8 +126,7 @@ Status SoftmaxRows(OpContext& ctx, const SoftmaxData& data, const int8_t* input,
       if (input_diff >= diff_min) {
         const int32_t scaled_diff =
             MultiplyByQuantizedMultiplierGreaterThanOne(input_diff, multiplier, left_shift);
-        const int32_t exp_q0 =
-            fixedpoint::ExpOnNegativeValues<kScaledDiffIntegerBits>(scaled_diff);
+        const int32_t exp_q0 = fixedpoint::ExpOnNegativeValues<kScaledDiffIntegerBits>(scaled_diff);
         sum_of_exps += static_cast<uint32_t>(RoundingDivideByPOT(exp_q0, kAccumulationIntegerBits));
       }
     }
@@ -151,8 +149,7 @@ Status SoftmaxRows(OpContext& ctx, const SoftmaxData& data, const int8_t* input,
       if (input_diff >= diff_min) {
         const int32_t scaled_diff =
             MultiplyByQuantizedMultiplierGreaterThanOne(input_diff, multiplier, left_shift);
-        const int32_t exp_q0 =
-            fixedpoint::ExpOnNegativeValues<kScaledDiffIntegerBits>(scaled_diff);
+        const int32_t exp_q0 = fixedpoint::ExpOnNegativeValues<kScaledDiffIntegerBits>(scaled_diff);
         const int32_t unsat_output =
             RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(shifted_scale, exp_q0), exponent);
         out[c] = static_cast<OutputT>(ClampInt32(unsat_output + kOutMin, kOutMin, kOutMax));
