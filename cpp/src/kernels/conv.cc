@@ -4,6 +4,7 @@
 // pixel's channels are written: input reads only move earlier relative to TFLM's order.
 #include <string.h>
 
+#include "kernels/conv_common.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
@@ -41,82 +42,6 @@ inline int32_t DotWithOffset(const int8_t* x, const int8_t* w, int n, int32_t x_
   return acc;
 }
 
-// Filter taps [*start, *end) of one spatial dimension whose input index
-// origin + dilation * tap lies inside [0, size); TFLM skips the other (padding) taps.
-inline void ValidTaps(int origin, int dilation, int taps, int size, int* start, int* end) {
-  *start = origin < 0 ? (-origin + dilation - 1) / dilation : 0;
-  int e = 0;
-  if (origin < size) {
-    e = (size - 1 - origin) / dilation + 1;
-    if (e > taps) e = taps;
-  }
-  *end = e;
-}
-
-Status CheckActivationTensor(OpContext& ctx, const Tensor* t, const char* role) {
-  Status s = ExpectType(ctx, t, DType::kInt8, role);
-  if (s != Status::kOk) return s;
-  if (!(t->scale > 0.0f)) {
-    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' is not quantised (scale %f)", role,
-                    t->name, static_cast<double>(t->scale));
-  }
-  if (t->channels.count > 1) {
-    return ctx.Fail(Status::kUnsupportedType,
-                    "%s tensor '%s' is quantised per channel; only per-tensor is supported",
-                    role, t->name);
-  }
-  if (t->zero_point < INT8_MIN || t->zero_point > INT8_MAX) {
-    return ctx.Fail(Status::kInvalidModel, "%s tensor '%s' has zero point %d outside int8", role,
-                    t->name, t->zero_point);
-  }
-  return Status::kOk;
-}
-
-Status CheckFusedActivation(OpContext& ctx, Activation a) {
-  if (a == Activation::kNone || a == Activation::kRelu || a == Activation::kReluN1To1 ||
-      a == Activation::kRelu6) {
-    return Status::kOk;
-  }
-  return ctx.Fail(Status::kUnsupportedType, "fused activation %d is not supported",
-                  static_cast<int>(a));
-}
-
-// TFLM's PopulateConvolutionQuantizationParams (int8): per-channel filter scales, or one
-// per-tensor scale broadcast over the channels; effective scale computed in double.
-Status ComputeChannelMultipliers(OpContext& ctx, const Tensor& input, const Tensor& filter,
-                                 const Tensor& output, int32_t num_channels,
-                                 int32_t expected_quant_dim, int32_t** multiplier,
-                                 int32_t** shift) {
-  const ChannelQuant& q = filter.channels;
-  const bool per_channel = q.count > 1;
-  if (per_channel) {
-    if (q.count != num_channels || q.quantized_dimension != expected_quant_dim) {
-      return ctx.Fail(Status::kUnsupportedType,
-                      "filter '%s' has %d scales along dimension %d, expected 1 or %d along "
-                      "dimension %d",
-                      filter.name, q.count, q.quantized_dimension, num_channels,
-                      expected_quant_dim);
-    }
-  } else if (!(filter.scale > 0.0f)) {
-    return ctx.Fail(Status::kUnsupportedType, "filter '%s' is not quantised (scale %f)",
-                    filter.name, static_cast<double>(filter.scale));
-  }
-  const size_t bytes = static_cast<size_t>(num_channels) * sizeof(int32_t);
-  *multiplier = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
-  *shift = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
-  if (*multiplier == nullptr || *shift == nullptr) return Status::kOutOfMemory;
-  const double input_scale = static_cast<double>(input.scale);
-  const double output_scale = static_cast<double>(output.scale);
-  for (int32_t c = 0; c < num_channels; ++c) {
-    const double filter_scale = static_cast<double>(per_channel ? q.Scale(c) : filter.scale);
-    const double effective_scale = input_scale * filter_scale / output_scale;
-    int channel_shift = 0;
-    QuantizeMultiplier(effective_scale, &(*multiplier)[c], &channel_shift);
-    (*shift)[c] = channel_shift;
-  }
-  return Status::kOk;
-}
-
 Status ConvPrepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 3, 1);
   if (s != Status::kOk) return s;
@@ -125,13 +50,13 @@ Status ConvPrepare(OpContext& ctx) {
   const Tensor* filter = ctx.input(1);
   const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
   const Tensor* output = ctx.output(0);
-  if ((s = CheckActivationTensor(ctx, input, "input")) != Status::kOk) return s;
-  if ((s = CheckActivationTensor(ctx, output, "output")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, input, "input")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, output, "output")) != Status::kOk) return s;
   if ((s = ExpectType(ctx, filter, DType::kInt8, "filter")) != Status::kOk) return s;
   if (bias != nullptr && (s = ExpectType(ctx, bias, DType::kInt32, "bias")) != Status::kOk) {
     return s;
   }
-  if ((s = CheckFusedActivation(ctx, opt.activation)) != Status::kOk) return s;
+  if ((s = ExpectFusedActivation(ctx, opt.activation)) != Status::kOk) return s;
 
   if (input->shape.rank != 4 || filter->shape.rank != 4 || output->shape.rank != 4) {
     return ctx.Fail(Status::kInvalidShape,
@@ -161,18 +86,15 @@ Status ConvPrepare(OpContext& ctx) {
                     "divisible by groups)",
                     in_d, filter->name, f_in_d, out_d);
   }
-  const int32_t out_h =
-      ComputeOutSize(opt.padding, in_h, f_h, opt.stride_h, opt.dilation_h);
-  const int32_t out_w =
-      ComputeOutSize(opt.padding, in_w, f_w, opt.stride_w, opt.dilation_w);
+  const int32_t out_h = ComputeOutSize(opt.padding, in_h, f_h, opt.stride_h, opt.dilation_h);
+  const int32_t out_w = ComputeOutSize(opt.padding, in_w, f_w, opt.stride_w, opt.dilation_w);
   if (out_h <= 0 || out_w <= 0) {
     return ctx.Fail(Status::kInvalidShape,
                     "filter %dx%d with dilation %dx%d does not fit the %dx%d input", f_h, f_w,
                     opt.dilation_h, opt.dilation_w, in_h, in_w);
   }
-  if (output->shape.dims[0] != batches ||
-      output->shape.dims[1] != out_h || output->shape.dims[2] != out_w ||
-      output->shape.dims[3] != out_d) {
+  if (output->shape.dims[0] != batches || output->shape.dims[1] != out_h ||
+      output->shape.dims[2] != out_w || output->shape.dims[3] != out_d) {
     return ctx.Fail(Status::kInvalidShape,
                     "output '%s' has shape [%d,%d,%d,%d], expected [%d,%d,%d,%d]", output->name,
                     output->shape.dims[0], output->shape.dims[1], output->shape.dims[2],
@@ -289,8 +211,8 @@ Status ConvEval(OpContext& ctx) {
         for (int g = 0; g < groups; ++g) {
           const int8_t* in_group = in_batch + g * f_in_d;
           if (use_patch) {
-            GatherPatch(in_group, in_y_origin, in_x_origin, fy_start, fy_end, fx_start, fx_end,
-                        f_h, f_w, f_in_d, in_d, in_row_stride, dil_h, dil_w, pad_value, patch);
+            GatherPatch(in_group, in_y_origin, in_x_origin, fy_start, fy_end, fx_start, fx_end, f_h,
+                        f_w, f_in_d, in_d, in_row_stride, dil_h, dil_w, pad_value, patch);
           }
           for (int k = 0; k < filters_per_group; ++k, ++oc) {
             const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;

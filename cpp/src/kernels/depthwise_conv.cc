@@ -2,6 +2,7 @@
 // out_x > in_channel > multiplier; multiplier 1 runs blocks of 64 channels per output pixel
 // (all taps of the block read, then its outputs written), which never writes an output byte
 // earlier relative to the input reads than TFLM's per-channel order does.
+#include "kernels/conv_common.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
@@ -22,82 +23,6 @@ struct DepthwiseData {
   int32_t pad_w;
 };
 
-// Filter taps [*start, *end) of one spatial dimension whose input index
-// origin + dilation * tap lies inside [0, size); TFLM skips the other (padding) taps.
-inline void ValidTaps(int origin, int dilation, int taps, int size, int* start, int* end) {
-  *start = origin < 0 ? (-origin + dilation - 1) / dilation : 0;
-  int e = 0;
-  if (origin < size) {
-    e = (size - 1 - origin) / dilation + 1;
-    if (e > taps) e = taps;
-  }
-  *end = e;
-}
-
-Status CheckActivationTensor(OpContext& ctx, const Tensor* t, const char* role) {
-  Status s = ExpectType(ctx, t, DType::kInt8, role);
-  if (s != Status::kOk) return s;
-  if (!(t->scale > 0.0f)) {
-    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' is not quantised (scale %f)", role,
-                    t->name, static_cast<double>(t->scale));
-  }
-  if (t->channels.count > 1) {
-    return ctx.Fail(Status::kUnsupportedType,
-                    "%s tensor '%s' is quantised per channel; only per-tensor is supported",
-                    role, t->name);
-  }
-  if (t->zero_point < INT8_MIN || t->zero_point > INT8_MAX) {
-    return ctx.Fail(Status::kInvalidModel, "%s tensor '%s' has zero point %d outside int8", role,
-                    t->name, t->zero_point);
-  }
-  return Status::kOk;
-}
-
-Status CheckFusedActivation(OpContext& ctx, Activation a) {
-  if (a == Activation::kNone || a == Activation::kRelu || a == Activation::kReluN1To1 ||
-      a == Activation::kRelu6) {
-    return Status::kOk;
-  }
-  return ctx.Fail(Status::kUnsupportedType, "fused activation %d is not supported",
-                  static_cast<int>(a));
-}
-
-// TFLM's PopulateConvolutionQuantizationParams (int8): per-channel filter scales, or one
-// per-tensor scale broadcast over the channels; effective scale computed in double.
-Status ComputeChannelMultipliers(OpContext& ctx, const Tensor& input, const Tensor& filter,
-                                 const Tensor& output, int32_t num_channels,
-                                 int32_t expected_quant_dim, int32_t** multiplier,
-                                 int32_t** shift) {
-  const ChannelQuant& q = filter.channels;
-  const bool per_channel = q.count > 1;
-  if (per_channel) {
-    if (q.count != num_channels || q.quantized_dimension != expected_quant_dim) {
-      return ctx.Fail(Status::kUnsupportedType,
-                      "filter '%s' has %d scales along dimension %d, expected 1 or %d along "
-                      "dimension %d",
-                      filter.name, q.count, q.quantized_dimension, num_channels,
-                      expected_quant_dim);
-    }
-  } else if (!(filter.scale > 0.0f)) {
-    return ctx.Fail(Status::kUnsupportedType, "filter '%s' is not quantised (scale %f)",
-                    filter.name, static_cast<double>(filter.scale));
-  }
-  const size_t bytes = static_cast<size_t>(num_channels) * sizeof(int32_t);
-  *multiplier = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
-  *shift = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
-  if (*multiplier == nullptr || *shift == nullptr) return Status::kOutOfMemory;
-  const double input_scale = static_cast<double>(input.scale);
-  const double output_scale = static_cast<double>(output.scale);
-  for (int32_t c = 0; c < num_channels; ++c) {
-    const double filter_scale = static_cast<double>(per_channel ? q.Scale(c) : filter.scale);
-    const double effective_scale = input_scale * filter_scale / output_scale;
-    int channel_shift = 0;
-    QuantizeMultiplier(effective_scale, &(*multiplier)[c], &channel_shift);
-    (*shift)[c] = channel_shift;
-  }
-  return Status::kOk;
-}
-
 Status DepthwisePrepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 3, 1);
   if (s != Status::kOk) return s;
@@ -106,13 +31,13 @@ Status DepthwisePrepare(OpContext& ctx) {
   const Tensor* filter = ctx.input(1);
   const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
   const Tensor* output = ctx.output(0);
-  if ((s = CheckActivationTensor(ctx, input, "input")) != Status::kOk) return s;
-  if ((s = CheckActivationTensor(ctx, output, "output")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, input, "input")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, output, "output")) != Status::kOk) return s;
   if ((s = ExpectType(ctx, filter, DType::kInt8, "filter")) != Status::kOk) return s;
   if (bias != nullptr && (s = ExpectType(ctx, bias, DType::kInt32, "bias")) != Status::kOk) {
     return s;
   }
-  if ((s = CheckFusedActivation(ctx, opt.activation)) != Status::kOk) return s;
+  if ((s = ExpectFusedActivation(ctx, opt.activation)) != Status::kOk) return s;
 
   if (input->shape.rank != 4 || filter->shape.rank != 4 || output->shape.rank != 4) {
     return ctx.Fail(Status::kInvalidShape,
@@ -131,27 +56,25 @@ Status DepthwisePrepare(OpContext& ctx) {
                     opt.stride_h, opt.stride_w, opt.dilation_h, opt.dilation_w);
   }
   if (filter->shape.dims[0] != 1 || f_h <= 0 || f_w <= 0 || out_d <= 0) {
-    return ctx.Fail(Status::kInvalidShape, "filter '%s' has shape [%d,%d,%d,%d], expected "
-                    "[1,height,width,channels]", filter->name, filter->shape.dims[0], f_h, f_w,
-                    out_d);
+    return ctx.Fail(Status::kInvalidShape,
+                    "filter '%s' has shape [%d,%d,%d,%d], expected "
+                    "[1,height,width,channels]",
+                    filter->name, filter->shape.dims[0], f_h, f_w, out_d);
   }
   if (opt.depth_multiplier <= 0 || in_d * opt.depth_multiplier != out_d) {
     return ctx.Fail(Status::kInvalidShape,
                     "input channels %d * depth multiplier %d != filter '%s' channels %d", in_d,
                     opt.depth_multiplier, filter->name, out_d);
   }
-  const int32_t out_h =
-      ComputeOutSize(opt.padding, in_h, f_h, opt.stride_h, opt.dilation_h);
-  const int32_t out_w =
-      ComputeOutSize(opt.padding, in_w, f_w, opt.stride_w, opt.dilation_w);
+  const int32_t out_h = ComputeOutSize(opt.padding, in_h, f_h, opt.stride_h, opt.dilation_h);
+  const int32_t out_w = ComputeOutSize(opt.padding, in_w, f_w, opt.stride_w, opt.dilation_w);
   if (out_h <= 0 || out_w <= 0) {
     return ctx.Fail(Status::kInvalidShape,
                     "filter %dx%d with dilation %dx%d does not fit the %dx%d input", f_h, f_w,
                     opt.dilation_h, opt.dilation_w, in_h, in_w);
   }
-  if (output->shape.dims[0] != batches ||
-      output->shape.dims[1] != out_h || output->shape.dims[2] != out_w ||
-      output->shape.dims[3] != out_d) {
+  if (output->shape.dims[0] != batches || output->shape.dims[1] != out_h ||
+      output->shape.dims[2] != out_w || output->shape.dims[3] != out_d) {
     return ctx.Fail(Status::kInvalidShape,
                     "output '%s' has shape [%d,%d,%d,%d], expected [%d,%d,%d,%d]", output->name,
                     output->shape.dims[0], output->shape.dims[1], output->shape.dims[2],
@@ -187,8 +110,7 @@ inline void MacFullBlock(const int8_t* x, const int8_t* w, int16_t offset, int32
   }
 }
 
-inline void MacPartialBlock(const int8_t* x, const int8_t* w, int n, int32_t offset,
-                            int32_t* acc) {
+inline void MacPartialBlock(const int8_t* x, const int8_t* w, int n, int32_t offset, int32_t* acc) {
   for (int i = 0; i < n; ++i) acc[i] += w[i] * (x[i] + offset);
 }
 
@@ -280,16 +202,14 @@ Status DepthwiseEval(OpContext& ctx) {
               const int oc = m + ic * depth_multiplier;
               int32_t acc = 0;
               for (int fy = fy_start; fy < fy_end; ++fy) {
-                const int8_t* x =
-                    in_batch + (in_y_origin + dil_h * fy) * in_row_stride + ic;
+                const int8_t* x = in_batch + (in_y_origin + dil_h * fy) * in_row_stride + ic;
                 const int8_t* w = filter_data + fy * filter_row_stride + oc;
                 for (int fx = fx_start; fx < fx_end; ++fx) {
                   acc += w[fx * out_d] * (x[(in_x_origin + dil_w * fx) * in_d] + d.input_offset);
                 }
               }
               if (bias_data != nullptr) acc += bias_data[oc];
-              *out++ = Requantize(acc, multiplier[oc], shift[oc], output_offset, act_min,
-                                  act_max);
+              *out++ = Requantize(acc, multiplier[oc], shift[oc], output_offset, act_min, act_max);
             }
           }
         }

@@ -13,8 +13,8 @@ struct FullyConnectedData {
   // Per-channel filters: one multiplier/shift per output channel; nullptr when per-tensor.
   const int32_t* channel_multiplier;
   const int32_t* channel_shift;
-  int32_t multiplier;  // per-tensor
-  int32_t shift;       // per-tensor, > 0 shifts left (TFLM's convention)
+  int32_t multiplier;     // per-tensor
+  int32_t shift;          // per-tensor, > 0 shifts left (TFLM's convention)
   int32_t input_offset;   // -input zero point
   int32_t filter_offset;  // -filter zero point (per-tensor only, as in TFLM)
   int32_t output_offset;  // output zero point
@@ -45,25 +45,6 @@ inline int32_t Dot(const int8_t* x, const int8_t* w, int n, int32_t x_offset, in
   return acc;
 }
 
-Status CheckActivationTensor(OpContext& ctx, const Tensor* t, const char* role) {
-  Status s = ExpectType(ctx, t, DType::kInt8, role);
-  if (s != Status::kOk) return s;
-  if (!(t->scale > 0.0f)) {
-    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' is not quantised (scale %f)", role,
-                    t->name, static_cast<double>(t->scale));
-  }
-  if (t->channels.count > 1) {
-    return ctx.Fail(Status::kUnsupportedType,
-                    "%s tensor '%s' is quantised per channel; only per-tensor is supported",
-                    role, t->name);
-  }
-  if (t->zero_point < INT8_MIN || t->zero_point > INT8_MAX) {
-    return ctx.Fail(Status::kInvalidModel, "%s tensor '%s' has zero point %d outside int8", role,
-                    t->name, t->zero_point);
-  }
-  return Status::kOk;
-}
-
 Status FullyConnectedPrepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 3, 1);
   if (s != Status::kOk) return s;
@@ -72,8 +53,8 @@ Status FullyConnectedPrepare(OpContext& ctx) {
   const Tensor* filter = ctx.input(1);
   const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
   const Tensor* output = ctx.output(0);
-  if ((s = CheckActivationTensor(ctx, input, "input")) != Status::kOk) return s;
-  if ((s = CheckActivationTensor(ctx, output, "output")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, input, "input")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, output, "output")) != Status::kOk) return s;
   if ((s = ExpectType(ctx, filter, DType::kInt8, "filter")) != Status::kOk) return s;
   if (bias != nullptr && (s = ExpectType(ctx, bias, DType::kInt32, "bias")) != Status::kOk) {
     return s;
@@ -128,15 +109,13 @@ Status FullyConnectedPrepare(OpContext& ctx) {
                       filter->name, q.count, q.quantized_dimension, output_depth);
     }
     const size_t bytes = static_cast<size_t>(output_depth) * sizeof(int32_t);
-    int32_t* multiplier =
-        static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
+    int32_t* multiplier = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
     int32_t* shift = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
     if (multiplier == nullptr || shift == nullptr) return Status::kOutOfMemory;
     const double input_scale = static_cast<double>(input->scale);
     const double output_scale = static_cast<double>(output->scale);
     for (int32_t c = 0; c < output_depth; ++c) {
-      const double effective_scale =
-          input_scale * static_cast<double>(q.Scale(c)) / output_scale;
+      const double effective_scale = input_scale * static_cast<double>(q.Scale(c)) / output_scale;
       int channel_shift = 0;
       QuantizeMultiplier(effective_scale, &multiplier[c], &channel_shift);
       shift[c] = channel_shift;
@@ -165,8 +144,8 @@ Status FullyConnectedPrepare(OpContext& ctx) {
                         bias->name, static_cast<double>(bias->scale), product_scale);
       }
     }
-    const double real_multiplier = static_cast<double>(input->scale * filter->scale) /
-                                   static_cast<double>(output->scale);
+    const double real_multiplier =
+        static_cast<double>(input->scale * filter->scale) / static_cast<double>(output->scale);
     int shift = 0;
     QuantizeMultiplier(real_multiplier, &data->multiplier, &shift);
     data->shift = shift;
@@ -206,9 +185,8 @@ Status FullyConnectedEval(OpContext& ctx) {
     const int8_t* x = in + static_cast<size_t>(b) * accum_depth;
     const int8_t* w = filter;
     for (int oc = 0; oc < output_depth; ++oc, w += accum_depth) {
-      int32_t acc = filter_offset == 0
-                        ? Dot<false>(x, w, accum_depth, input_offset, 0)
-                        : Dot<true>(x, w, accum_depth, input_offset, filter_offset);
+      int32_t acc = filter_offset == 0 ? Dot<false>(x, w, accum_depth, input_offset, 0)
+                                       : Dot<true>(x, w, accum_depth, input_offset, filter_offset);
       if (bias_data != nullptr) acc += bias_data[oc];
       acc = channel_multiplier != nullptr
                 ? MultiplyByQuantizedMultiplier(acc, channel_multiplier[oc], channel_shift[oc])

@@ -1,5 +1,7 @@
 #include "kernels/kernel_util.h"
 
+#include <stdint.h>
+
 namespace tflm_vmcu {
 
 Status ExpectType(OpContext& ctx, const Tensor* t, DType type, const char* role) {
@@ -25,6 +27,34 @@ Status ExpectArity(OpContext& ctx, int min_inputs, int max_inputs, int outputs) 
     if (ctx.input(i) == nullptr) return ctx.Fail(Status::kInvalidModel, "input %d missing", i);
   }
   return Status::kOk;
+}
+
+Status ExpectInt8Activation(OpContext& ctx, const Tensor* t, const char* role) {
+  Status s = ExpectType(ctx, t, DType::kInt8, role);
+  if (s != Status::kOk) return s;
+  if (!(t->scale > 0.0f)) {
+    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' is not quantised (scale %f)", role,
+                    t->name, static_cast<double>(t->scale));
+  }
+  if (t->channels.count > 1) {
+    return ctx.Fail(Status::kUnsupportedType,
+                    "%s tensor '%s' is quantised per channel; only per-tensor is supported", role,
+                    t->name);
+  }
+  if (t->zero_point < INT8_MIN || t->zero_point > INT8_MAX) {
+    return ctx.Fail(Status::kInvalidModel, "%s tensor '%s' has zero point %d outside int8", role,
+                    t->name, t->zero_point);
+  }
+  return Status::kOk;
+}
+
+Status ExpectFusedActivation(OpContext& ctx, Activation a) {
+  if (a == Activation::kNone || a == Activation::kRelu || a == Activation::kReluN1To1 ||
+      a == Activation::kRelu6) {
+    return Status::kOk;
+  }
+  return ctx.Fail(Status::kUnsupportedType, "fused activation %d is not supported",
+                  static_cast<int>(a));
 }
 
 }  // namespace tflm_vmcu

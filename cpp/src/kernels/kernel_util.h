@@ -40,4 +40,11 @@ Status ExpectType(OpContext& ctx, const Tensor* t, DType type, const char* role)
 // Fails unless the op has exactly these numbers of inputs and outputs (present or not).
 Status ExpectArity(OpContext& ctx, int min_inputs, int max_inputs, int outputs);
 
+// Fails unless the tensor is int8, quantised per tensor with a positive scale and an
+// int8 zero point (what every int8 kernel needs of its activations).
+Status ExpectInt8Activation(OpContext& ctx, const Tensor* t, const char* role);
+
+// Fails for fused activations an int8 kernel cannot apply (TANH, SIGN_BIT).
+Status ExpectFusedActivation(OpContext& ctx, Activation activation);
+
 }  // namespace tflm_vmcu

@@ -20,25 +20,6 @@ struct PoolData {
   int32_t pad_w;
 };
 
-Status CheckActivationTensor(OpContext& ctx, const Tensor* t, const char* role) {
-  Status s = ExpectType(ctx, t, DType::kInt8, role);
-  if (s != Status::kOk) return s;
-  if (!(t->scale > 0.0f)) {
-    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' is not quantised (scale %f)", role,
-                    t->name, static_cast<double>(t->scale));
-  }
-  if (t->channels.count > 1) {
-    return ctx.Fail(Status::kUnsupportedType,
-                    "%s tensor '%s' is quantised per channel; only per-tensor is supported",
-                    role, t->name);
-  }
-  if (t->zero_point < INT8_MIN || t->zero_point > INT8_MAX) {
-    return ctx.Fail(Status::kInvalidModel, "%s tensor '%s' has zero point %d outside int8", role,
-                    t->name, t->zero_point);
-  }
-  return Status::kOk;
-}
-
 // First window tap inside [0, size) and one past the last, for a window starting at origin.
 inline void WindowBounds(int origin, int filter, int size, int* start, int* end) {
   *start = origin < 0 ? -origin : 0;
@@ -52,8 +33,8 @@ Status PoolPrepare(OpContext& ctx) {
   const OpOptions& opt = ctx.options();
   const Tensor* input = ctx.input(0);
   const Tensor* output = ctx.output(0);
-  if ((s = CheckActivationTensor(ctx, input, "input")) != Status::kOk) return s;
-  if ((s = CheckActivationTensor(ctx, output, "output")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, input, "input")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, output, "output")) != Status::kOk) return s;
   const Activation act = opt.activation;
   if (act != Activation::kNone && act != Activation::kRelu && act != Activation::kReluN1To1 &&
       act != Activation::kRelu6) {
@@ -86,12 +67,12 @@ Status PoolPrepare(OpContext& ctx) {
     return ctx.Fail(Status::kInvalidShape, "filter %dx%d does not fit the %dx%d input",
                     opt.filter_h, opt.filter_w, in_h, in_w);
   }
-  if (o.dims[0] != input->shape.dims[0] || o.dims[1] != out_h ||
-      o.dims[2] != out_w || o.dims[3] != input->shape.dims[3]) {
+  if (o.dims[0] != input->shape.dims[0] || o.dims[1] != out_h || o.dims[2] != out_w ||
+      o.dims[3] != input->shape.dims[3]) {
     return ctx.Fail(Status::kInvalidShape,
                     "output '%s' has shape [%d,%d,%d,%d], expected [%d,%d,%d,%d]", output->name,
-                    o.dims[0], o.dims[1], o.dims[2], o.dims[3], input->shape.dims[0], out_h,
-                    out_w, input->shape.dims[3]);
+                    o.dims[0], o.dims[1], o.dims[2], o.dims[3], input->shape.dims[0], out_h, out_w,
+                    input->shape.dims[3]);
   }
   PoolData* data = AllocateOpData<PoolData>(ctx);
   if (data == nullptr) return Status::kOutOfMemory;

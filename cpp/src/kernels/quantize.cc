@@ -1,6 +1,7 @@
-// QUANTIZE (float32 -> int8: round(x / scale) + zp; int8 -> int8: requantisation) and
-// DEQUANTIZE (int8 -> float32: scale * (q - zp)). Loop order: flat, element i of the
-// output reads element i of the input only.
+// QUANTIZE (float32 -> int8: round(x / scale) + zp; int8 -> int8: requantisation
+// through a 256-entry table built in Prepare) and DEQUANTIZE (int8 -> float32:
+// scale * (q - zp)). Loop order: flat, element i of the output reads element i of the
+// input only.
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
@@ -10,12 +11,9 @@ namespace {
 
 struct QuantizeOpData {
   int32_t flat_size;
-  bool from_float;
   float output_scale;  // float32 -> int8
   int32_t output_zero_point;
-  int32_t input_zero_point;  // int8 -> int8
-  int32_t requantize_multiplier;
-  int requantize_shift;
+  const int8_t* table;  // int8 -> int8: output for input q at table[q + 128]
 };
 
 struct DequantizeOpData {
@@ -76,16 +74,27 @@ Status QuantizePrepare(OpContext& ctx) {
   QuantizeOpData* data = AllocateOpData<QuantizeOpData>(ctx);
   if (data == nullptr) return Status::kOutOfMemory;
   data->flat_size = static_cast<int32_t>(output->shape.FlatSize());
-  data->from_float = from_float;
   // TFLM keeps the scale as double and casts it back to float: the float scale itself.
   data->output_scale = output->scale;
   data->output_zero_point = output->zero_point;
-  data->input_zero_point = input->zero_point;
+  data->table = nullptr;
   if (!from_float) {
-    // TFLM's PrepareQuantizeReference (quantize_common.cc).
+    // TFLM's PrepareQuantizeReference (quantize_common.cc), then reference_ops::Requantize
+    // evaluated once for each of the 256 possible inputs.
     const double effective_scale =
         static_cast<double>(input->scale) / static_cast<double>(output->scale);
-    QuantizeMultiplier(effective_scale, &data->requantize_multiplier, &data->requantize_shift);
+    int32_t multiplier;
+    int shift;
+    QuantizeMultiplier(effective_scale, &multiplier, &shift);
+    int8_t* table = static_cast<int8_t*>(ctx.AllocatePersistent(256, 1));
+    if (table == nullptr) return Status::kOutOfMemory;
+    for (int32_t q = INT8_MIN; q <= INT8_MAX; ++q) {
+      const int32_t value =
+          MultiplyByQuantizedMultiplier(q - input->zero_point, multiplier, shift) +
+          output->zero_point;
+      table[q + 128] = static_cast<int8_t>(ClampInt32(value, INT8_MIN, INT8_MAX));
+    }
+    data->table = table;
   }
   return Status::kOk;
 }
@@ -107,23 +116,16 @@ Status QuantizeEval(OpContext& ctx) {
   const QuantizeOpData& d = *static_cast<const QuantizeOpData*>(ctx.op_data());
   int8_t* out = ctx.output(0)->Data<int8_t>();
   const int32_t n = d.flat_size;
-  if (d.from_float) {
+  if (d.table == nullptr) {
     const float* in = ctx.input(0)->Data<float>();
     const float scale = d.output_scale;
     const int32_t zp = d.output_zero_point;
     for (int32_t i = 0; i < n; ++i) out[i] = QuantizeValue(in[i], scale, zp);
     return Status::kOk;
   }
-  // TFLM's reference_ops::Requantize<int8_t, int8_t>.
   const int8_t* in = ctx.input(0)->Data<int8_t>();
-  const int32_t in_zp = d.input_zero_point;
-  const int32_t out_zp = d.output_zero_point;
-  const int32_t mult = d.requantize_multiplier;
-  const int shift = d.requantize_shift;
-  for (int32_t i = 0; i < n; ++i) {
-    const int32_t output = MultiplyByQuantizedMultiplier(in[i] - in_zp, mult, shift) + out_zp;
-    out[i] = static_cast<int8_t>(ClampInt32(output, INT8_MIN, INT8_MAX));
-  }
+  const int8_t* table = d.table + 128;
+  for (int32_t i = 0; i < n; ++i) out[i] = table[in[i]];
   return Status::kOk;
 }
 

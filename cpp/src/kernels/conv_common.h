@@ -1,0 +1,28 @@
+// Prepare-time helpers shared by CONV_2D and DEPTHWISE_CONV_2D.
+#pragma once
+
+#include <stdint.h>
+
+#include "kernels/kernel.h"
+
+namespace tflm_vmcu {
+
+// Filter taps [*start, *end) of one spatial dimension whose input index
+// origin + dilation * tap lies inside [0, size); TFLM skips the other (padding) taps.
+inline void ValidTaps(int origin, int dilation, int taps, int size, int* start, int* end) {
+  *start = origin < 0 ? (-origin + dilation - 1) / dilation : 0;
+  int e = 0;
+  if (origin < size) {
+    e = (size - 1 - origin) / dilation + 1;
+    if (e > taps) e = taps;
+  }
+  *end = e;
+}
+
+// TFLM's PopulateConvolutionQuantizationParams (int8): per-channel filter scales, or one
+// per-tensor scale broadcast over the channels; effective scale computed in double.
+Status ComputeChannelMultipliers(OpContext& ctx, const Tensor& input, const Tensor& filter,
+                                 const Tensor& output, int32_t num_channels,
+                                 int32_t expected_quant_dim, int32_t** multiplier, int32_t** shift);
+
+}  // namespace tflm_vmcu
