@@ -37,9 +37,9 @@ struct OpOptions {
   int32_t filter_w = 0;
   int32_t filter_h = 0;
   Activation activation = Activation::kNone;
-  int32_t axis = 0;          // CONCATENATION
-  float beta = 0.0f;         // SOFTMAX
-  bool keep_dims = false;    // MEAN (ReducerOptions)
+  int32_t axis = 0;            // CONCATENATION
+  float beta = 0.0f;           // SOFTMAX
+  bool keep_dims = false;      // MEAN (ReducerOptions)
   bool keep_num_dims = false;  // FULLY_CONNECTED
   uint8_t weights_format = 0;  // FULLY_CONNECTED: 0 = DEFAULT
 };
