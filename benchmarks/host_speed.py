@@ -72,10 +72,10 @@ def main() -> None:
     for path in args.models or default_models():
         ours, theirs = time_model(path, args.rounds)
         rows.append((path.name, ours, theirs))
-    print("| model | tflm-vmcu (ms) | TFLM (ms) | ratio |")
+    print("| model | tflm-vmcu (µs) | TFLM (µs) | ratio |")
     print("|---|---:|---:|---:|")
     for name, ours, theirs in rows:
-        print(f"| {name} | {ours * 1e3:.3f} | {theirs * 1e3:.3f} | {ours / theirs:.2f} |")
+        print(f"| {name} | {ours * 1e6:,.1f} | {theirs * 1e6:,.1f} | {ours / theirs:.2f} |")
     ratios = [o / t for _, o, t in rows]
     print(
         f"\ngeometric mean ratio: {float(np.exp(np.mean(np.log(ratios)))):.2f} "

@@ -41,6 +41,13 @@ struct AddOpData {
   BroadcastPlan plan;
 };
 
+// min(hi, max(lo, v)) as TFLM writes it; two selects keep it branch-free (random data
+// makes a branchy clamp mispredict).
+inline int32_t Clamp(int32_t v, int32_t lo, int32_t hi) {
+  v = v > lo ? v : lo;
+  return v < hi ? v : hi;
+}
+
 // Extends both shapes to the larger rank (leading 1s) and checks broadcast
 // compatibility; fills `out` with the broadcast shape. Returns false if incompatible.
 bool BroadcastShape(const Shape& a, const Shape& b, Shape* out) {
@@ -126,7 +133,7 @@ inline int8_t AddOutput(int32_t scaled_input1_val, int32_t scaled_input2_val,
   const int32_t raw_output = MultiplyByQuantizedMultiplierSmallerThanOneExp(
                                  raw_sum, d.output_multiplier, d.output_shift) +
                              d.output_offset;
-  return static_cast<int8_t>(ClampInt32(raw_output, d.act_min, d.act_max));
+  return static_cast<int8_t>(Clamp(raw_output, d.act_min, d.act_max));
 }
 
 inline int32_t Scale1(int8_t x, const AddParams& d) {

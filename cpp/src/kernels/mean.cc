@@ -16,6 +16,13 @@
 namespace tflm_vmcu {
 namespace {
 
+// min(hi, max(lo, v)) as TFLM writes it; two selects keep it branch-free (random data
+// makes a branchy clamp mispredict).
+inline int32_t Clamp(int32_t v, int32_t lo, int32_t hi) {
+  v = v > lo ? v : lo;
+  return v < hi ? v : hi;
+}
+
 // A set of dims of the input as extents and input strides (in elements), after dropping
 // unit dims and merging dims that are contiguous in the input.
 struct DimList {
@@ -78,7 +85,7 @@ inline int8_t MeanOutput(int32_t sum, const MeanOpData& d) {
   const int32_t out = MultiplyByQuantizedMultiplier(sum - d.zero_point_sum, d.multiplier,
                                                     d.shift) +
                       d.output_zero_point;
-  return static_cast<int8_t>(ClampInt32(out, INT8_MIN, INT8_MAX));
+  return static_cast<int8_t>(Clamp(out, INT8_MIN, INT8_MAX));
 }
 
 Status MeanPrepare(OpContext& ctx) {

@@ -40,6 +40,13 @@ struct MulOpData {
   BroadcastPlan plan;
 };
 
+// min(hi, max(lo, v)) as TFLM writes it; two selects keep it branch-free (random data
+// makes a branchy clamp mispredict).
+inline int32_t Clamp(int32_t v, int32_t lo, int32_t hi) {
+  v = v > lo ? v : lo;
+  return v < hi ? v : hi;
+}
+
 // Extends both shapes to the larger rank (leading 1s) and checks broadcast
 // compatibility; fills `out` with the broadcast shape. Returns false if incompatible.
 bool BroadcastShape(const Shape& a, const Shape& b, Shape* out) {
@@ -116,7 +123,7 @@ inline int8_t MulOutput(int32_t input1_val, int32_t input2_val, const MulParams&
   const int32_t unclamped_result =
       d.output_offset + MultiplyByQuantizedMultiplier(input1_val * input2_val,
                                                       d.output_multiplier, d.output_shift);
-  return static_cast<int8_t>(ClampInt32(unclamped_result, d.act_min, d.act_max));
+  return static_cast<int8_t>(Clamp(unclamped_result, d.act_min, d.act_max));
 }
 
 // One row of the broadcast loop: `n` outputs, inputs advancing by s1 and s2 (0 or 1 in

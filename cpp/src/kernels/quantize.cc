@@ -9,6 +9,13 @@
 namespace tflm_vmcu {
 namespace {
 
+// min(hi, max(lo, v)) as TFLM writes it; two selects keep it branch-free (random data
+// makes a branchy clamp mispredict).
+inline int32_t Clamp(int32_t v, int32_t lo, int32_t hi) {
+  v = v > lo ? v : lo;
+  return v < hi ? v : hi;
+}
+
 struct QuantizeOpData {
   int32_t flat_size;
   float output_scale;  // float32 -> int8
@@ -92,7 +99,7 @@ Status QuantizePrepare(OpContext& ctx) {
       const int32_t value =
           MultiplyByQuantizedMultiplier(q - input->zero_point, multiplier, shift) +
           output->zero_point;
-      table[q + 128] = static_cast<int8_t>(ClampInt32(value, INT8_MIN, INT8_MAX));
+      table[q + 128] = static_cast<int8_t>(Clamp(value, INT8_MIN, INT8_MAX));
     }
     data->table = table;
   }
@@ -109,7 +116,7 @@ inline int8_t QuantizeValue(float val, float scale, int32_t zero_point) {
   if (rounded > -2147483648.0f && rounded < 2147483648.0f) q = static_cast<int32_t>(rounded);
   const int32_t unclamped =
       static_cast<int32_t>(static_cast<uint32_t>(q) + static_cast<uint32_t>(zero_point));
-  return static_cast<int8_t>(ClampInt32(unclamped, INT8_MIN, INT8_MAX));
+  return static_cast<int8_t>(Clamp(unclamped, INT8_MIN, INT8_MAX));
 }
 
 Status QuantizeEval(OpContext& ctx) {
