@@ -127,12 +127,11 @@ inline int32_t ScaleInput(int8_t x, int32_t offset, int32_t left_shift, int32_t 
   return MultiplyByQuantizedMultiplierSmallerThanOneExp(shifted_input_val, multiplier, shift);
 }
 
-inline int8_t AddOutput(int32_t scaled_input1_val, int32_t scaled_input2_val,
-                        const AddParams& d) {
+inline int8_t AddOutput(int32_t scaled_input1_val, int32_t scaled_input2_val, const AddParams& d) {
   const int32_t raw_sum = scaled_input1_val + scaled_input2_val;
-  const int32_t raw_output = MultiplyByQuantizedMultiplierSmallerThanOneExp(
-                                 raw_sum, d.output_multiplier, d.output_shift) +
-                             d.output_offset;
+  const int32_t raw_output =
+      MultiplyByQuantizedMultiplierSmallerThanOneExp(raw_sum, d.output_multiplier, d.output_shift) +
+      d.output_offset;
   return static_cast<int8_t>(Clamp(raw_output, d.act_min, d.act_max));
 }
 
@@ -171,8 +170,8 @@ void AddRow(const int8_t* a, int32_t s1, const int8_t* b, int32_t s2, int8_t* ou
 // mismatching dimension.
 Status ExpectShape(OpContext& ctx, const Tensor* output, const Shape& expected) {
   if (output->shape.rank != expected.rank) {
-    return ctx.Fail(Status::kInvalidShape, "output '%s' has rank %d, expected %d",
-                    output->name, output->shape.rank, expected.rank);
+    return ctx.Fail(Status::kInvalidShape, "output '%s' has rank %d, expected %d", output->name,
+                    output->shape.rank, expected.rank);
   }
   for (int32_t i = 0; i < expected.rank; ++i) {
     if (output->shape.dims[i] != expected.dims[i]) {
@@ -183,43 +182,17 @@ Status ExpectShape(OpContext& ctx, const Tensor* output, const Shape& expected) 
   return Status::kOk;
 }
 
-Status CheckInt8Quant(OpContext& ctx, const Tensor* t, const char* role) {
-  if (!(t->scale > 0.0f)) {
-    return ctx.Fail(Status::kUnsupportedType,
-                    "%s tensor '%s' is not quantised (scale %f); only int8 ADD is supported",
-                    role, t->name, static_cast<double>(t->scale));
-  }
-  if (t->zero_point < -128 || t->zero_point > 127) {
-    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' has zero point %d outside int8",
-                    role, t->name, t->zero_point);
-  }
-  if (t->channels.count > 1) {
-    return ctx.Fail(Status::kUnsupportedType,
-                    "%s tensor '%s' is quantised per channel; ADD needs per-tensor scales",
-                    role, t->name);
-  }
-  return Status::kOk;
-}
-
 Status AddPrepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 2, 1);
   if (s != Status::kOk) return s;
   const Tensor* input1 = ctx.input(0);
   const Tensor* input2 = ctx.input(1);
   const Tensor* output = ctx.output(0);
-  if ((s = ExpectType(ctx, output, DType::kInt8, "output")) != Status::kOk) return s;
-  if ((s = ExpectType(ctx, input1, DType::kInt8, "input1")) != Status::kOk) return s;
-  if ((s = ExpectType(ctx, input2, DType::kInt8, "input2")) != Status::kOk) return s;
-  if ((s = CheckInt8Quant(ctx, input1, "input1")) != Status::kOk) return s;
-  if ((s = CheckInt8Quant(ctx, input2, "input2")) != Status::kOk) return s;
-  if ((s = CheckInt8Quant(ctx, output, "output")) != Status::kOk) return s;
-
+  if ((s = ExpectInt8Activation(ctx, output, "output")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, input1, "input1")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, input2, "input2")) != Status::kOk) return s;
   const Activation act = ctx.options().activation;
-  if (act != Activation::kNone && act != Activation::kRelu && act != Activation::kRelu6 &&
-      act != Activation::kReluN1To1) {
-    return ctx.Fail(Status::kUnsupportedType, "fused activation %d is not supported",
-                    static_cast<int>(act));
-  }
+  if ((s = ExpectFusedActivation(ctx, act)) != Status::kOk) return s;
 
   Shape out_shape;
   if (!BroadcastShape(input1->shape, input2->shape, &out_shape)) {
@@ -235,10 +208,8 @@ Status AddPrepare(OpContext& ctx) {
   // TFLM's CalculateOpDataAdd (add_common.cc), int8 branch.
   const double twice_max_input_scale =
       2 * static_cast<double>(input1->scale > input2->scale ? input1->scale : input2->scale);
-  const double real_input1_multiplier =
-      static_cast<double>(input1->scale) / twice_max_input_scale;
-  const double real_input2_multiplier =
-      static_cast<double>(input2->scale) / twice_max_input_scale;
+  const double real_input1_multiplier = static_cast<double>(input1->scale) / twice_max_input_scale;
+  const double real_input2_multiplier = static_cast<double>(input2->scale) / twice_max_input_scale;
   const int32_t left_shift = 20;
   const double real_output_multiplier =
       twice_max_input_scale / ((1 << left_shift) * static_cast<double>(output->scale));
@@ -265,8 +236,9 @@ Status AddPrepare(OpContext& ctx) {
   CalculateActivationRangeInt8(act, output->scale, output->zero_point, &data->params.act_min,
                                &data->params.act_max);
 
-  data->broadcast = !SameExtendedShape(input1->shape, input2->shape);
   data->flat_size = static_cast<int32_t>(out_shape.FlatSize());
+  // An empty output takes the flat loop, which then does nothing.
+  data->broadcast = data->flat_size > 0 && !SameExtendedShape(input1->shape, input2->shape);
   if (data->broadcast) MakeBroadcastPlan(input1->shape, input2->shape, out_shape, &data->plan);
   return Status::kOk;
 }

@@ -44,8 +44,8 @@ struct DimList {
 };
 
 struct MeanOpData {
-  DimList kept;     // output dims, row-major
-  DimList reduced;  // summed dims
+  DimList kept;            // output dims, row-major
+  DimList reduced;         // summed dims
   int32_t zero_point_sum;  // input zero point * elements summed per output
   int32_t output_zero_point;
   int32_t multiplier;  // input_scale / output_scale / count
@@ -82,8 +82,7 @@ inline int32_t SumReduced(const int8_t* base, const DimList& r) {
 // One output of TFLM's reference_ops::QuantizedMeanOrSum (compute_sum false): the sum
 // minus count * zero point, rescaled by a multiplier that includes 1 / count.
 inline int8_t MeanOutput(int32_t sum, const MeanOpData& d) {
-  const int32_t out = MultiplyByQuantizedMultiplier(sum - d.zero_point_sum, d.multiplier,
-                                                    d.shift) +
+  const int32_t out = MultiplyByQuantizedMultiplier(sum - d.zero_point_sum, d.multiplier, d.shift) +
                       d.output_zero_point;
   return static_cast<int8_t>(Clamp(out, INT8_MIN, INT8_MAX));
 }
@@ -94,24 +93,11 @@ Status MeanPrepare(OpContext& ctx) {
   const Tensor* input = ctx.input(0);
   const Tensor* axis = ctx.input(1);
   const Tensor* output = ctx.output(0);
-  if ((s = ExpectType(ctx, input, DType::kInt8, "input")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, input, "input")) != Status::kOk) return s;
   if ((s = ExpectType(ctx, axis, DType::kInt32, "axis")) != Status::kOk) return s;
-  if ((s = ExpectType(ctx, output, DType::kInt8, "output")) != Status::kOk) return s;
-  const Tensor* quantized[2] = {input, output};
-  for (const Tensor* t : quantized) {
-    if (!(t->scale > 0.0f) || t->channels.count > 1) {
-      return ctx.Fail(Status::kUnsupportedType,
-                      "tensor '%s' must be quantised per tensor (scale %f, %d channels)",
-                      t->name, static_cast<double>(t->scale), t->channels.count);
-    }
-    if (t->zero_point < -128 || t->zero_point > 127) {
-      return ctx.Fail(Status::kUnsupportedType, "tensor '%s' has zero point %d outside int8",
-                      t->name, t->zero_point);
-    }
-  }
+  if ((s = ExpectInt8Activation(ctx, output, "output")) != Status::kOk) return s;
   if (axis->shape.FlatSize() > 0 && (!axis->is_const || axis->data == nullptr)) {
-    return ctx.Fail(Status::kUnsupportedType, "axis tensor '%s' must be a constant",
-                    axis->name);
+    return ctx.Fail(Status::kUnsupportedType, "axis tensor '%s' must be a constant", axis->name);
   }
   if (axis->shape.rank > 1) {
     return ctx.Fail(Status::kInvalidShape, "axis tensor '%s' has rank %d, expected 0 or 1",
@@ -122,8 +108,7 @@ Status MeanPrepare(OpContext& ctx) {
   const int32_t rank = in_shape.rank;
   for (int32_t i = 0; i < rank; ++i) {
     if (in_shape.dims[i] <= 0) {
-      return ctx.Fail(Status::kInvalidShape, "input '%s' has empty dimension %d",
-                      input->name, i);
+      return ctx.Fail(Status::kInvalidShape, "input '%s' has empty dimension %d", input->name, i);
     }
   }
   // Keeps every int32 sum (and count * zero point) free of overflow.
@@ -141,8 +126,8 @@ Status MeanPrepare(OpContext& ctx) {
     if (rank == 0) continue;
     const int32_t resolved = a < 0 ? a + rank : a;
     if (resolved < 0 || resolved >= rank) {
-      return ctx.Fail(Status::kInvalidShape, "axis %d is out of range for input '%s' of rank %d",
-                      a, input->name, rank);
+      return ctx.Fail(Status::kInvalidShape, "axis %d is out of range for input '%s' of rank %d", a,
+                      input->name, rank);
     }
     reduced_dim[resolved] = true;
   }

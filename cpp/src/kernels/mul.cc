@@ -121,8 +121,8 @@ void MakeBroadcastPlan(const Shape& a, const Shape& b, const Shape& out, Broadca
 // the zero-point-corrected inputs.
 inline int8_t MulOutput(int32_t input1_val, int32_t input2_val, const MulParams& d) {
   const int32_t unclamped_result =
-      d.output_offset + MultiplyByQuantizedMultiplier(input1_val * input2_val,
-                                                      d.output_multiplier, d.output_shift);
+      d.output_offset +
+      MultiplyByQuantizedMultiplier(input1_val * input2_val, d.output_multiplier, d.output_shift);
   return static_cast<int8_t>(Clamp(unclamped_result, d.act_min, d.act_max));
 }
 
@@ -155,8 +155,8 @@ void MulRow(const int8_t* a, int32_t s1, const int8_t* b, int32_t s2, int8_t* ou
 // mismatching dimension.
 Status ExpectShape(OpContext& ctx, const Tensor* output, const Shape& expected) {
   if (output->shape.rank != expected.rank) {
-    return ctx.Fail(Status::kInvalidShape, "output '%s' has rank %d, expected %d",
-                    output->name, output->shape.rank, expected.rank);
+    return ctx.Fail(Status::kInvalidShape, "output '%s' has rank %d, expected %d", output->name,
+                    output->shape.rank, expected.rank);
   }
   for (int32_t i = 0; i < expected.rank; ++i) {
     if (output->shape.dims[i] != expected.dims[i]) {
@@ -167,43 +167,17 @@ Status ExpectShape(OpContext& ctx, const Tensor* output, const Shape& expected) 
   return Status::kOk;
 }
 
-Status CheckInt8Quant(OpContext& ctx, const Tensor* t, const char* role) {
-  if (!(t->scale > 0.0f)) {
-    return ctx.Fail(Status::kUnsupportedType,
-                    "%s tensor '%s' is not quantised (scale %f); only int8 MUL is supported",
-                    role, t->name, static_cast<double>(t->scale));
-  }
-  if (t->zero_point < -128 || t->zero_point > 127) {
-    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' has zero point %d outside int8",
-                    role, t->name, t->zero_point);
-  }
-  if (t->channels.count > 1) {
-    return ctx.Fail(Status::kUnsupportedType,
-                    "%s tensor '%s' is quantised per channel; MUL needs per-tensor scales",
-                    role, t->name);
-  }
-  return Status::kOk;
-}
-
 Status MulPrepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 2, 1);
   if (s != Status::kOk) return s;
   const Tensor* input1 = ctx.input(0);
   const Tensor* input2 = ctx.input(1);
   const Tensor* output = ctx.output(0);
-  if ((s = ExpectType(ctx, output, DType::kInt8, "output")) != Status::kOk) return s;
-  if ((s = ExpectType(ctx, input1, DType::kInt8, "input1")) != Status::kOk) return s;
-  if ((s = ExpectType(ctx, input2, DType::kInt8, "input2")) != Status::kOk) return s;
-  if ((s = CheckInt8Quant(ctx, input1, "input1")) != Status::kOk) return s;
-  if ((s = CheckInt8Quant(ctx, input2, "input2")) != Status::kOk) return s;
-  if ((s = CheckInt8Quant(ctx, output, "output")) != Status::kOk) return s;
-
+  if ((s = ExpectInt8Activation(ctx, output, "output")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, input1, "input1")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, input2, "input2")) != Status::kOk) return s;
   const Activation act = ctx.options().activation;
-  if (act != Activation::kNone && act != Activation::kRelu && act != Activation::kRelu6 &&
-      act != Activation::kReluN1To1) {
-    return ctx.Fail(Status::kUnsupportedType, "fused activation %d is not supported",
-                    static_cast<int>(act));
-  }
+  if ((s = ExpectFusedActivation(ctx, act)) != Status::kOk) return s;
 
   Shape out_shape;
   if (!BroadcastShape(input1->shape, input2->shape, &out_shape)) {
@@ -235,9 +209,10 @@ Status MulPrepare(OpContext& ctx) {
   CalculateActivationRangeInt8(act, output->scale, output->zero_point, &data->params.act_min,
                                &data->params.act_max);
 
-  data->broadcast = broadcast;
   data->flat_size = static_cast<int32_t>(out_shape.FlatSize());
-  if (broadcast) MakeBroadcastPlan(input1->shape, input2->shape, out_shape, &data->plan);
+  // An empty output takes the flat loop, which then does nothing.
+  data->broadcast = broadcast && data->flat_size > 0;
+  if (data->broadcast) MakeBroadcastPlan(input1->shape, input2->shape, out_shape, &data->plan);
   return Status::kOk;
 }
 

@@ -33,30 +33,12 @@ const char* TypeName(const Tensor* t) { return DTypeName(static_cast<uint8_t>(t-
 
 Status CheckSameSize(OpContext& ctx, const Tensor* input, const Tensor* output) {
   if (input->shape.FlatSize() != output->shape.FlatSize()) {
-    return ctx.Fail(Status::kInvalidShape,
-                    "input '%s' has %d elements but output '%s' has %d", input->name,
-                    static_cast<int>(input->shape.FlatSize()), output->name,
+    return ctx.Fail(Status::kInvalidShape, "input '%s' has %d elements but output '%s' has %d",
+                    input->name, static_cast<int>(input->shape.FlatSize()), output->name,
                     static_cast<int>(output->shape.FlatSize()));
   }
   if (output->shape.FlatSize() > INT32_MAX) {
     return ctx.Fail(Status::kInvalidShape, "output '%s' is too large", output->name);
-  }
-  return Status::kOk;
-}
-
-Status CheckPerTensorInt8(OpContext& ctx, const Tensor* t, const char* role) {
-  if (!(t->scale > 0.0f)) {
-    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' is not quantised (scale %f)",
-                    role, t->name, static_cast<double>(t->scale));
-  }
-  if (t->channels.count > 1) {
-    return ctx.Fail(Status::kUnsupportedType,
-                    "%s tensor '%s' is quantised per channel; only per-tensor is supported",
-                    role, t->name);
-  }
-  if (t->zero_point < -128 || t->zero_point > 127) {
-    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' has zero point %d outside int8",
-                    role, t->name, t->zero_point);
   }
   return Status::kOk;
 }
@@ -74,8 +56,8 @@ Status QuantizePrepare(OpContext& ctx) {
                     "input '%s', output '%s'",
                     TypeName(input), TypeName(output), input->name, output->name);
   }
-  if ((s = CheckPerTensorInt8(ctx, output, "output")) != Status::kOk) return s;
-  if (!from_float && (s = CheckPerTensorInt8(ctx, input, "input")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, output, "output")) != Status::kOk) return s;
+  if (!from_float && (s = ExpectInt8Activation(ctx, input, "input")) != Status::kOk) return s;
   if ((s = CheckSameSize(ctx, input, output)) != Status::kOk) return s;
 
   QuantizeOpData* data = AllocateOpData<QuantizeOpData>(ctx);
@@ -106,14 +88,24 @@ Status QuantizePrepare(OpContext& ctx) {
   return Status::kOk;
 }
 
+// static_cast<int32_t>(roundf(x)) as it behaves on x86-64, without the libm call:
+// rounding half away from zero, and INT32_MIN for NaN and for values outside the
+// int32 range. Below 2^23 in magnitude x - trunc(x) is exact; above, x is integral.
+inline int32_t RoundToInt32(float x) {
+  if (x > -8388608.0f && x < 8388608.0f) {
+    const int32_t t = static_cast<int32_t>(x);
+    const float frac = x - static_cast<float>(t);
+    return t + (frac >= 0.5f ? 1 : 0) - (frac <= -0.5f ? 1 : 0);
+  }
+  if (x > -2147483648.0f && x < 2147483648.0f) return static_cast<int32_t>(x);
+  return INT32_MIN;
+}
+
 // TFLM's reference_ops::AffineQuantize for one value: static_cast<int32_t>(
-// TfLiteRound(val / scale)) + zero_point, then clamp. Out-of-range and NaN quotients
-// convert to INT32_MIN and the zero point is added with wrap-around, as the float to
-// int32 conversion and addition behave on the x86-64 host TFLM runs on.
+// TfLiteRound(val / scale)) + zero_point (wrapping like the x86-64 host TFLM runs on),
+// then clamp.
 inline int8_t QuantizeValue(float val, float scale, int32_t zero_point) {
-  const float rounded = RoundHalfAwayFromZeroF(val / scale);
-  int32_t q = INT32_MIN;
-  if (rounded > -2147483648.0f && rounded < 2147483648.0f) q = static_cast<int32_t>(rounded);
+  const int32_t q = RoundToInt32(val / scale);
   const int32_t unclamped =
       static_cast<int32_t>(static_cast<uint32_t>(q) + static_cast<uint32_t>(zero_point));
   return static_cast<int8_t>(Clamp(unclamped, INT8_MIN, INT8_MAX));
@@ -147,7 +139,7 @@ Status DequantizePrepare(OpContext& ctx) {
                     "%s -> %s is not supported (only INT8 -> FLOAT32); input '%s', output '%s'",
                     TypeName(input), TypeName(output), input->name, output->name);
   }
-  if ((s = CheckPerTensorInt8(ctx, input, "input")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, input, "input")) != Status::kOk) return s;
   if ((s = CheckSameSize(ctx, input, output)) != Status::kOk) return s;
 
   DequantizeOpData* data = AllocateOpData<DequantizeOpData>(ctx);
