@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "ring.h"
 #include "tflm_vmcu/interpreter.h"
 
 namespace py = pybind11;
@@ -37,6 +38,23 @@ class Runtime {
   }
 
   int Allocate() { return static_cast<int>(interp_->AllocateTensors()); }
+
+  // Runs every later Invoke under the hazard checker (after a successful Allocate).
+  void EnableHazardCheck() {
+    const size_t n = interp_->pool_bytes();
+    tags_tensor_.assign(n, -1);
+    tags_element_.assign(n, -1);
+    pins_.assign(n, 0);
+    hazard_ = tflm_vmcu::HazardState();
+    hazard_.tensor = tags_tensor_.data();
+    hazard_.element = tags_element_.data();
+    hazard_.pin = pins_.data();
+    hazard_.pool_size = static_cast<uint32_t>(n);
+    interp_->set_hazard_state(&hazard_);
+  }
+  unsigned HazardCount() const { return hazard_.count; }
+  std::string HazardMessage() const { return hazard_.first; }
+  bool HasPlan() const { return interp_->has_plan(); }
   int Invoke() { return static_cast<int>(interp_->Invoke()); }
   std::string Error() const { return interp_->error_message(); }
 
@@ -125,6 +143,10 @@ class Runtime {
   std::vector<uint64_t> memory_;
   size_t memory_size_ = 0;
   std::unique_ptr<Interpreter> interp_;
+  tflm_vmcu::HazardState hazard_;
+  std::vector<int32_t> tags_tensor_;
+  std::vector<int32_t> tags_element_;
+  std::vector<uint32_t> pins_;
 };
 
 }  // namespace
@@ -145,6 +167,10 @@ PYBIND11_MODULE(_runtime, m) {
       .def("state_bytes", &Runtime::StateBytes)
       .def("num_tensors", &Runtime::NumTensors)
       .def("op_codes", &Runtime::OpCodes)
-      .def("guards_intact", &Runtime::GuardsIntact);
+      .def("guards_intact", &Runtime::GuardsIntact)
+      .def("enable_hazard_check", &Runtime::EnableHazardCheck)
+      .def("hazard_count", &Runtime::HazardCount)
+      .def("hazard_message", &Runtime::HazardMessage)
+      .def("has_plan", &Runtime::HasPlan);
   m.def("is_op_supported", &tflm_vmcu::IsOpSupported, py::arg("builtin_code"));
 }

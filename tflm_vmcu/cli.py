@@ -62,10 +62,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .compiler import compile_model
+
+    result = compile_model(args.model, args.output)
+    plan = result.plan
+    print(f"model: {args.model}")
+    print(
+        f"plan: {plan.method} plan, pool {plan.pool_bytes:,} bytes, segment "
+        f"{plan.segment_bytes} bytes, planned in {plan.notes['planning_seconds']:.2f} s"
+    )
+    print(f"tensor-level lower bound (peak live bytes): {result.peak_live_bytes:,}")
+    print(f"segment-level lower bound: {result.segment_bound_bytes:,}")
+    print(f"wrote {args.output}")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from .validate import validate
 
-    report = validate(args.model, runs=args.runs, seed=args.seed)
+    report = validate(args.model, runs=args.runs, seed=args.seed, check_hazards=args.check_hazards)
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -82,7 +98,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"{'activations':14}{report.ours['pool_bytes']:>12,}{report.tflm['head_bytes']:>12,}")
         print(f"{'state':14}{report.ours['state_bytes']:>12,}{report.tflm['tail_bytes']:>12,}")
         print(f"{'total':14}{report.ours['total_bytes']:>12,}{report.tflm['total_bytes']:>12,}")
-    return 0 if report.bit_exact else 2
+        if args.check_hazards:
+            hazards = report.extra["hazards"]
+            first = f": {report.extra['first_hazard']}" if hazards else ""
+            print(f"hazards: {hazards}{first}")
+    return 0 if report.ok else 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,7 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=5, help="number of seeded random inputs (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--check-hazards",
+        action="store_true",
+        help="run every kernel under the hazard checker (adds 'hazards' to --json)",
+    )
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("compile", help="plan the activation pool and store the plan in the model")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, help="the compiled .tflite to write")
+    p.set_defaults(func=cmd_compile)
     return parser
 
 

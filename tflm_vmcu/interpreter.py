@@ -37,9 +37,17 @@ class Interpreter:
 
     `memory_bytes` is the size of the memory block the runtime may use (pool and
     runtime state). By default the smallest block that fits is found automatically.
+    With `check_hazards`, every kernel runs under the hazard checker: each pool byte is
+    tagged with the tensor byte it holds, and reading an overwritten byte is counted
+    (see `hazards` and `first_hazard`).
     """
 
-    def __init__(self, model: str | Path | bytes | bytearray, memory_bytes: int | None = None):
+    def __init__(
+        self,
+        model: str | Path | bytes | bytearray,
+        memory_bytes: int | None = None,
+        check_hazards: bool = False,
+    ):
         self._model = load_bytes(model)
         if memory_bytes is None:
             self._rt = self._fit()
@@ -54,6 +62,9 @@ class Interpreter:
                     f"{needed.pool_bytes()} + runtime state {needed.state_bytes()})"
                 )
             self._check(status)
+        if check_hazards:
+            self._rt.enable_hazard_check()
+        self._check_hazards = check_hazards
         self._cache: dict[int, dict[str, Any]] = {}
         self._inputs = list(self._rt.inputs())
         self._outputs = list(self._rt.outputs())
@@ -151,6 +162,21 @@ class Interpreter:
     @property
     def total_bytes(self) -> int:
         return self.activation_bytes + self.state_bytes
+
+    @property
+    def has_plan(self) -> bool:
+        """True when the model carries a tflm-vmcu memory plan (ring placement)."""
+        return bool(self._rt.has_plan())
+
+    @property
+    def hazards(self) -> int:
+        """Hazards seen so far under the hazard checker (0 when it is off)."""
+        return int(self._rt.hazard_count())
+
+    @property
+    def first_hazard(self) -> str:
+        """Description of the first hazard (op, tensor, byte, pool offset), or ""."""
+        return str(self._rt.hazard_message())
 
     def memory_guards_intact(self) -> bool:
         """True if no byte around the runtime's memory block was written (for tests)."""

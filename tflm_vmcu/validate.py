@@ -73,6 +73,11 @@ class ValidationReport:
     def bit_exact(self) -> bool:
         return all(o.bit_exact for o in self.outputs)
 
+    @property
+    def ok(self) -> bool:
+        """Bit-exact, and hazard-free when the hazard checker ran."""
+        return self.bit_exact and not self.extra.get("hazards", 0)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -108,14 +113,20 @@ def compare(
     return diffs
 
 
-def validate(model_path: str, runs: int = 5, seed: int = 0) -> ValidationReport:
+def validate(
+    model_path: str, runs: int = 5, seed: int = 0, check_hazards: bool = False
+) -> ValidationReport:
     data = load_bytes(model_path)
     graph = read_model(data)
-    interp = Interpreter(data)
+    interp = Interpreter(data, check_hazards=check_hazards)
     inputs = make_inputs(graph, runs, seed)
     ours = run_ours(interp, inputs)
     ref = run_tflm(data, inputs)
     names = [d["name"] for d in interp.get_output_details()]
+    extra: dict[str, Any] = {"planned": interp.has_plan}
+    if check_hazards:
+        extra["hazards"] = interp.hazards
+        extra["first_hazard"] = interp.first_hazard
     return ValidationReport(
         model=model_path,
         runs=runs,
@@ -131,4 +142,5 @@ def validate(model_path: str, runs: int = 5, seed: int = 0) -> ValidationReport:
             "tail_bytes": ref.tail_bytes,
             "total_bytes": ref.total_bytes,
         },
+        extra=extra,
     )

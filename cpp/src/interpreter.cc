@@ -7,6 +7,7 @@
 #include "kernels/kernel.h"
 #include "op_names.h"
 #include "registry.h"
+#include "ring.h"
 
 namespace tflm_vmcu {
 
@@ -117,6 +118,9 @@ class Interpreter::Context : public OpContext {
     op_name_ = BuiltinOpName(node.builtin_code);
     op_index_ = op_index;
     op_data_ = node.op_data;
+    pool_ = interp->pool_;
+    pool_size_ = static_cast<uint32_t>(interp->pool_bytes_);
+    hazard_ = interp->hazard_;
   }
 
   void* AllocatePersistent(size_t bytes, size_t alignment) override {
@@ -212,7 +216,11 @@ Status Interpreter::AllocateTensors() {
   }
   Status st = InitTensors();
   if (st == Status::kOk) st = PrepareNodes();
-  if (st == Status::kOk) st = PlanActivations();
+  if (st == Status::kOk) {
+    size_t plan_bytes = 0;
+    const uint8_t* plan = model_.metadata(kPlanMetadataName, &plan_bytes);
+    st = plan != nullptr ? ApplyPlan(plan, plan_bytes) : PlanActivations();
+  }
   if (st != Status::kOk) return st;
   allocated_ = true;
   status_ = Status::kOk;
@@ -408,21 +416,86 @@ Status Interpreter::PlanActivations() {
                 static_cast<unsigned>(head_room + pool + state_bytes_), static_cast<unsigned>(pool),
                 static_cast<unsigned>(state_bytes_));
   // Read offsets before the pool (which overlaps the scratch arrays) is handed out.
+  pool_ = reinterpret_cast<uint8_t*>(base);
   for (uint32_t i = 0; i < n; ++i) {
-    if (offset[i] >= 0) tensors_[i].data = reinterpret_cast<uint8_t*>(base) + offset[i];
+    if (offset[i] < 0) continue;
+    tensors_[i].offset = static_cast<uint32_t>(offset[i]);
+    tensors_[i].data = pool_ + offset[i];
   }
   pool_bytes_ = static_cast<size_t>(pool);
+  return Status::kOk;
+}
+
+// A plan written by the compiler (tflm_vmcu/plan_format.py): little-endian u32 words
+//   [magic 'VMCP', version 1, pool bytes, segment bytes, tensor count, offset per tensor]
+// with offset -1 for tensors outside the pool. Every offset is checked before use.
+Status Interpreter::ApplyPlan(const uint8_t* plan, size_t plan_bytes) {
+  constexpr uint32_t kMagic = 0x50434D56;  // "VMCP"
+  constexpr size_t kHeaderWords = 5;
+  const uint32_t n = model_.num_tensors();
+  auto word = [&](size_t i) { return fb::LoadU32(plan + 4 * i); };
+  if (plan_bytes < 4 * kHeaderWords || word(0) != kMagic || word(1) != 1)
+    return Fail(Status::kInvalidModel, "metadata '%s' is not a version-1 tflm-vmcu plan",
+                kPlanMetadataName);
+  if (word(4) != n || plan_bytes != 4 * (kHeaderWords + n))
+    return Fail(Status::kInvalidModel,
+                "the memory plan is for a model with %u tensors, this one has %u", word(4), n);
+  const uint32_t pool = word(2);
+  const uintptr_t base = AlignUp(reinterpret_cast<uintptr_t>(memory_), kPoolAlignment);
+  const size_t head_room = base - reinterpret_cast<uintptr_t>(memory_);
+  if (pool > 0x7fffffff || head_room + pool > tail_)
+    return Fail(Status::kOutOfMemory,
+                "memory block of %u bytes is too small: needs %u bytes (activation pool %u + "
+                "runtime state %u)",
+                static_cast<unsigned>(memory_size_),
+                static_cast<unsigned>(head_room + pool + state_bytes_), pool,
+                static_cast<unsigned>(state_bytes_));
+  pool_ = reinterpret_cast<uint8_t*>(base);
+  for (uint32_t i = 0; i < n; ++i) {
+    Tensor& t = tensors_[i];
+    const int32_t offset = static_cast<int32_t>(word(kHeaderWords + i));
+    if (t.is_const) continue;
+    if (offset < 0 || static_cast<uint32_t>(offset) >= (pool == 0 ? 1 : pool) ||
+        t.bytes > pool) {
+      if (offset < 0 && t.bytes == 0) continue;
+      return Fail(Status::kInvalidModel,
+                  "the memory plan puts tensor '%s' (%u bytes) at offset %d of a %u-byte pool",
+                  t.name, static_cast<unsigned>(t.bytes), offset, pool);
+    }
+    t.offset = static_cast<uint32_t>(offset);
+    t.data = pool_ + offset;
+  }
+  // Model inputs and outputs must be flat so callers can use Tensor::data directly.
+  for (uint32_t k = 0; k < model_.num_inputs() + model_.num_outputs(); ++k) {
+    const Tensor& t = tensors_[k < model_.num_inputs()
+                                   ? model_.input_tensor(k)
+                                   : model_.output_tensor(k - model_.num_inputs())];
+    if (!t.is_const && t.offset + t.bytes > pool)
+      return Fail(Status::kInvalidModel,
+                  "the memory plan wraps model input/output '%s' around the pool end", t.name);
+  }
+  pool_bytes_ = pool;
+  has_plan_ = true;
   return Status::kOk;
 }
 
 Status Interpreter::Invoke() {
   if (!allocated_)
     return Fail(Status::kInvalidState, "Invoke() before a successful AllocateTensors()");
+  if (hazard_ != nullptr) {
+    for (uint32_t k = 0; k < model_.num_inputs(); ++k)
+      hazard_->Tag(tensors_[model_.input_tensor(k)]);
+  }
   for (uint32_t i = 0; i < model_.num_operators(); ++i) {
     Node& node = nodes_[i];
     // Options are decoded from the model (flash) again rather than kept in RAM.
     const OpOptions options = DecodeOptions(model_, model_.op(i));
     Context ctx(this, node, static_cast<int>(i), &options);
+    if (hazard_ != nullptr) {
+      hazard_->op = static_cast<int32_t>(i);
+      ++hazard_->unit;
+      hazard_->writing = false;
+    }
     const Status s = node.kernel->eval(ctx);
     if (s != Status::kOk) return s;
   }

@@ -30,6 +30,10 @@ namespace tflm_vmcu {
 
 struct Kernel;
 struct Node;
+struct HazardState;
+
+// Name of the model metadata entry that carries a tflm-vmcu memory plan.
+constexpr const char* kPlanMetadataName = "tflm_vmcu.plan";
 
 // True when the runtime has a kernel for this tflite builtin operator code.
 bool IsOpSupported(int32_t builtin_code);
@@ -61,6 +65,14 @@ class Interpreter {
   // Bytes of the activation pool (head) and of the runtime state (tail).
   size_t pool_bytes() const { return pool_bytes_; }
   size_t state_bytes() const { return state_bytes_; }
+  // True when the model carries a memory plan (ring placement); false when the
+  // runtime placed tensors itself (tensor-level first fit, no overlaps).
+  bool has_plan() const { return has_plan_; }
+  uint8_t* pool() { return pool_; }
+
+  // Host builds: run every kernel under the hazard checker (see ring.h). `state`
+  // must have tag arrays of pool_bytes() entries and outlive the interpreter's use.
+  void set_hazard_state(HazardState* state) { hazard_ = state; }
 
   Status status() const { return status_; }
   const char* error_message() const { return error_; }
@@ -74,6 +86,7 @@ class Interpreter {
   Status InitTensors();
   Status PrepareNodes();
   Status PlanActivations();
+  Status ApplyPlan(const uint8_t* plan, size_t plan_bytes);
 
   Model model_;
   const uint8_t* model_bytes_;
@@ -81,7 +94,10 @@ class Interpreter {
   uint8_t* memory_;
   size_t memory_size_;
   size_t tail_ = 0;  // offset of the lowest byte in use by the tail
+  uint8_t* pool_ = nullptr;
   size_t pool_bytes_ = 0;
+  bool has_plan_ = false;
+  HazardState* hazard_ = nullptr;
   size_t state_bytes_ = 0;
   Tensor* tensors_ = nullptr;
   Node* nodes_ = nullptr;

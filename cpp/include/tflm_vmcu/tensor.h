@@ -66,8 +66,12 @@ struct ChannelQuant {
 };
 
 struct Tensor {
-  uint8_t* data = nullptr;  // const tensors: points into the (read-only) model
+  // Constants: points into the (read-only) model. Activations: pool + offset; valid as a
+  // flat pointer only when the tensor does not wrap (always so for model inputs and
+  // outputs). Kernels access activations through RingBytes (cpp/src/ring.h).
+  uint8_t* data = nullptr;
   size_t bytes = 0;
+  uint32_t offset = 0;  // activations: ring offset of byte 0 in the pool
   Shape shape;
   DType type = DType::kInt8;
   bool is_const = false;

@@ -1,5 +1,6 @@
 // CONCATENATION: for each outer index, copies one slice of every input in input order
 // (TFLM's reference: raw copy; the converter gives inputs and output one scale).
+// Unit of work: a chunk of at most kConcatChunk bytes of one slice, read then written.
 #include <string.h>
 
 #include "kernels/kernel_util.h"
@@ -59,13 +60,21 @@ Status Prepare(OpContext& ctx) {
 
 Status Eval(OpContext& ctx) {
   const OpData* data = static_cast<const OpData*>(ctx.op_data());
-  uint8_t* out = ctx.output(0)->data;
+  const RingBytes out = ctx.bytes(ctx.output(0));
   const int n = ctx.num_inputs();
+  int8_t scratch[kConcatChunk];
+  uint32_t at = 0;
+  // Unit = one chunk of one input slice: read it, then write it.
   for (int32_t o = 0; o < data->outer; ++o) {
     for (int i = 0; i < n; ++i) {
-      const int32_t bytes = data->slice_bytes[i];
-      memcpy(out, ctx.input(i)->data + static_cast<size_t>(o) * bytes, bytes);
-      out += bytes;
+      const RingBytes in = ctx.bytes(ctx.input(i));
+      const uint32_t bytes = static_cast<uint32_t>(data->slice_bytes[i]);
+      const uint32_t from = static_cast<uint32_t>(o) * bytes;
+      for (uint32_t k = 0; k < bytes; k += kConcatChunk) {
+        const uint32_t m = bytes - k < kConcatChunk ? bytes - k : kConcatChunk;
+        out.Store(at + k, in.Read(from + k, m, scratch), m);
+      }
+      at += bytes;
     }
   }
   return Status::kOk;

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ring.h"
 #include "tflm_vmcu/status.h"
 #include "tflm_vmcu/tensor.h"
 
@@ -55,6 +56,13 @@ class OpContext {
   const char* op_name() const { return op_name_; }
   int op_index() const { return op_index_; }
 
+  // Ring view of a tensor's bytes (see ring.h for the read-then-write contract).
+  // Constants are plain views of the model data.
+  RingBytes bytes(const Tensor* t) const {
+    if (t->is_const) return RingBytes(t, t->data, static_cast<uint32_t>(t->bytes), 0, nullptr);
+    return RingBytes(t, pool_, pool_size_, t->offset, hazard_);
+  }
+
   // Persistent op data set in Prepare, read in Eval.
   void* op_data() const { return op_data_; }
   void set_op_data(void* data) { op_data_ = data; }
@@ -79,7 +87,16 @@ class OpContext {
   const char* op_name_ = "";
   int op_index_ = -1;
   void* op_data_ = nullptr;
+  uint8_t* pool_ = nullptr;
+  uint32_t pool_size_ = 0;
+  HazardState* hazard_ = nullptr;
 };
+
+// Unit sizes of the copy kernels, shared with the access-order model (tflm_vmcu/access).
+constexpr uint32_t kReshapeChunk = 64;
+constexpr uint32_t kPadScratch = 256;  // PAD rows up to this size are staged whole
+constexpr uint32_t kConcatChunk = 64;
+constexpr uint32_t kTransposeScratch = 256;  // TRANSPOSE rows up to this size are staged
 
 struct Kernel {
   Status (*prepare)(OpContext& ctx);

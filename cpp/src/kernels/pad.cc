@@ -1,5 +1,6 @@
 // PAD: one forward sweep over the output in row-major order, writing the pad value
 // (the output zero point) or the matching input element (TFLM's reference PadImpl).
+// Unit of work: one innermost output row, after reading its input row.
 #include <string.h>
 
 #include "kernels/kernel_util.h"
@@ -71,34 +72,51 @@ Status Prepare(OpContext& ctx) {
   return Status::kOk;
 }
 
+// Writes one output row: `lo` pad bytes, `copy` bytes of `src`, then pad to `n` bytes.
+void WriteRow(const RingBytes& dst, uint32_t at, uint32_t n, uint32_t lo, uint32_t copy,
+              const int8_t* src, int8_t pad, int8_t* scratch) {
+  int8_t* p = dst.BeginWrite(at, n, scratch);
+  memset(p, pad, lo);
+  if (copy > 0) memcpy(p + lo, src, copy);
+  memset(p + lo + copy, pad, n - lo - copy);
+  dst.EndWrite(at, n, p);
+}
+
 Status Eval(OpContext& ctx) {
   const OpData* p = static_cast<const OpData*>(ctx.op_data());
-  const int8_t* in = ctx.input(0)->Data<int8_t>();
-  int8_t* out = ctx.output(0)->Data<int8_t>();
+  const RingBytes in = ctx.bytes(ctx.input(0));
+  const RingBytes out = ctx.bytes(ctx.output(0));
   const int32_t* od = p->out_dims;
   const int32_t* b = p->before;
   const int32_t* id = p->in_dims;
+  const uint32_t out_row = static_cast<uint32_t>(od[4]);
+  const uint32_t in_row = static_cast<uint32_t>(id[4]);
+  const bool staged = out_row <= kPadScratch;  // else byte by byte (rows wider than scratch)
+  int8_t in_scratch[kPadScratch];
+  int8_t out_scratch[kPadScratch];
+  uint32_t in_at = 0;
+  uint32_t out_at = 0;
+  // Unit = one innermost output row: read its input row (if any), then write it.
   for (int32_t i0 = 0; i0 < od[0]; ++i0) {
     const bool p0 = i0 < b[0] || i0 >= b[0] + id[0];
     for (int32_t i1 = 0; i1 < od[1]; ++i1) {
       const bool p1 = p0 || i1 < b[1] || i1 >= b[1] + id[1];
       for (int32_t i2 = 0; i2 < od[2]; ++i2) {
         const bool p2 = p1 || i2 < b[2] || i2 >= b[2] + id[2];
-        for (int32_t i3 = 0; i3 < od[3]; ++i3) {
-          const bool p3 = p2 || i3 < b[3] || i3 >= b[3] + id[3];
-          // Innermost dim: pad run, copied run, pad run.
-          const int32_t lo = p3 ? od[4] : b[4];
-          const int32_t copy = p3 ? 0 : id[4];
-          memset(out, p->pad_value, lo);
-          out += lo;
-          if (copy > 0) {
-            memcpy(out, in, copy);
-            in += copy;
-            out += copy;
-            const int32_t hi = od[4] - lo - copy;
-            memset(out, p->pad_value, hi);
-            out += hi;
+        for (int32_t i3 = 0; i3 < od[3]; ++i3, out_at += out_row) {
+          const bool pad_row = p2 || i3 < b[3] || i3 >= b[3] + id[3];
+          const uint32_t lo = pad_row ? out_row : static_cast<uint32_t>(b[4]);
+          const uint32_t copy = pad_row ? 0 : in_row;
+          if (staged) {
+            const int8_t* src = copy > 0 ? in.Read(in_at, copy, in_scratch) : nullptr;
+            WriteRow(out, out_at, out_row, lo, copy, src, p->pad_value, out_scratch);
+          } else {
+            for (uint32_t k = 0; k < out_row; ++k) {
+              const bool data = k >= lo && k < lo + copy;
+              out.WriteByte(out_at + k, data ? in.ReadByte(in_at + k - lo) : p->pad_value);
+            }
           }
+          in_at += copy;
         }
       }
     }

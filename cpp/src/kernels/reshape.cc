@@ -1,4 +1,5 @@
-// RESHAPE: the bytes are unchanged; copies input to output unless both share memory.
+// RESHAPE: the bytes are unchanged. Planned in place (same offset) it moves nothing;
+// otherwise it copies in units of kReshapeChunk bytes, each read before it is written.
 #include <string.h>
 
 #include "kernels/kernel_util.h"
@@ -22,8 +23,20 @@ Status Prepare(OpContext& ctx) {
 
 Status Eval(OpContext& ctx) {
   const Tensor* in = ctx.input(0);
-  Tensor* out = ctx.output(0);
-  if (in->data != out->data) memmove(out->data, in->data, out->bytes);
+  const Tensor* out = ctx.output(0);
+  const RingBytes src = ctx.bytes(in);
+  if (!in->is_const && in->offset == out->offset) {  // planned in place: nothing moves
+    src.Rename(out);
+    return Status::kOk;
+  }
+  // Units of kReshapeChunk bytes: read a chunk, then write it.
+  const RingBytes dst = ctx.bytes(out);
+  int8_t scratch[kReshapeChunk];
+  const uint32_t n = static_cast<uint32_t>(out->bytes);
+  for (uint32_t i = 0; i < n; i += kReshapeChunk) {
+    const uint32_t m = n - i < kReshapeChunk ? n - i : kReshapeChunk;
+    dst.Store(i, src.Read(i, m, scratch), m);
+  }
   return Status::kOk;
 }
 

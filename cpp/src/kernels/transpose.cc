@@ -1,4 +1,5 @@
 // TRANSPOSE: walks the output in row-major order, reading input[perm-mapped index].
+// Unit of work: one innermost output row, gathered element by element, then written.
 #include <string.h>
 
 #include "kernels/kernel_util.h"
@@ -50,25 +51,34 @@ Status Prepare(OpContext& ctx) {
 
 Status Eval(OpContext& ctx) {
   const OpData* p = static_cast<const OpData*>(ctx.op_data());
-  const int8_t* in = ctx.input(0)->Data<int8_t>();
-  int8_t* out = ctx.output(0)->Data<int8_t>();
+  const RingBytes in = ctx.bytes(ctx.input(0));
+  const RingBytes out = ctx.bytes(ctx.output(0));
   const int rank = p->rank;
   if (rank == 0) {
-    out[0] = in[0];
+    out.WriteByte(0, in.ReadByte(0));
     return Status::kOk;
   }
-  int32_t idx[kMaxRank] = {};
-  int32_t src = 0;
   const int last = rank - 1;
+  const uint32_t row = static_cast<uint32_t>(p->out_dims[last]);
+  const uint32_t step = static_cast<uint32_t>(p->in_stride[last]);
   const int64_t total = ctx.output(0)->shape.FlatSize();
-  for (int64_t n = 0; n < total; n += p->out_dims[last]) {
-    const int32_t step = p->in_stride[last];
-    for (int32_t i = 0; i < p->out_dims[last]; ++i) *out++ = in[src + i * step];
+  int8_t staged[kTransposeScratch];
+  int32_t idx[kMaxRank] = {};
+  uint32_t src = 0;
+  // Unit = one innermost output row: gather its input elements, then write the row.
+  for (int64_t n = 0; n < total; n += row) {
+    const uint32_t at = static_cast<uint32_t>(n);
+    if (row <= kTransposeScratch) {
+      for (uint32_t i = 0; i < row; ++i) staged[i] = in.ReadByte(src + i * step);
+      out.Store(at, staged, row);
+    } else {
+      for (uint32_t i = 0; i < row; ++i) out.WriteByte(at + i, in.ReadByte(src + i * step));
+    }
     // Advance the odometer over the outer output dims.
     for (int d = last - 1; d >= 0; --d) {
-      src += p->in_stride[d];
+      src += static_cast<uint32_t>(p->in_stride[d]);
       if (++idx[d] < p->out_dims[d]) break;
-      src -= p->in_stride[d] * p->out_dims[d];
+      src -= static_cast<uint32_t>(p->in_stride[d] * p->out_dims[d]);
       idx[d] = 0;
     }
   }

@@ -1,0 +1,38 @@
+"""The compiler pipeline: read model -> plan the pool -> write the plan into the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .lifetimes import live_bytes_per_op
+from .plan_format import write_plan
+from .planner.plan import Plan
+from .planner.ring import plan_ring
+from .reader import load_bytes, read_model
+
+
+@dataclass
+class CompileResult:
+    plan: Plan
+    model: bytes  # the compiled .tflite
+    peak_live_bytes: int  # tensor-level lower bound
+    segment_bound_bytes: int  # segment-level lower bound
+
+
+def compile_bytes(data: bytes) -> CompileResult:
+    graph = read_model(data)
+    plan = plan_ring(graph)
+    live = live_bytes_per_op(graph)
+    return CompileResult(
+        plan=plan,
+        model=write_plan(data, plan),
+        peak_live_bytes=max(live) if live else 0,
+        segment_bound_bytes=int(plan.notes["segment_bound_bytes"]),  # type: ignore[call-overload]
+    )
+
+
+def compile_model(model: str | Path, output: str | Path) -> CompileResult:
+    result = compile_bytes(load_bytes(model))
+    Path(output).write_bytes(result.model)
+    return result

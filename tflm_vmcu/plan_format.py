@@ -1,0 +1,94 @@
+"""The memory plan inside a .tflite: a metadata entry named "tflm_vmcu.plan".
+
+The graph is left as it was, so the file still opens in Netron and runs anywhere;
+runtimes that do not know the entry ignore it. Layout (little-endian uint32 words,
+read by Interpreter::ApplyPlan in cpp/src/interpreter.cc):
+
+    [magic "VMCP", version 1, pool bytes, segment bytes, tensor count,
+     offset of tensor 0, ..., offset of tensor n-1]   (offset -1: not in the pool)
+"""
+
+from __future__ import annotations
+
+import struct
+import tempfile
+from pathlib import Path
+
+import flatbuffers
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
+
+from .errors import ModelError
+from .ir import Graph
+from .lifetimes import lifetimes
+from .planner.plan import Placement, Plan
+
+PLAN_METADATA = "tflm_vmcu.plan"
+_MAGIC = 0x50434D56  # "VMCP"
+_VERSION = 1
+
+
+def encode_plan(plan: Plan, num_tensors: int) -> bytes:
+    offsets = np.full(num_tensors, -1, dtype="<i4")
+    for p in plan.placements.values():
+        offsets[p.tensor] = p.offset
+    header = struct.pack("<5I", _MAGIC, _VERSION, plan.pool_bytes, plan.segment_bytes, num_tensors)
+    return header + offsets.tobytes()
+
+
+def decode_plan(data: bytes, graph: Graph) -> Plan:
+    if len(data) < 20:
+        raise ModelError(f"metadata '{PLAN_METADATA}' is truncated")
+    magic, version, pool, segment, n = struct.unpack_from("<5I", data)
+    if magic != _MAGIC or version != _VERSION:
+        raise ModelError(f"metadata '{PLAN_METADATA}' is not a version-{_VERSION} plan")
+    if n != len(graph.tensors) or len(data) != 20 + 4 * n:
+        raise ModelError(f"the plan is for {n} tensors, the model has {len(graph.tensors)}")
+    offsets = np.frombuffer(data, dtype="<i4", offset=20)
+    placements = {
+        lt.tensor: Placement(
+            lt.tensor,
+            graph.tensors[lt.tensor].name,
+            int(offsets[lt.tensor]),
+            lt.nbytes,
+            lt.first,
+            lt.last,
+        )
+        for lt in lifetimes(graph)
+        if offsets[lt.tensor] >= 0
+    }
+    return Plan(pool, segment, placements)
+
+
+def read_plan(graph: Graph) -> Plan | None:
+    data = graph.metadata.get(PLAN_METADATA)
+    return None if data is None else decode_plan(data, graph)
+
+
+def write_plan(model: bytes, plan: Plan) -> bytes:
+    """The model with `plan` stored as metadata (replacing an older plan), constant
+    buffers re-aligned to 16 bytes as TFLM's own tooling does."""
+    m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    num_tensors = len(m.subgraphs[0].tensors)
+    payload = encode_plan(plan, num_tensors)
+    m.metadata = [md for md in (m.metadata or []) if _name(md) != PLAN_METADATA]
+    buf = schema.BufferT()
+    buf.data = np.frombuffer(payload, dtype=np.uint8)
+    m.buffers.append(buf)
+    md = schema.MetadataT()
+    md.name = PLAN_METADATA
+    md.buffer = len(m.buffers) - 1
+    m.metadata.append(md)
+    builder = flatbuffers.Builder(len(model) + len(payload) + 1024)
+    builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
+    with tempfile.TemporaryDirectory() as tmp:
+        packed, aligned = Path(tmp, "packed.tflite"), Path(tmp, "aligned.tflite")
+        packed.write_bytes(bytes(builder.Output()))
+        tflite_flatbuffer_align_wrapper.align_tflite_model(str(packed), str(aligned))
+        return aligned.read_bytes()
+
+
+def _name(md: object) -> str:
+    name = getattr(md, "name", b"")
+    return name.decode() if isinstance(name, bytes) else str(name or "")

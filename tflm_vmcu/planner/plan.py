@@ -1,0 +1,34 @@
+"""A memory plan: where every activation tensor lives in the ring-addressed pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Placement:
+    tensor: int  # tensor index in subgraph 0
+    name: str
+    offset: int  # ring offset of byte 0, in [0, pool_bytes)
+    nbytes: int
+    first: int  # index of the op that produces it (0 for model inputs)
+    last: int  # index of the last op that reads it (number of ops for model outputs)
+
+    def byte_ranges(self, pool_bytes: int) -> list[tuple[int, int]]:
+        """[lo, hi) address ranges it occupies: two when it wraps past the pool end."""
+        end = self.offset + self.nbytes
+        if end <= pool_bytes:
+            return [(self.offset, end)]
+        return [(self.offset, pool_bytes), (0, end - pool_bytes)]
+
+
+@dataclass
+class Plan:
+    pool_bytes: int
+    segment_bytes: int
+    placements: dict[int, Placement]  # by tensor index
+    method: str = "ring"  # "ring" (segment level) or "tensor" (no overlaps)
+    notes: dict[str, object] = field(default_factory=dict)
+
+    def live_at(self, op_index: int) -> list[Placement]:
+        return [p for p in self.placements.values() if p.first <= op_index <= p.last]
