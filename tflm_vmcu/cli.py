@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import ops
 from .errors import TflmVmcuError
@@ -75,6 +76,22 @@ def cmd_compile(args: argparse.Namespace) -> int:
     print(f"tensor-level lower bound (peak live bytes): {result.peak_live_bytes:,}")
     print(f"segment-level lower bound: {result.segment_bound_bytes:,}")
     print(f"wrote {args.output}")
+    if args.report:
+        cmd_report(argparse.Namespace(model=args.model, out=args.report, json=False))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report, write_report
+
+    report = build_report(args.model)
+    if args.json:
+        print(json.dumps(report.figures))
+        return 0
+    graph = read_model(args.model)
+    paths = write_report(report, graph, Path(args.out))
+    print((Path(args.out) / f"{Path(args.model).stem}.txt").read_text(), end="")
+    print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
 
@@ -128,7 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="plan the activation pool and store the plan in the model")
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="the compiled .tflite to write")
+    p.add_argument("--report", metavar="DIR", help="also write the report (table, PNG, SVG)")
     p.set_defaults(func=cmd_compile)
+    p = sub.add_parser("report", help="per-op table, pool picture and totals against TFLM")
+    p.add_argument("model")
+    p.add_argument("-o", "--out", default="report", help="folder for the table and pictures")
+    p.add_argument("--json", action="store_true", help="print the totals as one JSON object")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -9,6 +9,7 @@ from .lifetimes import live_bytes_per_op
 from .plan_format import write_plan
 from .planner.plan import Plan
 from .planner.ring import plan_ring
+from .quant import channel_params
 from .reader import load_bytes, read_model
 
 
@@ -23,6 +24,10 @@ class CompileResult:
 def compile_bytes(data: bytes) -> CompileResult:
     graph = read_model(data)
     plan = plan_ring(graph)
+    for op in graph.operators:
+        words = channel_params(graph, op)
+        if words is not None:
+            plan.op_words[op.index] = words
     live = live_bytes_per_op(graph)
     return CompileResult(
         plan=plan,

@@ -5,7 +5,12 @@ runtimes that do not know the entry ignore it. Layout (little-endian uint32 word
 read by Interpreter::ApplyPlan in cpp/src/interpreter.cc):
 
     [magic "VMCP", version 1, pool bytes, segment bytes, tensor count,
-     offset of tensor 0, ..., offset of tensor n-1]   (offset -1: not in the pool)
+     offset of tensor 0, ..., offset of tensor n-1,   (offset -1: not in the pool)
+     op count, start word of op 0's data, ..., of op m-1's (-1: none), data words]
+
+The per-op data are parameters that the runtime would otherwise compute in Prepare
+and keep in RAM (for CONV_2D and DEPTHWISE_CONV_2D: int32 multipliers, then shifts,
+one per output channel); the runtime checks them against its own computation.
 """
 
 from __future__ import annotations
@@ -29,12 +34,22 @@ _MAGIC = 0x50434D56  # "VMCP"
 _VERSION = 1
 
 
-def encode_plan(plan: Plan, num_tensors: int) -> bytes:
+def encode_plan(plan: Plan, num_tensors: int, num_ops: int) -> bytes:
     offsets = np.full(num_tensors, -1, dtype="<i4")
     for p in plan.placements.values():
         offsets[p.tensor] = p.offset
     header = struct.pack("<5I", _MAGIC, _VERSION, plan.pool_bytes, plan.segment_bytes, num_tensors)
-    return header + offsets.tobytes()
+    starts = np.full(num_ops, -1, dtype="<i4")
+    words: list[np.ndarray] = []
+    at = 0
+    for k in range(num_ops):
+        data = plan.op_words.get(k)
+        if data is not None:
+            starts[k] = at
+            words.append(data.astype("<i4"))
+            at += len(data)
+    blob = np.concatenate(words).tobytes() if words else b""
+    return header + offsets.tobytes() + struct.pack("<I", num_ops) + starts.tobytes() + blob
 
 
 def decode_plan(data: bytes, graph: Graph) -> Plan:
@@ -43,9 +58,9 @@ def decode_plan(data: bytes, graph: Graph) -> Plan:
     magic, version, pool, segment, n = struct.unpack_from("<5I", data)
     if magic != _MAGIC or version != _VERSION:
         raise ModelError(f"metadata '{PLAN_METADATA}' is not a version-{_VERSION} plan")
-    if n != len(graph.tensors) or len(data) != 20 + 4 * n:
+    if n != len(graph.tensors) or len(data) < 24 + 4 * n:
         raise ModelError(f"the plan is for {n} tensors, the model has {len(graph.tensors)}")
-    offsets = np.frombuffer(data, dtype="<i4", offset=20)
+    offsets = np.frombuffer(data, dtype="<i4", offset=20, count=n)
     placements = {
         lt.tensor: Placement(
             lt.tensor,
@@ -71,7 +86,7 @@ def write_plan(model: bytes, plan: Plan) -> bytes:
     buffers re-aligned to 16 bytes as TFLM's own tooling does."""
     m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     num_tensors = len(m.subgraphs[0].tensors)
-    payload = encode_plan(plan, num_tensors)
+    payload = encode_plan(plan, num_tensors, len(m.subgraphs[0].operators or []))
     m.metadata = [md for md in (m.metadata or []) if _name(md) != PLAN_METADATA]
     buf = schema.BufferT()
     buf.data = np.frombuffer(payload, dtype=np.uint8)

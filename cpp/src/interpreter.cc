@@ -123,6 +123,10 @@ class Interpreter::Context : public OpContext {
     hazard_ = interp->hazard_;
   }
 
+  const int32_t* PlannedData(uint32_t* words) const override {
+    return interp_->PlannedOpData(op_index_, words);
+  }
+
   void* AllocatePersistent(size_t bytes, size_t alignment) override {
     void* p = interp_->AllocateTail(bytes, alignment);
     if (p == nullptr) {
@@ -214,13 +218,12 @@ Status Interpreter::AllocateTensors() {
                   BuiltinOpName(op.builtin_code), SupportedOpsList());
     }
   }
+  size_t plan_bytes = 0;
+  const uint8_t* plan = model_.metadata(kPlanMetadataName, &plan_bytes);
   Status st = InitTensors();
+  if (st == Status::kOk && plan != nullptr) st = ReadPlanOpData(plan, plan_bytes);
   if (st == Status::kOk) st = PrepareNodes();
-  if (st == Status::kOk) {
-    size_t plan_bytes = 0;
-    const uint8_t* plan = model_.metadata(kPlanMetadataName, &plan_bytes);
-    st = plan != nullptr ? ApplyPlan(plan, plan_bytes) : PlanActivations();
-  }
+  if (st == Status::kOk) st = plan != nullptr ? ApplyPlan(plan, plan_bytes) : PlanActivations();
   if (st != Status::kOk) return st;
   allocated_ = true;
   status_ = Status::kOk;
@@ -427,19 +430,50 @@ Status Interpreter::PlanActivations() {
 }
 
 // A plan written by the compiler (tflm_vmcu/plan_format.py): little-endian u32 words
-//   [magic 'VMCP', version 1, pool bytes, segment bytes, tensor count, offset per tensor]
+//   [magic 'VMCP', version 1, pool bytes, segment bytes, tensor count, offset per tensor,
+//    op count, start word of each op's data (-1: none), data words]
 // with offset -1 for tensors outside the pool. Every offset is checked before use.
-Status Interpreter::ApplyPlan(const uint8_t* plan, size_t plan_bytes) {
-  constexpr uint32_t kMagic = 0x50434D56;  // "VMCP"
-  constexpr size_t kHeaderWords = 5;
+namespace {
+constexpr uint32_t kPlanMagic = 0x50434D56;  // "VMCP"
+constexpr size_t kPlanHeaderWords = 5;
+}  // namespace
+
+Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
   const uint32_t n = model_.num_tensors();
+  const uint32_t ops = model_.num_operators();
   auto word = [&](size_t i) { return fb::LoadU32(plan + 4 * i); };
-  if (plan_bytes < 4 * kHeaderWords || word(0) != kMagic || word(1) != 1)
+  if (plan_bytes < 4 * kPlanHeaderWords || (plan_bytes & 3) != 0 || word(0) != kPlanMagic ||
+      word(1) != 1)
     return Fail(Status::kInvalidModel, "metadata '%s' is not a version-1 tflm-vmcu plan",
                 kPlanMetadataName);
-  if (word(4) != n || plan_bytes != 4 * (kHeaderWords + n))
+  const size_t words = plan_bytes / 4;
+  const size_t ops_at = kPlanHeaderWords + n;
+  if (word(4) != n || words < ops_at + 1 || word(ops_at) != ops || words < ops_at + 1 + ops)
     return Fail(Status::kInvalidModel,
-                "the memory plan is for a model with %u tensors, this one has %u", word(4), n);
+                "the memory plan is for a model with %u tensors, this one has %u tensors and "
+                "%u operators",
+                word(4), n, ops);
+  // Op data is handed to kernels as int32 arrays in place: it must be aligned.
+  if ((reinterpret_cast<uintptr_t>(plan) & 3) != 0) return Status::kOk;
+  plan_op_starts_ = plan + 4 * (ops_at + 1);
+  plan_op_data_ = plan + 4 * (ops_at + 1 + ops);
+  plan_op_words_ = static_cast<uint32_t>(words - (ops_at + 1 + ops));
+  return Status::kOk;
+}
+
+const int32_t* Interpreter::PlannedOpData(int op_index, uint32_t* words) const {
+  *words = 0;
+  if (plan_op_starts_ == nullptr) return nullptr;
+  const uint32_t start = fb::LoadU32(plan_op_starts_ + 4 * static_cast<size_t>(op_index));
+  if (start >= plan_op_words_) return nullptr;
+  *words = plan_op_words_ - start;
+  return reinterpret_cast<const int32_t*>(plan_op_data_) + start;
+}
+
+Status Interpreter::ApplyPlan(const uint8_t* plan, size_t plan_bytes) {
+  const uint32_t n = model_.num_tensors();
+  auto word = [&](size_t i) { return fb::LoadU32(plan + 4 * i); };
+  (void)plan_bytes;  // sizes were checked by ReadPlanOpData
   const uint32_t pool = word(2);
   const uintptr_t base = AlignUp(reinterpret_cast<uintptr_t>(memory_), kPoolAlignment);
   const size_t head_room = base - reinterpret_cast<uintptr_t>(memory_);
@@ -453,10 +487,9 @@ Status Interpreter::ApplyPlan(const uint8_t* plan, size_t plan_bytes) {
   pool_ = reinterpret_cast<uint8_t*>(base);
   for (uint32_t i = 0; i < n; ++i) {
     Tensor& t = tensors_[i];
-    const int32_t offset = static_cast<int32_t>(word(kHeaderWords + i));
+    const int32_t offset = static_cast<int32_t>(word(kPlanHeaderWords + i));
     if (t.is_const) continue;
-    if (offset < 0 || static_cast<uint32_t>(offset) >= (pool == 0 ? 1 : pool) ||
-        t.bytes > pool) {
+    if (offset < 0 || static_cast<uint32_t>(offset) >= (pool == 0 ? 1 : pool) || t.bytes > pool) {
       if (offset < 0 && t.bytes == 0) continue;
       return Fail(Status::kInvalidModel,
                   "the memory plan puts tensor '%s' (%u bytes) at offset %d of a %u-byte pool",
@@ -467,9 +500,9 @@ Status Interpreter::ApplyPlan(const uint8_t* plan, size_t plan_bytes) {
   }
   // Model inputs and outputs must be flat so callers can use Tensor::data directly.
   for (uint32_t k = 0; k < model_.num_inputs() + model_.num_outputs(); ++k) {
-    const Tensor& t = tensors_[k < model_.num_inputs()
-                                   ? model_.input_tensor(k)
-                                   : model_.output_tensor(k - model_.num_inputs())];
+    const Tensor& t =
+        tensors_[k < model_.num_inputs() ? model_.input_tensor(k)
+                                         : model_.output_tensor(k - model_.num_inputs())];
     if (!t.is_const && t.offset + t.bytes > pool)
       return Fail(Status::kInvalidModel,
                   "the memory plan wraps model input/output '%s' around the pool end", t.name);

@@ -34,11 +34,11 @@ struct HazardState {
   int32_t* element = nullptr;  // [pool] byte index within that tensor
   uint32_t* pin = nullptr;     // [pool] unit id of the last read view covering the byte
   uint32_t pool_size = 0;
-  uint32_t unit = 1;           // current unit of work
-  bool writing = false;        // the current unit has started writing
-  uint32_t count = 0;          // hazards seen
-  int32_t op = -1;             // operator being evaluated
-  char first[256] = {};        // description of the first hazard
+  uint32_t unit = 1;     // current unit of work
+  bool writing = false;  // the current unit has started writing
+  uint32_t count = 0;    // hazards seen
+  int32_t op = -1;       // operator being evaluated
+  char first[256] = {};  // description of the first hazard
 
   void OnRead(const Tensor& t, uint32_t pool_pos, uint32_t i, uint32_t n);
   void OnWrite(const Tensor& t, uint32_t pool_pos, uint32_t i, uint32_t n);
@@ -49,8 +49,7 @@ class RingBytes {
  public:
   RingBytes() = default;
   // Constants and flat buffers: `size` is large enough that nothing wraps.
-  RingBytes(const Tensor* t, uint8_t* pool, uint32_t pool_size, uint32_t start,
-            HazardState* hazard)
+  RingBytes(const Tensor* t, uint8_t* pool, uint32_t pool_size, uint32_t start, HazardState* hazard)
       : t_(t), pool_(pool), size_(pool_size), start_(start), hazard_(hazard) {}
 
   // Pointer to bytes [i, i + n) for reading: direct, or copied into `scratch` (n bytes)

@@ -34,6 +34,8 @@ class Steps:
 
     read_lo: np.ndarray  # int64[units]: lowest input byte read (NO_READ if none)
     write_hi: np.ndarray  # int64[units]: one past the highest output byte written
+    # bool[units]: the unit reads some tensor (maybe another input); None = read_lo says
+    reads_any: np.ndarray | None = None
 
     def min_displacement(self) -> int:
         """Smallest d = in_base - out_base (bytes) that keeps every unit's writes off
@@ -41,9 +43,10 @@ class Steps:
         if len(self.read_lo) == 0:
             return 0
         # Write-only units belong to the unit before them: forward-fill its read_lo.
-        reads = self.read_lo != NO_READ
+        reads = self.read_lo != NO_READ if self.reads_any is None else self.reads_any
         last_read = np.maximum.accumulate(np.where(reads, np.arange(len(reads)), -1))
-        read_lo = np.where(last_read >= 0, self.read_lo[np.maximum(last_read, 0)], NO_READ)
+        inherited = self.read_lo[np.maximum(last_read, 0)]
+        read_lo = np.where(reads | (last_read < 0), self.read_lo, inherited)
         suffix_min = np.minimum.accumulate(read_lo[::-1])[::-1]
         return max(0, int(np.max(self.write_hi - suffix_min)))
 
@@ -87,8 +90,16 @@ def modelled_ops() -> set[str]:
 
 def _load_models() -> None:
     # Importing the family modules registers their models.
-    from . import copy_ops  # noqa: F401
+    from . import (
+        conv_ops,  # noqa: F401
+        copy_ops,  # noqa: F401
+        elementwise_ops,  # noqa: F401
+    )
 
 
-def units(write_hi: np.ndarray, read_lo: np.ndarray) -> Steps:
-    return Steps(np.asarray(read_lo, dtype=np.int64), np.asarray(write_hi, dtype=np.int64))
+def units(write_hi: np.ndarray, read_lo: np.ndarray, reads_any: np.ndarray | None = None) -> Steps:
+    return Steps(
+        np.asarray(read_lo, dtype=np.int64),
+        np.asarray(write_hi, dtype=np.int64),
+        None if reads_any is None else np.asarray(reads_any, dtype=bool),
+    )

@@ -72,7 +72,8 @@ def concatenation(graph: Graph, op: Operator, pos: int) -> Steps | None:
             at += size
     if not read_lo:
         return units(np.zeros(0), np.zeros(0))
-    return units(np.concatenate(write_hi), np.concatenate(read_lo))
+    lo = np.concatenate(read_lo)
+    return units(np.concatenate(write_hi), lo, np.ones(len(lo), dtype=bool))
 
 
 @register("TRANSPOSE")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -28,6 +30,7 @@ class Plan:
     segment_bytes: int
     placements: dict[int, Placement]  # by tensor index
     method: str = "ring"  # "ring" (segment level) or "tensor" (no overlaps)
+    op_words: dict[int, np.ndarray] = field(default_factory=dict)  # per-op data for flash
     notes: dict[str, object] = field(default_factory=dict)
 
     def live_at(self, op_index: int) -> list[Placement]:

@@ -86,7 +86,9 @@ class Interpreter {
   Status InitTensors();
   Status PrepareNodes();
   Status PlanActivations();
+  Status ReadPlanOpData(const uint8_t* plan, size_t plan_bytes);
   Status ApplyPlan(const uint8_t* plan, size_t plan_bytes);
+  const int32_t* PlannedOpData(int op_index, uint32_t* words) const;
 
   Model model_;
   const uint8_t* model_bytes_;
@@ -98,6 +100,9 @@ class Interpreter {
   size_t pool_bytes_ = 0;
   bool has_plan_ = false;
   HazardState* hazard_ = nullptr;
+  const uint8_t* plan_op_starts_ = nullptr;  // in the model: per-op start words
+  const uint8_t* plan_op_data_ = nullptr;    // in the model: int32 op data
+  uint32_t plan_op_words_ = 0;
   size_t state_bytes_ = 0;
   Tensor* tensors_ = nullptr;
   Node* nodes_ = nullptr;

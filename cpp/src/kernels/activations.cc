@@ -1,9 +1,11 @@
 // RELU and RELU6, int8 -> int8 (TFLM micro/kernels/activations.cc): RELU requantizes
 // to the output scale then clamps at the output zero point; RELU6 clamps the raw input
 // to [quantized 0, quantized 6] on the input scale. Loop order: one forward sweep over
-// the flat tensor, out[i] = f(in[i]).
+// the flat tensor, out[i] = f(in[i]), in units of kElementwiseChunk elements
+// (kernels/elementwise.h).
 #include <math.h>
 
+#include "kernels/elementwise.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
@@ -82,17 +84,16 @@ Status ReluPrepare(OpContext& ctx) {
   return Status::kOk;
 }
 
-Status ReluEval(OpContext& ctx) {
-  const ReluData& p = *static_cast<const ReluData*>(ctx.op_data());
-  const int8_t* input = ctx.input(0)->Data<int8_t>();
-  int8_t* output = ctx.output(0)->Data<int8_t>();
+// One unit; `in` and `out` never overlap (see elementwise.h).
+void ReluChunk(const int8_t* __restrict input, int8_t* __restrict output, uint32_t n,
+               const ReluData& p) {
   const int32_t input_offset = p.input_offset;
   const int32_t output_offset = p.output_offset;
   const int32_t multiplier = p.output_multiplier;
   const int shift = p.output_shift;
   const int32_t act_min = p.quantized_activation_min;
   const int32_t act_max = p.quantized_activation_max;
-  for (int64_t i = 0; i < p.size; ++i) {
+  for (uint32_t i = 0; i < n; ++i) {
     int32_t clamped =
         output_offset + MultiplyByQuantizedMultiplier(static_cast<int32_t>(input[i]) - input_offset,
                                                       multiplier, shift);
@@ -100,6 +101,13 @@ Status ReluEval(OpContext& ctx) {
     clamped = clamped < act_max ? clamped : act_max;
     output[i] = static_cast<int8_t>(clamped);
   }
+}
+
+Status ReluEval(OpContext& ctx) {
+  const ReluData p = *static_cast<const ReluData*>(ctx.op_data());
+  UnaryChunks<1, 1>(
+      ctx.bytes(ctx.input(0)), ctx.bytes(ctx.output(0)), static_cast<uint32_t>(p.size),
+      [&p](const int8_t* src, int8_t* dst, uint32_t m) { ReluChunk(src, dst, m, p); });
   return Status::kOk;
 }
 
@@ -126,16 +134,23 @@ Status Relu6Prepare(OpContext& ctx) {
   return Status::kOk;
 }
 
-Status Relu6Eval(OpContext& ctx) {
-  const Relu6Data& p = *static_cast<const Relu6Data*>(ctx.op_data());
-  const int8_t* input = ctx.input(0)->Data<int8_t>();
-  int8_t* output = ctx.output(0)->Data<int8_t>();
-  const int8_t lower = p.zero;
-  const int8_t upper = p.six;
-  for (int64_t i = 0; i < p.size; ++i) {
+void Relu6Chunk(const int8_t* __restrict input, int8_t* __restrict output, uint32_t n, int8_t lower,
+                int8_t upper) {
+  for (uint32_t i = 0; i < n; ++i) {
     const int8_t val = input[i];
     output[i] = val > upper ? upper : (val < lower ? lower : val);
   }
+}
+
+Status Relu6Eval(OpContext& ctx) {
+  const Relu6Data& p = *static_cast<const Relu6Data*>(ctx.op_data());
+  const int8_t lower = p.zero;
+  const int8_t upper = p.six;
+  UnaryChunks<1, 1>(ctx.bytes(ctx.input(0)), ctx.bytes(ctx.output(0)),
+                    static_cast<uint32_t>(p.size),
+                    [lower, upper](const int8_t* src, int8_t* dst, uint32_t m) {
+                      Relu6Chunk(src, dst, m, lower, upper);
+                    });
   return Status::kOk;
 }
 

@@ -1,22 +1,16 @@
 // ADD (int8): out = clamp(rescale(in1) + rescale(in2)), same shape or numpy-style
 // broadcast up to 6D. Loop order: output elements in row-major order (batch > ... >
 // innermost dim), each reading one element of each input (broadcast inputs re-read).
+// Units (kernels/elementwise.h): same shape, chunks of kElementwiseChunk elements of
+// the flat tensors; broadcast, each innermost row of the broadcast plan in chunks of
+// kElementwiseChunk outputs.
+#include "kernels/elementwise.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
 
 namespace tflm_vmcu {
 namespace {
-
-// Output extents and input strides (0 on broadcast dims) after dropping unit dims and
-// merging dims that are contiguous in both inputs. Iterating it visits the output in
-// row-major order.
-struct BroadcastPlan {
-  int32_t rank = 0;
-  int32_t dims[kMaxRank] = {};
-  int32_t stride1[kMaxRank] = {};
-  int32_t stride2[kMaxRank] = {};
-};
 
 // The arithmetic of TFLM's ArithmeticParams used by the int8 ADD.
 struct AddParams {
@@ -48,76 +42,6 @@ inline int32_t Clamp(int32_t v, int32_t lo, int32_t hi) {
   return v < hi ? v : hi;
 }
 
-// Extends both shapes to the larger rank (leading 1s) and checks broadcast
-// compatibility; fills `out` with the broadcast shape. Returns false if incompatible.
-bool BroadcastShape(const Shape& a, const Shape& b, Shape* out) {
-  const int32_t rank = a.rank > b.rank ? a.rank : b.rank;
-  out->rank = rank;
-  for (int32_t i = 0; i < rank; ++i) {
-    const int32_t ia = i - (rank - a.rank);
-    const int32_t ib = i - (rank - b.rank);
-    const int32_t da = ia >= 0 ? a.dims[ia] : 1;
-    const int32_t db = ib >= 0 ? b.dims[ib] : 1;
-    if (da != db && da != 1 && db != 1) return false;
-    out->dims[i] = da == 1 ? db : da;
-  }
-  return true;
-}
-
-// TFLM's ProcessBroadcastShapes() returns false exactly when the shapes, extended to
-// the same rank with leading 1s, are equal.
-bool SameExtendedShape(const Shape& a, const Shape& b) {
-  const int32_t rank = a.rank > b.rank ? a.rank : b.rank;
-  for (int32_t i = 0; i < rank; ++i) {
-    const int32_t ia = i - (rank - a.rank);
-    const int32_t ib = i - (rank - b.rank);
-    const int32_t da = ia >= 0 ? a.dims[ia] : 1;
-    const int32_t db = ib >= 0 ? b.dims[ib] : 1;
-    if (da != db) return false;
-  }
-  return true;
-}
-
-void MakeBroadcastPlan(const Shape& a, const Shape& b, const Shape& out, BroadcastPlan* plan) {
-  const int32_t rank = out.rank;
-  int32_t sa[kMaxRank];
-  int32_t sb[kMaxRank];
-  int32_t step_a = 1;
-  int32_t step_b = 1;
-  for (int32_t i = rank - 1; i >= 0; --i) {
-    const int32_t ia = i - (rank - a.rank);
-    const int32_t ib = i - (rank - b.rank);
-    const int32_t da = ia >= 0 ? a.dims[ia] : 1;
-    const int32_t db = ib >= 0 ? b.dims[ib] : 1;
-    sa[i] = da == 1 ? 0 : step_a;
-    sb[i] = db == 1 ? 0 : step_b;
-    step_a *= da;
-    step_b *= db;
-  }
-  plan->rank = 0;
-  for (int32_t i = 0; i < rank; ++i) {
-    if (out.dims[i] == 1) continue;
-    const int32_t n = plan->rank;
-    if (n > 0 && plan->stride1[n - 1] == sa[i] * out.dims[i] &&
-        plan->stride2[n - 1] == sb[i] * out.dims[i]) {
-      plan->dims[n - 1] *= out.dims[i];
-      plan->stride1[n - 1] = sa[i];
-      plan->stride2[n - 1] = sb[i];
-      continue;
-    }
-    plan->dims[n] = out.dims[i];
-    plan->stride1[n] = sa[i];
-    plan->stride2[n] = sb[i];
-    plan->rank = n + 1;
-  }
-  if (plan->rank == 0) {
-    plan->rank = 1;
-    plan->dims[0] = 1;
-    plan->stride1[0] = 0;
-    plan->stride2[0] = 0;
-  }
-}
-
 // TFLM's reference_integer_ops::AddFunc, split so that a broadcast (repeated) operand
 // can be rescaled once: ScaleInput for each operand, then AddOutput on their sum.
 inline int32_t ScaleInput(int8_t x, int32_t offset, int32_t left_shift, int32_t multiplier,
@@ -143,8 +67,8 @@ inline int32_t Scale2(int8_t y, const AddParams& d) {
   return ScaleInput(y, d.input2_offset, d.left_shift, d.input2_multiplier, d.input2_shift);
 }
 
-// One row of the broadcast loop: `n` outputs, inputs advancing by s1 and s2 (0 or 1 in
-// the common cases, which get their own loops).
+// One unit: `n` outputs, inputs advancing by s1 and s2 (0 or 1). (No __restrict here:
+// GCC then picks a slower vectorisation of this loop.)
 void AddRow(const int8_t* a, int32_t s1, const int8_t* b, int32_t s2, int8_t* out, int32_t n,
             const AddParams& params) {
   // A local copy: stores through the int8_t output pointer may alias `params`.
@@ -157,12 +81,8 @@ void AddRow(const int8_t* a, int32_t s1, const int8_t* b, int32_t s2, int8_t* ou
   } else if (s1 == 0 && s2 == 1) {
     const int32_t scaled1 = Scale1(*a, d);
     for (int32_t i = 0; i < n; ++i) out[i] = AddOutput(scaled1, Scale2(b[i], d), d);
-  } else {
-    for (int32_t i = 0; i < n; ++i) {
-      out[i] = AddOutput(Scale1(*a, d), Scale2(*b, d), d);
-      a += s1;
-      b += s2;
-    }
+  } else {  // both 0 (a one-element output)
+    for (int32_t i = 0; i < n; ++i) out[i] = AddOutput(Scale1(*a, d), Scale2(*b, d), d);
   }
 }
 
@@ -244,37 +164,20 @@ Status AddPrepare(OpContext& ctx) {
 }
 
 Status AddEval(OpContext& ctx) {
-  const AddOpData& d = *static_cast<const AddOpData*>(ctx.op_data());
-  const int8_t* in1 = ctx.input(0)->Data<int8_t>();
-  const int8_t* in2 = ctx.input(1)->Data<int8_t>();
-  int8_t* out = ctx.output(0)->Data<int8_t>();
-
-  if (!d.broadcast) {
-    AddRow(in1, 1, in2, 1, out, d.flat_size, d.params);
-    return Status::kOk;
+  // A local copy: stores through int8_t pointers may alias the op data.
+  const AddOpData& data = *static_cast<const AddOpData*>(ctx.op_data());
+  const AddParams params = data.params;
+  const RingBytes in1 = ctx.bytes(ctx.input(0));
+  const RingBytes in2 = ctx.bytes(ctx.input(1));
+  const RingBytes out = ctx.bytes(ctx.output(0));
+  auto row = [&params](const int8_t* a, int32_t s1, const int8_t* b, int32_t s2, int8_t* o,
+                       int32_t n) { AddRow(a, s1, b, s2, o, n, params); };
+  if (!data.broadcast) {
+    BinaryChunks(in1, in2, out, static_cast<uint32_t>(data.flat_size), row);
+  } else {
+    BroadcastChunks(in1, in2, out, data.plan, row);
   }
-
-  // Odometer over the outer dims, one row per innermost extent.
-  const BroadcastPlan& p = d.plan;
-  const int32_t last = p.rank - 1;
-  const int32_t inner = p.dims[last];
-  int32_t index[kMaxRank] = {};
-  int32_t off1 = 0;
-  int32_t off2 = 0;
-  for (;;) {
-    AddRow(in1 + off1, p.stride1[last], in2 + off2, p.stride2[last], out, inner, d.params);
-    out += inner;
-    int32_t dim = last - 1;
-    for (; dim >= 0; --dim) {
-      off1 += p.stride1[dim];
-      off2 += p.stride2[dim];
-      if (++index[dim] < p.dims[dim]) break;
-      off1 -= p.stride1[dim] * p.dims[dim];
-      off2 -= p.stride2[dim] * p.dims[dim];
-      index[dim] = 0;
-    }
-    if (dim < 0) return Status::kOk;
-  }
+  return Status::kOk;
 }
 
 }  // namespace

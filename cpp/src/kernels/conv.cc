@@ -1,7 +1,12 @@
 // CONV_2D int8 (TFLM reference ConvPerChannel): loop order batch > out_y > out_x > out_channel,
 // each output byte reading its receptive field (filter_y > filter_x > in_channel of its group).
-// Receptive fields of <= 512 bytes are gathered once per output pixel and group, before that
-// pixel's channels are written: input reads only move earlier relative to TFLM's order.
+//
+// Unit of work (cpp/src/ring.h; model: tflm_vmcu/access/conv_ops.py): one output pixel. Its
+// receptive field is read first (all channels of every valid tap), then its out_channels
+// bytes are written. Receptive fields of <= kMaxPatch bytes are gathered into a patch through
+// one read view per valid filter row (per tap with horizontal dilation); larger ones are read
+// through one view of the window's span when the input does not wrap, and otherwise, per
+// output byte, through chunked views (TFLM's own order: the same displacement bound).
 #include <string.h>
 
 #include "kernels/conv_common.h"
@@ -12,8 +17,11 @@
 namespace tflm_vmcu {
 namespace {
 
-// Stack bytes for one gathered receptive field (see GatherPatch).
+// Stack bytes for one gathered receptive field (see GatherPatch); also the read scratch of
+// the chunked path.
 constexpr int kMaxPatch = 512;
+// Output bytes staged at a time when the output tensor wraps around the pool end.
+constexpr int kOutChunk = 256;
 
 struct ConvData {
   const int32_t* multiplier;  // [out_channels]
@@ -122,30 +130,60 @@ Status ConvPrepare(OpContext& ctx) {
   return Status::kOk;
 }
 
-// Copies the receptive field of one output pixel (one group's channels) into `patch` in the
-// filter's [filter_y][filter_x][channel] order. Padding taps get the input zero point, whose
+// Copies the receptive field of one output pixel into `patch` in [filter_y][filter_x][in_d]
+// order (all input channels of each tap), reading the input through one view per valid filter
+// row (dil_w == 1) or per valid tap. Padding taps get the input zero point, whose
 // (x - zero_point) term is 0: the same sum as TFLM skipping those taps.
-inline void GatherPatch(const int8_t* in_group, int in_y_origin, int in_x_origin, int fy_start,
-                        int fy_end, int fx_start, int fx_end, int f_h, int f_w, int f_in_d,
+inline void GatherPatch(const RingBytes& in, uint32_t batch_at, int in_y_origin, int in_x_origin,
+                        int fy_start, int fy_end, int fx_start, int fx_end, int f_h, int f_w,
                         int in_d, int in_row_stride, int dil_h, int dil_w, int8_t pad_value,
                         int8_t* patch) {
-  const int row_bytes = f_w * f_in_d;
+  const int row_bytes = f_w * in_d;
   for (int fy = 0; fy < f_h; ++fy, patch += row_bytes) {
     if (fy < fy_start || fy >= fy_end || fx_start >= fx_end) {
       memset(patch, pad_value, row_bytes);
       continue;
     }
-    const int8_t* in_row = in_group + (in_y_origin + dil_h * fy) * in_row_stride;
-    memset(patch, pad_value, fx_start * f_in_d);
-    if (dil_w == 1 && f_in_d == in_d) {
-      memcpy(patch + fx_start * f_in_d, in_row + (in_x_origin + fx_start) * in_d,
-             (fx_end - fx_start) * f_in_d);
+    const uint32_t row_at = batch_at + (in_y_origin + dil_h * fy) * in_row_stride;
+    memset(patch, pad_value, fx_start * in_d);
+    if (dil_w == 1) {
+      int8_t* dst = patch + fx_start * in_d;
+      const uint32_t n = (fx_end - fx_start) * in_d;
+      const int8_t* src = in.Read(row_at + (in_x_origin + fx_start) * in_d, n, dst);
+      if (src != dst) memcpy(dst, src, n);
     } else {
       for (int fx = fx_start; fx < fx_end; ++fx) {
-        memcpy(patch + fx * f_in_d, in_row + (in_x_origin + dil_w * fx) * in_d, f_in_d);
+        int8_t* dst = patch + fx * in_d;
+        const int8_t* src = in.Read(row_at + (in_x_origin + dil_w * fx) * in_d, in_d, dst);
+        if (src != dst) memcpy(dst, src, in_d);
       }
     }
-    memset(patch + fx_end * f_in_d, pad_value, (f_w - fx_end) * f_in_d);
+    memset(patch + fx_end * in_d, pad_value, (f_w - fx_end) * in_d);
+  }
+}
+
+// DotWithOffset over input bytes [at, at + n) read through views of at most `chunk` bytes
+// (for input tensors that wrap around the pool end).
+inline int32_t ViewDot(const RingBytes& in, uint32_t at, int n, const int8_t* w, int32_t x_offset,
+                       int8_t* scratch, int chunk) {
+  int32_t acc = 0;
+  for (int i = 0; i < n; i += chunk) {
+    const int m = n - i < chunk ? n - i : chunk;
+    acc += DotWithOffset(in.Read(at + i, m, scratch), w + i, m, x_offset);
+  }
+  return acc;
+}
+
+// Writes output bytes [at, at + n) = value(0..n-1) in pieces of `step` bytes (all of them
+// when the output does not wrap).
+template <typename F>
+inline void WriteBytes(const RingBytes& out, uint32_t at, int n, int step, int8_t* scratch,
+                       F value) {
+  for (int q = 0; q < n; q += step) {
+    const int m = n - q < step ? n - q : step;
+    int8_t* dst = out.BeginWrite(at + q, m, scratch);
+    for (int i = 0; i < m; ++i) dst[i] = value(q + i);
+    out.EndWrite(at + q, m, dst);
   }
 }
 
@@ -155,7 +193,7 @@ Status ConvEval(OpContext& ctx) {
   const Tensor& input = *ctx.input(0);
   const Tensor& filter = *ctx.input(1);
   const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
-  Tensor& output = *ctx.output(0);
+  const Tensor& output = *ctx.output(0);
 
   const int batches = input.shape.dims[0];
   const int in_h = input.shape.dims[1];
@@ -176,17 +214,23 @@ Status ConvEval(OpContext& ctx) {
   const int filter_row_stride = f_w * f_in_d;
   const int filter_oc_stride = f_h * filter_row_stride;
   const int in_row_stride = in_w * in_d;
-  // Small receptive fields are gathered once per pixel and group, so each output channel is
-  // one dot product over the whole filter; larger ones run a dot product per filter row.
-  const bool use_patch = filter_oc_stride <= kMaxPatch;
+  const int taps = f_h * f_w;
+  // Small receptive fields (all channels of all taps) are gathered once per pixel, so each
+  // output channel is one dot product over the whole filter (one group); larger ones run a
+  // dot product per filter row.
+  const bool use_patch = taps * in_d <= kMaxPatch;
   // With unit horizontal dilation and one group, the valid taps of a filter row are one
   // contiguous run of (taps * channels) bytes in both the input row and the filter.
   const bool contiguous_rows = dil_w == 1 && groups == 1;
+  // A 1xN window without padding is one run of input bytes: read it in place.
+  const bool single_run = f_h == 1 && dil_w == 1;
 
-  const int8_t* in_data = input.Data<int8_t>();
+  const RingBytes in = ctx.bytes(&input);
+  const RingBytes out = ctx.bytes(&output);
+  const bool in_flat = in.Contiguous();
+  const int out_step = out.Contiguous() ? out_d : kOutChunk;
   const int8_t* filter_data = filter.Data<int8_t>();
   const int32_t* bias_data = bias != nullptr ? bias->Data<int32_t>() : nullptr;
-  int8_t* out = output.Data<int8_t>();
   const int32_t* multiplier = d.multiplier;
   const int32_t* shift = d.shift;
   const int32_t input_offset = d.input_offset;
@@ -194,52 +238,107 @@ Status ConvEval(OpContext& ctx) {
   const int32_t output_offset = d.output_offset;
   const int32_t act_min = d.act_min;
   const int32_t act_max = d.act_max;
+  auto requantize = [&](int32_t acc, int oc) {
+    if (bias_data != nullptr) acc += bias_data[oc];
+    acc = MultiplyByQuantizedMultiplier(acc, multiplier[oc], shift[oc]);
+    acc += output_offset;
+    acc = acc < act_min ? act_min : acc;
+    acc = acc > act_max ? act_max : acc;
+    return static_cast<int8_t>(acc);
+  };
   int8_t patch[kMaxPatch];
+  int8_t out_scratch[kOutChunk];
 
+  uint32_t out_at = 0;
   for (int b = 0; b < batches; ++b) {
-    const int8_t* in_batch = in_data + static_cast<size_t>(b) * in_h * in_row_stride;
+    const uint32_t batch_at = static_cast<uint32_t>(b) * in_h * in_row_stride;
     for (int out_y = 0; out_y < out_h; ++out_y) {
       const int in_y_origin = out_y * stride_h - d.pad_h;
       int fy_start, fy_end;
       ValidTaps(in_y_origin, dil_h, f_h, in_h, &fy_start, &fy_end);
-      for (int out_x = 0; out_x < out_w; ++out_x) {
+      for (int out_x = 0; out_x < out_w; ++out_x, out_at += out_d) {
         const int in_x_origin = out_x * stride_w - d.pad_w;
         int fx_start, fx_end;
         ValidTaps(in_x_origin, dil_w, f_w, in_w, &fx_start, &fx_end);
-        const int run = fx_end > fx_start ? (fx_end - fx_start) * f_in_d : 0;
-        int oc = 0;
-        for (int g = 0; g < groups; ++g) {
-          const int8_t* in_group = in_batch + g * f_in_d;
-          if (use_patch) {
-            GatherPatch(in_group, in_y_origin, in_x_origin, fy_start, fy_end, fx_start, fx_end, f_h,
-                        f_w, f_in_d, in_d, in_row_stride, dil_h, dil_w, pad_value, patch);
+        const bool any = fy_start < fy_end && fx_start < fx_end;
+        const int fy_stop = any ? fy_end : fy_start;  // rows to read
+        // Input byte of the first valid tap of the top valid row (the unit's lowest read).
+        const uint32_t lo = batch_at + (in_y_origin + dil_h * fy_start) * in_row_stride +
+                            (in_x_origin + dil_w * fx_start) * in_d;
+        const int run = any ? (fx_end - fx_start) * f_in_d : 0;
+        if (use_patch) {
+          const int8_t* x = patch;
+          if (single_run && fx_start == 0 && fx_end == f_w && any) {
+            x = in.Read(lo, f_w * in_d, patch);
+          } else {
+            GatherPatch(in, batch_at, in_y_origin, in_x_origin, fy_start, fy_end, fx_start, fx_end,
+                        f_h, f_w, in_d, in_row_stride, dil_h, dil_w, pad_value, patch);
           }
-          for (int k = 0; k < filters_per_group; ++k, ++oc) {
+          if (groups == 1) {
+            WriteBytes(out, out_at, out_d, out_step, out_scratch, [&](int oc) {
+              const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;
+              return requantize(DotWithOffset(x, w_oc, filter_oc_stride, input_offset), oc);
+            });
+          } else {
+            WriteBytes(out, out_at, out_d, out_step, out_scratch, [&](int oc) {
+              const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;
+              const int8_t* x_g = x + (oc / filters_per_group) * f_in_d;
+              int32_t acc = 0;
+              for (int t = 0; t < taps; ++t) {
+                acc += DotWithOffset(x_g + t * in_d, w_oc + t * f_in_d, f_in_d, input_offset);
+              }
+              return requantize(acc, oc);
+            });
+          }
+        } else if (in_flat) {
+          // One view from the first to the last valid tap of the window (the input does not
+          // wrap: the scratch is never used).
+          const int row_step = dil_h * in_row_stride;
+          const int col_step = dil_w * in_d;
+          const int span = (fy_stop - 1 - fy_start) * row_step + (fx_end - 1 - fx_start) * col_step;
+          const int8_t* win = any ? in.Read(lo, span + in_d, patch) : nullptr;
+          WriteBytes(out, out_at, out_d, out_step, out_scratch, [&](int oc) {
             const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;
+            const int g_off = (oc / filters_per_group) * f_in_d;
             int32_t acc = 0;
-            if (use_patch) {
-              acc = DotWithOffset(patch, w_oc, filter_oc_stride, input_offset);
-            } else {
-              for (int fy = fy_start; fy < fy_end; ++fy) {
-                const int8_t* in_row = in_group + (in_y_origin + dil_h * fy) * in_row_stride;
-                const int8_t* w_row = w_oc + fy * filter_row_stride;
-                if (contiguous_rows) {
-                  acc += DotWithOffset(in_row + (in_x_origin + fx_start) * in_d,
-                                       w_row + fx_start * f_in_d, run, input_offset);
-                } else {
-                  for (int fx = fx_start; fx < fx_end; ++fx) {
-                    acc += DotWithOffset(in_row + (in_x_origin + dil_w * fx) * in_d,
-                                         w_row + fx * f_in_d, f_in_d, input_offset);
-                  }
+            for (int fy = fy_start; fy < fy_stop; ++fy) {
+              const int8_t* in_row = win + (fy - fy_start) * row_step;
+              const int8_t* w_row = w_oc + fy * filter_row_stride;
+              if (contiguous_rows) {
+                acc += DotWithOffset(in_row, w_row + fx_start * f_in_d, run, input_offset);
+              } else {
+                for (int fx = fx_start; fx < fx_end; ++fx) {
+                  acc += DotWithOffset(in_row + (fx - fx_start) * col_step + g_off,
+                                       w_row + fx * f_in_d, f_in_d, input_offset);
                 }
               }
             }
-            if (bias_data != nullptr) acc += bias_data[oc];
-            acc = MultiplyByQuantizedMultiplier(acc, multiplier[oc], shift[oc]);
-            acc += output_offset;
-            acc = acc < act_min ? act_min : acc;
-            acc = acc > act_max ? act_max : acc;
-            *out++ = static_cast<int8_t>(acc);
+            return requantize(acc, oc);
+          });
+        } else {
+          // The input wraps: TFLM's order, each output byte reading its receptive field
+          // through chunked views (the patch is the read scratch).
+          for (int oc = 0; oc < out_d; ++oc) {
+            const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;
+            const int g_off = (oc / filters_per_group) * f_in_d;
+            // A group other than the first starts reading past the pixel's first byte: read
+            // that byte too, so every unit reads from `lo` as the access model says.
+            if (g_off != 0 && any) (void)in.ReadByte(lo);
+            int32_t acc = 0;
+            for (int fy = fy_start; fy < fy_stop; ++fy) {
+              const uint32_t row_at = batch_at + (in_y_origin + dil_h * fy) * in_row_stride;
+              const int8_t* w_row = w_oc + fy * filter_row_stride;
+              if (contiguous_rows) {
+                acc += ViewDot(in, row_at + (in_x_origin + fx_start) * in_d, run,
+                               w_row + fx_start * f_in_d, input_offset, patch, kMaxPatch);
+              } else {
+                for (int fx = fx_start; fx < fx_end; ++fx) {
+                  acc += ViewDot(in, row_at + (in_x_origin + dil_w * fx) * in_d + g_off, f_in_d,
+                                 w_row + fx * f_in_d, input_offset, patch, kMaxPatch);
+                }
+              }
+            }
+            out.WriteByte(out_at + oc, requantize(acc, oc));
           }
         }
       }

@@ -1,7 +1,12 @@
 // DEPTHWISE_CONV_2D int8 (TFLM reference DepthwiseConvPerChannel): loop order batch > out_y >
-// out_x > in_channel > multiplier; multiplier 1 runs blocks of 64 channels per output pixel
-// (all taps of the block read, then its outputs written), which never writes an output byte
-// earlier relative to the input reads than TFLM's per-channel order does.
+// out_x > in_channel > multiplier.
+//
+// Unit of work (cpp/src/ring.h; model: tflm_vmcu/access/conv_ops.py): for depth multiplier 1,
+// one block of kChannelBlock channels of one output pixel: the block's channels of every valid
+// tap are read (one view from the first to the last valid tap when the input does not wrap,
+// else one view per tap), then the block's output bytes are written. For a multiplier > 1, one
+// input channel of one output pixel: its taps are read, then its `multiplier` outputs written
+// (each output byte reading the taps again when the input wraps: TFLM's order).
 #include "kernels/conv_common.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
@@ -114,6 +119,27 @@ inline void MacPartialBlock(const int8_t* x, const int8_t* w, int n, int32_t off
   for (int i = 0; i < n; ++i) acc[i] += w[i] * (x[i] + offset);
 }
 
+// acc[0..n) += the taps of one channel block of one window (rows x cols taps, `row_step` /
+// `col_step` input bytes apart). kFlat: `win` views the whole window; otherwise each tap is
+// read through its own view at input byte `at` + offset (the input wraps).
+template <bool kFlat>
+inline void MacWindow(const RingBytes& in, const int8_t* win, uint32_t at, int rows, int cols,
+                      int row_step, int col_step, const int8_t* w, int w_row_stride,
+                      int w_col_stride, int n, int16_t offset, int8_t* scratch, int32_t* acc) {
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) {
+      const int rel = r * row_step + c * col_step;
+      const int8_t* x = kFlat ? win + rel : in.Read(at + rel, n, scratch);
+      const int8_t* wp = w + r * w_row_stride + c * w_col_stride;
+      if (n == kChannelBlock) {
+        MacFullBlock(x, wp, offset, acc);
+      } else {
+        MacPartialBlock(x, wp, n, offset, acc);
+      }
+    }
+  }
+}
+
 inline int8_t Requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
                          int32_t act_min, int32_t act_max) {
   acc = MultiplyByQuantizedMultiplier(acc, multiplier, shift);
@@ -123,13 +149,15 @@ inline int8_t Requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t
   return static_cast<int8_t>(acc);
 }
 
-Status DepthwiseEval(OpContext& ctx) {
+// The depthwise loops. kFlat: the input does not wrap (see MacWindow).
+template <bool kFlat>
+Status DepthwiseRun(OpContext& ctx) {
   const DepthwiseData& d = *static_cast<const DepthwiseData*>(ctx.op_data());
   const OpOptions& opt = ctx.options();
   const Tensor& input = *ctx.input(0);
   const Tensor& filter = *ctx.input(1);
   const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
-  Tensor& output = *ctx.output(0);
+  const Tensor& output = *ctx.output(0);
 
   const int batches = input.shape.dims[0];
   const int in_h = input.shape.dims[1];
@@ -147,69 +175,95 @@ Status DepthwiseEval(OpContext& ctx) {
   const int dil_w = opt.dilation_w;
   const int in_row_stride = in_w * in_d;
   const int filter_row_stride = f_w * out_d;
+  // Input distance between vertically / horizontally adjacent taps.
+  const int row_step = dil_h * in_row_stride;
+  const int col_step = dil_w * in_d;
 
-  const int8_t* in_data = input.Data<int8_t>();
+  const RingBytes in = ctx.bytes(&input);
+  const RingBytes out = ctx.bytes(&output);
   const int8_t* filter_data = filter.Data<int8_t>();
   const int32_t* bias_data = bias != nullptr ? bias->Data<int32_t>() : nullptr;
-  int8_t* out = output.Data<int8_t>();
   const int32_t* multiplier = d.multiplier;
   const int32_t* shift = d.shift;
   const int16_t input_offset = static_cast<int16_t>(d.input_offset);  // |offset| <= 128
   const int32_t output_offset = d.output_offset;
   const int32_t act_min = d.act_min;
   const int32_t act_max = d.act_max;
+  int8_t in_scratch[kChannelBlock];
+  int8_t out_scratch[kChannelBlock];
 
+  uint32_t out_at = 0;
   for (int b = 0; b < batches; ++b) {
-    const int8_t* in_batch = in_data + static_cast<size_t>(b) * in_h * in_row_stride;
+    const uint32_t batch_at = static_cast<uint32_t>(b) * in_h * in_row_stride;
     for (int out_y = 0; out_y < out_h; ++out_y) {
       const int in_y_origin = out_y * stride_h - d.pad_h;
       int fy_start, fy_end;
       ValidTaps(in_y_origin, dil_h, f_h, in_h, &fy_start, &fy_end);
-      for (int out_x = 0; out_x < out_w; ++out_x) {
+      for (int out_x = 0; out_x < out_w; ++out_x, out_at += out_d) {
         const int in_x_origin = out_x * stride_w - d.pad_w;
         int fx_start, fx_end;
         ValidTaps(in_x_origin, dil_w, f_w, in_w, &fx_start, &fx_end);
+        const bool any = fy_end > fy_start && fx_end > fx_start;
+        const int rows = any ? fy_end - fy_start : 0;
+        const int cols = any ? fx_end - fx_start : 0;
+        // Input byte (channel 0) of the first valid tap, and the offset of the last one.
+        const uint32_t lo = batch_at + (in_y_origin + dil_h * fy_start) * in_row_stride +
+                            (in_x_origin + dil_w * fx_start) * in_d;
+        const int span = any ? (rows - 1) * row_step + (cols - 1) * col_step : 0;
+        const int8_t* w_first = filter_data + fy_start * filter_row_stride + fx_start * out_d;
         if (depth_multiplier == 1) {
           // Block of channels: taps outer, channels inner (contiguous in input and filter).
           for (int c0 = 0; c0 < out_d; c0 += kChannelBlock) {
             const int n = out_d - c0 < kChannelBlock ? out_d - c0 : kChannelBlock;
             int32_t acc[kChannelBlock];
             for (int i = 0; i < n; ++i) acc[i] = 0;
-            for (int fy = fy_start; fy < fy_end; ++fy) {
-              const int8_t* in_row = in_batch + (in_y_origin + dil_h * fy) * in_row_stride + c0;
-              const int8_t* w_row = filter_data + fy * filter_row_stride + c0;
-              for (int fx = fx_start; fx < fx_end; ++fx) {
-                const int8_t* x = in_row + (in_x_origin + dil_w * fx) * in_d;
-                const int8_t* w = w_row + fx * out_d;
-                if (n == kChannelBlock) {
-                  MacFullBlock(x, w, input_offset, acc);
-                } else {
-                  MacPartialBlock(x, w, n, input_offset, acc);
-                }
-              }
-            }
+            const int8_t* win = kFlat && any ? in.Read(lo + c0, span + n, in_scratch) : nullptr;
+            MacWindow<kFlat>(in, win, lo + c0, rows, cols, row_step, col_step, w_first + c0,
+                             filter_row_stride, out_d, n, input_offset, in_scratch, acc);
+            int8_t* dst = out.BeginWrite(out_at + c0, n, out_scratch);
             for (int i = 0; i < n; ++i) {
               const int oc = c0 + i;
               int32_t a = acc[i];
               if (bias_data != nullptr) a += bias_data[oc];
-              out[i] = Requantize(a, multiplier[oc], shift[oc], output_offset, act_min, act_max);
+              dst[i] = Requantize(a, multiplier[oc], shift[oc], output_offset, act_min, act_max);
             }
-            out += n;
+            out.EndWrite(out_at + c0, n, dst);
           }
         } else {
           for (int ic = 0; ic < in_d; ++ic) {
-            for (int m = 0; m < depth_multiplier; ++m) {
-              const int oc = m + ic * depth_multiplier;
-              int32_t acc = 0;
-              for (int fy = fy_start; fy < fy_end; ++fy) {
-                const int8_t* x = in_batch + (in_y_origin + dil_h * fy) * in_row_stride + ic;
-                const int8_t* w = filter_data + fy * filter_row_stride + oc;
-                for (int fx = fx_start; fx < fx_end; ++fx) {
-                  acc += w[fx * out_d] * (x[(in_x_origin + dil_w * fx) * in_d] + d.input_offset);
+            const int8_t* w_ic = w_first + ic * depth_multiplier;
+            if (kFlat) {
+              const int8_t* win = any ? in.Read(lo + ic, span + 1, in_scratch) : nullptr;
+              for (int m = 0; m < depth_multiplier; ++m) {
+                int32_t acc = 0;
+                for (int r = 0; r < rows; ++r) {
+                  const int8_t* w = w_ic + r * filter_row_stride + m;
+                  const int8_t* x = win + r * row_step;
+                  for (int c = 0; c < cols; ++c) {
+                    acc += w[c * out_d] * (x[c * col_step] + d.input_offset);
+                  }
                 }
+                const int oc = ic * depth_multiplier + m;
+                if (bias_data != nullptr) acc += bias_data[oc];
+                out.WriteByte(out_at + oc, Requantize(acc, multiplier[oc], shift[oc], output_offset,
+                                                      act_min, act_max));
               }
-              if (bias_data != nullptr) acc += bias_data[oc];
-              *out++ = Requantize(acc, multiplier[oc], shift[oc], output_offset, act_min, act_max);
+            } else {
+              // The input wraps: each output byte reads its taps again (TFLM's order).
+              for (int m = 0; m < depth_multiplier; ++m) {
+                int32_t acc = 0;
+                for (int r = 0; r < rows; ++r) {
+                  const int8_t* w = w_ic + r * filter_row_stride + m;
+                  for (int c = 0; c < cols; ++c) {
+                    const int32_t x = in.ReadByte(lo + ic + r * row_step + c * col_step);
+                    acc += w[c * out_d] * (x + d.input_offset);
+                  }
+                }
+                const int oc = ic * depth_multiplier + m;
+                if (bias_data != nullptr) acc += bias_data[oc];
+                out.WriteByte(out_at + oc, Requantize(acc, multiplier[oc], shift[oc], output_offset,
+                                                      act_min, act_max));
+              }
             }
           }
         }
@@ -217,6 +271,10 @@ Status DepthwiseEval(OpContext& ctx) {
     }
   }
   return Status::kOk;
+}
+
+Status DepthwiseEval(OpContext& ctx) {
+  return ctx.bytes(ctx.input(0)).Contiguous() ? DepthwiseRun<true>(ctx) : DepthwiseRun<false>(ctx);
 }
 
 }  // namespace

@@ -1,5 +1,10 @@
 // FULLY_CONNECTED int8 (TFLM reference FullyConnected / FullyConnectedPerChannel): loop order
 // batch > out_channel, each output byte reading its input row and filter row in order.
+//
+// Unit of work (cpp/src/ring.h; model: tflm_vmcu/access/conv_ops.py): one batch row: its input
+// row is read through one view, then its output_depth bytes are written. When the input wraps
+// and its row is longer than the scratch, each output byte reads the row again through chunked
+// views (TFLM's own order: the same displacement bound).
 #include <math.h>
 
 #include "kernels/kernel.h"
@@ -8,6 +13,9 @@
 
 namespace tflm_vmcu {
 namespace {
+
+constexpr int kInScratch = 512;  // input row bytes staged when a row view wraps
+constexpr int kOutChunk = 256;   // output bytes staged when the output wraps
 
 struct FullyConnectedData {
   // Per-channel filters: one multiplier/shift per output channel; nullptr when per-tensor.
@@ -43,6 +51,18 @@ inline int32_t Dot(const int8_t* x, const int8_t* w, int n, int32_t x_offset, in
   }
   for (; i < n; ++i) acc += (w[i] + (kFilterOffset ? w_offset : 0)) * (x[i] + x_offset);
   return acc;
+}
+
+inline int8_t Requantize(const FullyConnectedData& d, int32_t acc, const int32_t* bias_data,
+                         int oc) {
+  if (bias_data != nullptr) acc += bias_data[oc];
+  acc = d.channel_multiplier != nullptr
+            ? MultiplyByQuantizedMultiplier(acc, d.channel_multiplier[oc], d.channel_shift[oc])
+            : MultiplyByQuantizedMultiplier(acc, d.multiplier, d.shift);
+  acc += d.output_offset;
+  acc = acc < d.act_min ? d.act_min : acc;
+  acc = acc > d.act_max ? d.act_max : acc;
+  return static_cast<int8_t>(acc);
 }
 
 Status FullyConnectedPrepare(OpContext& ctx) {
@@ -166,35 +186,52 @@ Status FullyConnectedPrepare(OpContext& ctx) {
 Status FullyConnectedEval(OpContext& ctx) {
   const FullyConnectedData& d = *static_cast<const FullyConnectedData*>(ctx.op_data());
   const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
-  const int8_t* in = ctx.input(0)->Data<int8_t>();
+  const RingBytes in = ctx.bytes(ctx.input(0));
+  const RingBytes out = ctx.bytes(ctx.output(0));
   const int8_t* filter = ctx.input(1)->Data<int8_t>();
   const int32_t* bias_data = bias != nullptr ? bias->Data<int32_t>() : nullptr;
-  int8_t* out = ctx.output(0)->Data<int8_t>();
   const int batches = d.batches;
   const int accum_depth = d.accum_depth;
   const int output_depth = d.output_depth;
   const int32_t input_offset = d.input_offset;
   const int32_t filter_offset = d.filter_offset;
-  const int32_t output_offset = d.output_offset;
-  const int32_t act_min = d.act_min;
-  const int32_t act_max = d.act_max;
-  const int32_t* channel_multiplier = d.channel_multiplier;
-  const int32_t* channel_shift = d.channel_shift;
+  // One view per input row unless a wrapping row could exceed the scratch.
+  const bool row_views = in.Contiguous() || accum_depth <= kInScratch;
+  const int out_step = out.Contiguous() ? output_depth : kOutChunk;
+  int8_t in_scratch[kInScratch];
+  int8_t out_scratch[kOutChunk];
 
   for (int b = 0; b < batches; ++b) {
-    const int8_t* x = in + static_cast<size_t>(b) * accum_depth;
-    const int8_t* w = filter;
-    for (int oc = 0; oc < output_depth; ++oc, w += accum_depth) {
-      int32_t acc = filter_offset == 0 ? Dot<false>(x, w, accum_depth, input_offset, 0)
-                                       : Dot<true>(x, w, accum_depth, input_offset, filter_offset);
-      if (bias_data != nullptr) acc += bias_data[oc];
-      acc = channel_multiplier != nullptr
-                ? MultiplyByQuantizedMultiplier(acc, channel_multiplier[oc], channel_shift[oc])
-                : MultiplyByQuantizedMultiplier(acc, d.multiplier, d.shift);
-      acc += output_offset;
-      acc = acc < act_min ? act_min : acc;
-      acc = acc > act_max ? act_max : acc;
-      *out++ = static_cast<int8_t>(acc);
+    const uint32_t in_at = static_cast<uint32_t>(b) * accum_depth;
+    const uint32_t out_at = static_cast<uint32_t>(b) * output_depth;
+    if (row_views) {
+      const int8_t* x = in.Read(in_at, accum_depth, in_scratch);
+      for (int q = 0; q < output_depth; q += out_step) {
+        const int m = output_depth - q < out_step ? output_depth - q : out_step;
+        int8_t* dst = out.BeginWrite(out_at + q, m, out_scratch);
+        const int8_t* w = filter + static_cast<size_t>(q) * accum_depth;
+        for (int oc = q; oc < q + m; ++oc, w += accum_depth) {
+          const int32_t acc = filter_offset == 0
+                                  ? Dot<false>(x, w, accum_depth, input_offset, 0)
+                                  : Dot<true>(x, w, accum_depth, input_offset, filter_offset);
+          dst[oc - q] = Requantize(d, acc, bias_data, oc);
+        }
+        out.EndWrite(out_at + q, m, dst);
+      }
+    } else {
+      // Each output byte reads the row again through views of at most kInScratch bytes and
+      // is written on its own (TFLM's order). A plain loop here keeps Dot inlined in one
+      // place only (a second inlined copy stops GCC vectorising the first).
+      const int8_t* w = filter;
+      for (int oc = 0; oc < output_depth; ++oc, w += accum_depth) {
+        int32_t acc = 0;
+        for (int i = 0; i < accum_depth; i += kInScratch) {
+          const int n = accum_depth - i < kInScratch ? accum_depth - i : kInScratch;
+          const int8_t* x = in.Read(in_at + i, n, in_scratch);
+          for (int k = 0; k < n; ++k) acc += (w[i + k] + filter_offset) * (x[k] + input_offset);
+        }
+        out.WriteByte(out_at + oc, Requantize(d, acc, bias_data, oc));
+      }
     }
   }
   return Status::kOk;

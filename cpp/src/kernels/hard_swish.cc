@@ -1,5 +1,7 @@
 // HARD_SWISH int8 -> int8, x * relu6(x + 3) / 6 (TFLM reference_ops::HardSwish with
-// int16 fixed point). Loop order: one forward sweep over the flat tensor, out[i] = f(in[i]).
+// int16 fixed point). Loop order: one forward sweep over the flat tensor, out[i] = f(in[i]),
+// in units of kElementwiseChunk elements (kernels/elementwise.h).
+#include "kernels/elementwise.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
@@ -122,10 +124,9 @@ Status HardSwishPrepare(OpContext& ctx) {
   return Status::kOk;
 }
 
-Status HardSwishEval(OpContext& ctx) {
-  const HardSwishData& p = *static_cast<const HardSwishData*>(ctx.op_data());
-  const int8_t* input = ctx.input(0)->Data<int8_t>();
-  int8_t* output = ctx.output(0)->Data<int8_t>();
+// One unit; `in` and `out` never overlap (see elementwise.h).
+void HardSwishChunk(const int8_t* __restrict input, int8_t* __restrict output, uint32_t n,
+                    const HardSwishData& p) {
   const int16_t output_multiplier = p.output_multiplier_fixedpoint_int16;
   const int16_t reluish_multiplier = p.reluish_multiplier_fixedpoint_int16;
   const int reluish_exponent = p.reluish_multiplier_exponent;
@@ -133,7 +134,7 @@ Status HardSwishEval(OpContext& ctx) {
   const int32_t input_zero_point = p.input_zero_point;
   const int32_t output_zero_point = p.output_zero_point;
 
-  for (int64_t i = 0; i < p.size; ++i) {
+  for (uint32_t i = 0; i < n; ++i) {
     const int16_t input_value = static_cast<int16_t>(input[i] - input_zero_point);
     // Put the significant bits high in the int16 (|input_value| <= 255 fits after << 7).
     const int16_t input_value_on_hires_input_scale = static_cast<int16_t>(input_value * (1 << 7));
@@ -162,6 +163,13 @@ Status HardSwishEval(OpContext& ctx) {
     if (output_value < INT8_MIN) output_value = INT8_MIN;
     output[i] = static_cast<int8_t>(output_value);
   }
+}
+
+Status HardSwishEval(OpContext& ctx) {
+  const HardSwishData p = *static_cast<const HardSwishData*>(ctx.op_data());
+  UnaryChunks<1, 1>(
+      ctx.bytes(ctx.input(0)), ctx.bytes(ctx.output(0)), static_cast<uint32_t>(p.size),
+      [&p](const int8_t* src, int8_t* dst, uint32_t m) { HardSwishChunk(src, dst, m, p); });
   return Status::kOk;
 }
 

@@ -67,6 +67,12 @@ class OpContext {
   void* op_data() const { return op_data_; }
   void set_op_data(void* data) { op_data_ = data; }
 
+  // Parameters the compiler precomputed for this op and stored in the model's plan
+  // (flash), e.g. per-channel multipliers; nullptr when there are none. `words` is an
+  // upper bound of the int32 words available. Only valid during Prepare; callers must
+  // check the data against their own computation before trusting it.
+  virtual const int32_t* PlannedData(uint32_t* words) const = 0;
+
   // Persistent memory from the tail of the caller's block (counted as runtime state).
   // Returns nullptr (and records kOutOfMemory) when the block is too small. Only
   // valid during Prepare.

@@ -1,7 +1,9 @@
 // LOGISTIC int8 -> int8 (TFLM reference_integer_ops::Logistic with gemmlowp fixed
-// point). Loop order: one forward sweep over the flat tensor, out[i] = f(in[i]).
+// point). Loop order: one forward sweep over the flat tensor, out[i] = f(in[i]), in
+// units of kElementwiseChunk elements (kernels/elementwise.h).
 #include <math.h>
 
+#include "kernels/elementwise.h"
 #include "kernels/fixedpoint.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
@@ -67,15 +69,14 @@ Status LogisticPrepare(OpContext& ctx) {
   return Status::kOk;
 }
 
-Status LogisticEval(OpContext& ctx) {
-  const LogisticData& data = *static_cast<const LogisticData*>(ctx.op_data());
-  const int8_t* input = ctx.input(0)->Data<int8_t>();
-  int8_t* output = ctx.output(0)->Data<int8_t>();
+// One unit; `in` and `out` never overlap (see elementwise.h).
+void LogisticChunk(const int8_t* __restrict input, int8_t* __restrict output, uint32_t n,
+                   const LogisticData& data) {
   const int32_t zero_point = data.input_zero_point;
   const int32_t radius = data.input_range_radius;
   const int32_t multiplier = data.input_multiplier;
   const int shift = data.input_left_shift;
-  for (int64_t i = 0; i < data.size; ++i) {
+  for (uint32_t i = 0; i < n; ++i) {
     const int32_t x = static_cast<int32_t>(input[i]) - zero_point;
     if (x <= -radius) {
       output[i] = INT8_MIN;
@@ -88,6 +89,13 @@ Status LogisticEval(OpContext& ctx) {
       output[i] = static_cast<int8_t>(ClampInt32(output_in_q23 - 128, INT8_MIN, INT8_MAX));
     }
   }
+}
+
+Status LogisticEval(OpContext& ctx) {
+  const LogisticData data = *static_cast<const LogisticData*>(ctx.op_data());
+  UnaryChunks<1, 1>(
+      ctx.bytes(ctx.input(0)), ctx.bytes(ctx.output(0)), static_cast<uint32_t>(data.size),
+      [&data](const int8_t* src, int8_t* dst, uint32_t m) { LogisticChunk(src, dst, m, data); });
   return Status::kOk;
 }
 

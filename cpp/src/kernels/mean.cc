@@ -9,12 +9,24 @@
 // the multiplier and the result is MultiplyByQuantizedMultiplier(sum - count * zp_in)
 // + zp_out. Older releases used reference_integer_ops::Mean or a float rescale on some
 // paths; those give different roundings and are not reproduced.
+//
+// Units (cpp/src/ring.h; model in tflm_vmcu/access/elementwise_ops.py). The sums are
+// exact int32 sums, so their order is free:
+//  - the input's innermost dim is kept (e.g. NHWC reduced over H, W): a unit is a block
+//    of up to kMeanBlock consecutive outputs along the innermost kept dim; it reads the
+//    matching run of the input for every reduced position (accumulating per output),
+//    then writes the block;
+//  - otherwise (the innermost dim is reduced): a unit is one output; it reads its
+//    contiguous runs of reduced elements, then writes the output byte.
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
 
 namespace tflm_vmcu {
 namespace {
+
+constexpr uint32_t kMeanBlock = 64;   // outputs per unit (MEAN_BLOCK in the model)
+constexpr uint32_t kMeanPiece = 256;  // bytes per read view of a contiguous reduced run
 
 // min(hi, max(lo, v)) as TFLM writes it; two selects keep it branch-free (random data
 // makes a branchy clamp mispredict).
@@ -52,32 +64,23 @@ struct MeanOpData {
   int shift;
 };
 
-// Sums the reduced elements starting at `base`: odometer over the outer reduced dims,
-// tight strided loop over the innermost one.
-inline int32_t SumReduced(const int8_t* base, const DimList& r) {
-  if (r.rank == 0) return *base;
-  const int32_t last = r.rank - 1;
-  const int32_t inner = r.dims[last];
-  const int32_t step = r.strides[last];
+// Row-major walk over the first `rank` dims of a DimList: `offset` is the input offset
+// (in elements) of the current position.
+struct Odometer {
   int32_t index[kMaxRank] = {};
-  int32_t offset = 0;
-  int32_t sum = 0;
-  for (;;) {
-    const int8_t* p = base + offset;
-    for (int32_t i = 0; i < inner; ++i) {
-      sum += *p;
-      p += step;
-    }
-    int32_t dim = last - 1;
-    for (; dim >= 0; --dim) {
-      offset += r.strides[dim];
-      if (++index[dim] < r.dims[dim]) break;
-      offset -= r.strides[dim] * r.dims[dim];
+  uint32_t offset = 0;
+
+  // Steps to the next position; false (back at the start) after the last one.
+  bool Next(const DimList& l, int32_t rank) {
+    for (int32_t dim = rank - 1; dim >= 0; --dim) {
+      offset += static_cast<uint32_t>(l.strides[dim]);
+      if (++index[dim] < l.dims[dim]) return true;
+      offset -= static_cast<uint32_t>(l.strides[dim] * l.dims[dim]);
       index[dim] = 0;
     }
-    if (dim < 0) return sum;
+    return false;
   }
-}
+};
 
 // One output of TFLM's reference_ops::QuantizedMeanOrSum (compute_sum false): the sum
 // minus count * zero point, rescaled by a multiplier that includes 1 / count.
@@ -190,37 +193,73 @@ Status MeanPrepare(OpContext& ctx) {
   return Status::kOk;
 }
 
-Status MeanEval(OpContext& ctx) {
-  // A local copy: stores through the int8_t output pointer may alias the op data.
-  const MeanOpData d = *static_cast<const MeanOpData*>(ctx.op_data());
-  const int8_t* in = ctx.input(0)->Data<int8_t>();
-  int8_t* out = ctx.output(0)->Data<int8_t>();
+// The input's innermost dim is kept (stride 1): units of kMeanBlock outputs along it.
+void MeanBlocks(const RingBytes& in, const RingBytes& out, const MeanOpData& d) {
   const DimList& k = d.kept;
-  if (k.rank == 0) {
-    *out = MeanOutput(SumReduced(in, d.reduced), d);
-    return Status::kOk;
-  }
-  // Odometer over the outer kept dims, loop over the innermost one.
-  const int32_t last = k.rank - 1;
-  const int32_t inner = k.dims[last];
-  const int32_t step = k.strides[last];
-  int32_t index[kMaxRank] = {};
-  int32_t offset = 0;
-  for (;;) {
-    const int8_t* p = in + offset;
-    for (int32_t i = 0; i < inner; ++i) {
-      *out++ = MeanOutput(SumReduced(p, d.reduced), d);
-      p += step;
+  const DimList& r = d.reduced;
+  const int32_t outer_rank = k.rank - 1;
+  const uint32_t inner = static_cast<uint32_t>(k.dims[outer_rank]);
+  int32_t acc[kMeanBlock];
+  int8_t in_scratch[kMeanBlock];
+  Odometer kept;
+  uint32_t out_at = 0;
+  do {
+    for (uint32_t i0 = 0; i0 < inner; i0 += kMeanBlock) {
+      const uint32_t m = inner - i0 < kMeanBlock ? inner - i0 : kMeanBlock;
+      for (uint32_t j = 0; j < m; ++j) acc[j] = 0;
+      Odometer red;
+      do {
+        const int8_t* p = in.Read(kept.offset + i0 + red.offset, m, in_scratch);
+        for (uint32_t j = 0; j < m; ++j) acc[j] += p[j];
+      } while (red.Next(r, r.rank));
+      int8_t result[kMeanBlock];  // a local: its stores cannot alias the op data
+      for (uint32_t j = 0; j < m; ++j) result[j] = MeanOutput(acc[j], d);
+      out.Store(out_at + i0, result, m);
     }
-    int32_t dim = last - 1;
-    for (; dim >= 0; --dim) {
-      offset += k.strides[dim];
-      if (++index[dim] < k.dims[dim]) break;
-      offset -= k.strides[dim] * k.dims[dim];
-      index[dim] = 0;
-    }
-    if (dim < 0) return Status::kOk;
+    out_at += inner;
+  } while (kept.Next(k, outer_rank));
+}
+
+// The input's innermost dim is reduced (or there is one element): one output per unit,
+// its innermost reduced runs read in views of up to kMeanPiece bytes.
+void MeanSingles(const RingBytes& in, const RingBytes& out, const MeanOpData& d) {
+  const DimList& k = d.kept;
+  const DimList& r = d.reduced;
+  const int32_t outer_rank = r.rank > 0 ? r.rank - 1 : 0;
+  const uint32_t run = r.rank > 0 ? static_cast<uint32_t>(r.dims[outer_rank]) : 1;
+  const uint32_t step = r.rank > 0 ? static_cast<uint32_t>(r.strides[outer_rank]) : 1;
+  int8_t scratch[kMeanPiece];
+  Odometer kept;
+  uint32_t out_at = 0;
+  do {
+    int32_t sum = 0;
+    Odometer red;
+    do {
+      const uint32_t at = kept.offset + red.offset;
+      if (step == 1) {
+        for (uint32_t c0 = 0; c0 < run; c0 += kMeanPiece) {
+          const uint32_t m = run - c0 < kMeanPiece ? run - c0 : kMeanPiece;
+          const int8_t* p = in.Read(at + c0, m, scratch);
+          for (uint32_t j = 0; j < m; ++j) sum += p[j];
+        }
+      } else {  // not reached: the innermost non-unit input dim has stride 1
+        for (uint32_t j = 0; j < run; ++j) sum += in.ReadByte(at + j * step);
+      }
+    } while (red.Next(r, outer_rank));
+    out.WriteByte(out_at++, MeanOutput(sum, d));
+  } while (kept.Next(k, k.rank));
+}
+
+Status MeanEval(OpContext& ctx) {
+  const MeanOpData& d = *static_cast<const MeanOpData*>(ctx.op_data());
+  const RingBytes in = ctx.bytes(ctx.input(0));
+  const RingBytes out = ctx.bytes(ctx.output(0));
+  if (d.kept.rank > 0 && d.kept.strides[d.kept.rank - 1] == 1) {
+    MeanBlocks(in, out, d);
+  } else {
+    MeanSingles(in, out, d);
   }
+  return Status::kOk;
 }
 
 }  // namespace

@@ -1,7 +1,10 @@
 // AVERAGE_POOL_2D / MAX_POOL_2D int8 (TFLM reference AveragePool / MaxPool): loop order batch >
-// out_y > out_x > channel, run as blocks of 64 channels per output pixel (the block's window
-// read, then its outputs written), which never writes an output byte earlier relative to the
-// input reads than TFLM's per-channel order does.
+// out_y > out_x > channel, run as blocks of kChannelBlock channels per output pixel.
+//
+// Unit of work (cpp/src/ring.h; model: tflm_vmcu/access/conv_ops.py): one block of channels of
+// one output pixel: the block's channels of every window tap are read (one view from the first
+// to the last tap when the input does not wrap, else one view per tap), then the block's
+// output bytes are written.
 #include <math.h>
 
 #include "kernels/kernel.h"
@@ -99,12 +102,14 @@ Status PoolPrepare(OpContext& ctx) {
   return Status::kOk;
 }
 
-template <bool kAverage>
-Status PoolEval(OpContext& ctx) {
+// The pooling loops. kFlat: the input does not wrap, so each channel block of a window is
+// read through one view from its first to its last tap; otherwise through one view per tap.
+template <bool kAverage, bool kFlat>
+Status PoolRun(OpContext& ctx) {
   const PoolData& d = *static_cast<const PoolData*>(ctx.op_data());
   const OpOptions& opt = ctx.options();
   const Tensor& input = *ctx.input(0);
-  Tensor& output = *ctx.output(0);
+  const Tensor& output = *ctx.output(0);
   const int batches = input.shape.dims[0];
   const int in_h = input.shape.dims[1];
   const int in_w = input.shape.dims[2];
@@ -118,32 +123,43 @@ Status PoolEval(OpContext& ctx) {
   const int in_row_stride = in_w * depth;
   const int32_t act_min = d.act_min;
   const int32_t act_max = d.act_max;
-  const int8_t* in_data = input.Data<int8_t>();
-  int8_t* out = output.Data<int8_t>();
+  const RingBytes in = ctx.bytes(&input);
+  const RingBytes out = ctx.bytes(&output);
+  int8_t in_scratch[kChannelBlock];
+  int8_t out_scratch[kChannelBlock];
 
+  uint32_t out_at = 0;
   for (int b = 0; b < batches; ++b) {
-    const int8_t* in_batch = in_data + static_cast<size_t>(b) * in_h * in_row_stride;
+    const uint32_t batch_at = static_cast<uint32_t>(b) * in_h * in_row_stride;
     for (int out_y = 0; out_y < out_h; ++out_y) {
       const int in_y_origin = out_y * stride_h - d.pad_h;
       int fy_start, fy_end;
       WindowBounds(in_y_origin, filter_h, in_h, &fy_start, &fy_end);
-      for (int out_x = 0; out_x < out_w; ++out_x) {
+      for (int out_x = 0; out_x < out_w; ++out_x, out_at += depth) {
         const int in_x_origin = out_x * stride_w - d.pad_w;
         int fx_start, fx_end;
         WindowBounds(in_x_origin, filter_w, in_w, &fx_start, &fx_end);
-        const int8_t* window =
-            in_batch + (in_y_origin + fy_start) * in_row_stride + (in_x_origin + fx_start) * depth;
+        // Input byte (channel 0) of the window's first tap; Prepare guarantees a non-empty
+        // window.
+        const uint32_t lo =
+            batch_at + (in_y_origin + fy_start) * in_row_stride + (in_x_origin + fx_start) * depth;
         const int rows = fy_end - fy_start;
         const int cols = fx_end - fx_start;
+        const int span = (rows - 1) * in_row_stride + (cols - 1) * depth;
         for (int c0 = 0; c0 < depth; c0 += kChannelBlock) {
           const int n = depth - c0 < kChannelBlock ? depth - c0 : kChannelBlock;
+          // Unit: this block's channels of every tap are read, then its n outputs written.
+          const int8_t* window = kFlat ? in.Read(lo + c0, span + n, in_scratch) : nullptr;
+          auto tap = [&](int fy, int fx) {
+            const int rel = fy * in_row_stride + fx * depth;
+            return kFlat ? window + rel : in.Read(lo + c0 + rel, n, in_scratch);
+          };
           if (kAverage) {
             int32_t acc[kChannelBlock];
             for (int i = 0; i < n; ++i) acc[i] = 0;
             for (int fy = 0; fy < rows; ++fy) {
-              const int8_t* row = window + fy * in_row_stride + c0;
               for (int fx = 0; fx < cols; ++fx) {
-                const int8_t* x = row + fx * depth;
+                const int8_t* x = tap(fy, fx);
                 if (n == kChannelBlock) {
                   for (int i = 0; i < kChannelBlock; ++i) acc[i] += x[i];
                 } else {
@@ -151,23 +167,24 @@ Status PoolEval(OpContext& ctx) {
                 }
               }
             }
-            // Prepare guarantees a non-empty window; round half away from zero as TFLM does.
+            // Round half away from zero as TFLM does.
             const int32_t count = rows * cols;
             const int32_t half = count / 2;
+            int8_t* dst = out.BeginWrite(out_at + c0, n, out_scratch);
             for (int i = 0; i < n; ++i) {
               int32_t a = acc[i];
               a = a > 0 ? (a + half) / count : (a - half) / count;
               a = a < act_min ? act_min : a;
               a = a > act_max ? act_max : a;
-              out[i] = static_cast<int8_t>(a);
+              dst[i] = static_cast<int8_t>(a);
             }
+            out.EndWrite(out_at + c0, n, dst);
           } else {
             int8_t mx[kChannelBlock];
             for (int i = 0; i < n; ++i) mx[i] = INT8_MIN;
             for (int fy = 0; fy < rows; ++fy) {
-              const int8_t* row = window + fy * in_row_stride + c0;
               for (int fx = 0; fx < cols; ++fx) {
-                const int8_t* x = row + fx * depth;
+                const int8_t* x = tap(fy, fx);
                 if (n == kChannelBlock) {
                   for (int i = 0; i < kChannelBlock; ++i) mx[i] = x[i] > mx[i] ? x[i] : mx[i];
                 } else {
@@ -175,19 +192,26 @@ Status PoolEval(OpContext& ctx) {
                 }
               }
             }
+            int8_t* dst = out.BeginWrite(out_at + c0, n, out_scratch);
             for (int i = 0; i < n; ++i) {
               int32_t m = mx[i];
               m = m < act_min ? act_min : m;
               m = m > act_max ? act_max : m;
-              out[i] = static_cast<int8_t>(m);
+              dst[i] = static_cast<int8_t>(m);
             }
+            out.EndWrite(out_at + c0, n, dst);
           }
-          out += n;
         }
       }
     }
   }
   return Status::kOk;
+}
+
+template <bool kAverage>
+Status PoolEval(OpContext& ctx) {
+  return ctx.bytes(ctx.input(0)).Contiguous() ? PoolRun<kAverage, true>(ctx)
+                                              : PoolRun<kAverage, false>(ctx);
 }
 
 }  // namespace

@@ -1,6 +1,11 @@
 // SOFTMAX int8 -> int8 / int16 over the last axis (TFLM reference_ops::Softmax with
 // gemmlowp fixed point). Loop order: row > {pass 1: read the row for its max; pass 2:
 // read the row, sum exps; pass 3: per element c, read input c then write output c}.
+// Units (cpp/src/ring.h): pass 3 goes in chunks of kSoftmaxChunk elements, each read
+// then written; passes 1 and 2 only read, so they join the unit of the row's first
+// chunk. The access-order model is tflm_vmcu/access/elementwise_ops.py.
+#include <string.h>
+
 #include "kernels/fixedpoint.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
@@ -12,6 +17,11 @@ namespace {
 // Integer bits of the scaled input differences (Q5.26) and of the sum of exps (Q12.19).
 constexpr int kScaledDiffIntegerBits = 5;
 constexpr int kAccumulationIntegerBits = 12;
+
+// Elements per unit of pass 3 (SOFTMAX_CHUNK in the model), and per read view of
+// passes 1 and 2 (any size: those reads belong to one unit).
+constexpr uint32_t kSoftmaxChunk = 64;
+constexpr uint32_t kSoftmaxStatsPiece = 256;
 
 struct SoftmaxData {
   int32_t input_multiplier;
@@ -102,37 +112,51 @@ Status SoftmaxPrepare(OpContext& ctx) {
 }
 
 template <typename OutputT>
-Status SoftmaxRows(OpContext& ctx, const SoftmaxData& data, const int8_t* input, OutputT* output) {
+Status SoftmaxRows(OpContext& ctx, const SoftmaxData& data, const RingBytes& input,
+                   const RingBytes& output) {
   constexpr int32_t kOutMin = sizeof(OutputT) == 1 ? INT8_MIN : INT16_MIN;
   constexpr int32_t kOutMax = sizeof(OutputT) == 1 ? INT8_MAX : INT16_MAX;
+  constexpr uint32_t kOutBytes = sizeof(OutputT);
   const int32_t multiplier = data.input_multiplier;
   const int left_shift = data.input_left_shift;
   const int32_t diff_min = data.diff_min;
-  const int depth = data.depth;
+  const uint32_t depth = static_cast<uint32_t>(data.depth);
+  int8_t in_scratch[kSoftmaxStatsPiece];
+  int8_t out_scratch[kSoftmaxChunk * kOutBytes];
 
   for (int32_t row = 0; row < data.outer_size; ++row) {
-    const int8_t* in = input + static_cast<int64_t>(row) * depth;
-    OutputT* out = output + static_cast<int64_t>(row) * depth;
+    const uint32_t base = static_cast<uint32_t>(row) * depth;
 
     int32_t max_in_row = INT8_MIN;
-    for (int c = 0; c < depth; ++c) {
-      if (in[c] > max_in_row) max_in_row = in[c];
+    for (uint32_t c0 = 0; c0 < depth; c0 += kSoftmaxStatsPiece) {
+      const uint32_t m = depth - c0 < kSoftmaxStatsPiece ? depth - c0 : kSoftmaxStatsPiece;
+      const int8_t* in = input.Read(base + c0, m, in_scratch);
+      for (uint32_t c = 0; c < m; ++c) {
+        if (in[c] > max_in_row) max_in_row = in[c];
+      }
     }
 
     // Sum in Q12.19; gemmlowp's plain int32 add (wrapping kept well defined).
     uint32_t sum_of_exps = 0;
-    for (int c = 0; c < depth; ++c) {
-      const int32_t input_diff = static_cast<int32_t>(in[c]) - max_in_row;
-      if (input_diff >= diff_min) {
-        const int32_t scaled_diff =
-            MultiplyByQuantizedMultiplierGreaterThanOne(input_diff, multiplier, left_shift);
-        const int32_t exp_q0 = fixedpoint::ExpOnNegativeValues<kScaledDiffIntegerBits>(scaled_diff);
-        sum_of_exps += static_cast<uint32_t>(RoundingDivideByPOT(exp_q0, kAccumulationIntegerBits));
+    for (uint32_t c0 = 0; c0 < depth; c0 += kSoftmaxStatsPiece) {
+      const uint32_t m = depth - c0 < kSoftmaxStatsPiece ? depth - c0 : kSoftmaxStatsPiece;
+      const int8_t* in = input.Read(base + c0, m, in_scratch);
+      for (uint32_t c = 0; c < m; ++c) {
+        const int32_t input_diff = static_cast<int32_t>(in[c]) - max_in_row;
+        if (input_diff >= diff_min) {
+          const int32_t scaled_diff =
+              MultiplyByQuantizedMultiplierGreaterThanOne(input_diff, multiplier, left_shift);
+          const int32_t exp_q0 =
+              fixedpoint::ExpOnNegativeValues<kScaledDiffIntegerBits>(scaled_diff);
+          sum_of_exps +=
+              static_cast<uint32_t>(RoundingDivideByPOT(exp_q0, kAccumulationIntegerBits));
+        }
       }
     }
 
     if (sum_of_exps == 0) {
-      return ctx.Fail(Status::kInvalidShape, "sum of exponentials overflowed (depth %d)", depth);
+      return ctx.Fail(Status::kInvalidShape, "sum of exponentials overflowed (depth %d)",
+                      data.depth);
     }
     int num_bits_over_unit = 0;
     const int32_t shifted_scale = fixedpoint::GetReciprocal(
@@ -141,21 +165,30 @@ Status SoftmaxRows(OpContext& ctx, const SoftmaxData& data, const int8_t* input,
     if (exponent < 0 || exponent > 31) {
       // TFLM TFLITE_CHECKs this (abort): too many values close to the row maximum.
       return ctx.Fail(Status::kInvalidShape,
-                      "sum of exponentials out of range (depth %d, TFLM aborts)", depth);
+                      "sum of exponentials out of range (depth %d, TFLM aborts)", data.depth);
     }
 
-    for (int c = 0; c < depth; ++c) {
-      const int32_t input_diff = static_cast<int32_t>(in[c]) - max_in_row;
-      if (input_diff >= diff_min) {
-        const int32_t scaled_diff =
-            MultiplyByQuantizedMultiplierGreaterThanOne(input_diff, multiplier, left_shift);
-        const int32_t exp_q0 = fixedpoint::ExpOnNegativeValues<kScaledDiffIntegerBits>(scaled_diff);
-        const int32_t unsat_output =
-            RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(shifted_scale, exp_q0), exponent);
-        out[c] = static_cast<OutputT>(ClampInt32(unsat_output + kOutMin, kOutMin, kOutMax));
-      } else {
-        out[c] = static_cast<OutputT>(kOutMin);
+    // Units: read kSoftmaxChunk inputs, then write their outputs.
+    for (uint32_t c0 = 0; c0 < depth; c0 += kSoftmaxChunk) {
+      const uint32_t m = depth - c0 < kSoftmaxChunk ? depth - c0 : kSoftmaxChunk;
+      const int8_t* in = input.Read(base + c0, m, in_scratch);
+      const uint32_t out_at = (base + c0) * kOutBytes;
+      int8_t* out = output.BeginWrite(out_at, m * kOutBytes, out_scratch);
+      for (uint32_t c = 0; c < m; ++c) {
+        const int32_t input_diff = static_cast<int32_t>(in[c]) - max_in_row;
+        OutputT value = static_cast<OutputT>(kOutMin);
+        if (input_diff >= diff_min) {
+          const int32_t scaled_diff =
+              MultiplyByQuantizedMultiplierGreaterThanOne(input_diff, multiplier, left_shift);
+          const int32_t exp_q0 =
+              fixedpoint::ExpOnNegativeValues<kScaledDiffIntegerBits>(scaled_diff);
+          const int32_t unsat_output = RoundingDivideByPOT(
+              SaturatingRoundingDoublingHighMul(shifted_scale, exp_q0), exponent);
+          value = static_cast<OutputT>(ClampInt32(unsat_output + kOutMin, kOutMin, kOutMax));
+        }
+        memcpy(out + c * kOutBytes, &value, kOutBytes);  // int16 output may be unaligned
       }
+      output.EndWrite(out_at, m * kOutBytes, out);
     }
   }
   return Status::kOk;
@@ -163,11 +196,10 @@ Status SoftmaxRows(OpContext& ctx, const SoftmaxData& data, const int8_t* input,
 
 Status SoftmaxEval(OpContext& ctx) {
   const SoftmaxData& data = *static_cast<const SoftmaxData*>(ctx.op_data());
-  const int8_t* input = ctx.input(0)->Data<int8_t>();
-  if (data.int16_output) {
-    return SoftmaxRows<int16_t>(ctx, data, input, ctx.output(0)->Data<int16_t>());
-  }
-  return SoftmaxRows<int8_t>(ctx, data, input, ctx.output(0)->Data<int8_t>());
+  const RingBytes input = ctx.bytes(ctx.input(0));
+  const RingBytes output = ctx.bytes(ctx.output(0));
+  if (data.int16_output) return SoftmaxRows<int16_t>(ctx, data, input, output);
+  return SoftmaxRows<int8_t>(ctx, data, input, output);
 }
 
 }  // namespace
