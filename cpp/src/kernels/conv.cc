@@ -115,8 +115,8 @@ Status ConvPrepare(OpContext& ctx) {
 
   ConvData* data = AllocateOpData<ConvData>(ctx);
   if (data == nullptr) return Status::kOutOfMemory;
-  int32_t* multiplier = nullptr;
-  int32_t* shift = nullptr;
+  const int32_t* multiplier = nullptr;
+  const int32_t* shift = nullptr;
   s = ComputeChannelMultipliers(ctx, *input, *filter, *output, out_d, 0, &multiplier, &shift);
   if (s != Status::kOk) return s;
   data->multiplier = multiplier;

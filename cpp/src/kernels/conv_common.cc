@@ -4,12 +4,22 @@
 
 namespace tflm_vmcu {
 
-// TFLM's PopulateConvolutionQuantizationParams (int8): per-channel filter scales, or one
-// per-tensor scale broadcast over the channels; effective scale computed in double.
+namespace {
+
+void ChannelMultiplier(double input_scale, double filter_scale, double output_scale,
+                       int32_t* multiplier, int32_t* shift) {
+  const double effective_scale = input_scale * filter_scale / output_scale;
+  int channel_shift = 0;
+  QuantizeMultiplier(effective_scale, multiplier, &channel_shift);
+  *shift = channel_shift;
+}
+
+}  // namespace
+
 Status ComputeChannelMultipliers(OpContext& ctx, const Tensor& input, const Tensor& filter,
                                  const Tensor& output, int32_t num_channels,
-                                 int32_t expected_quant_dim, int32_t** multiplier,
-                                 int32_t** shift) {
+                                 int32_t expected_quant_dim, const int32_t** multiplier,
+                                 const int32_t** shift) {
   const ChannelQuant& q = filter.channels;
   const bool per_channel = q.count > 1;
   if (per_channel) {
@@ -24,19 +34,36 @@ Status ComputeChannelMultipliers(OpContext& ctx, const Tensor& input, const Tens
     return ctx.Fail(Status::kUnsupportedType, "filter '%s' is not quantised (scale %f)",
                     filter.name, static_cast<double>(filter.scale));
   }
-  const size_t bytes = static_cast<size_t>(num_channels) * sizeof(int32_t);
-  *multiplier = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
-  *shift = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
-  if (*multiplier == nullptr || *shift == nullptr) return Status::kOutOfMemory;
   const double input_scale = static_cast<double>(input.scale);
   const double output_scale = static_cast<double>(output.scale);
-  for (int32_t c = 0; c < num_channels; ++c) {
-    const double filter_scale = static_cast<double>(per_channel ? q.Scale(c) : filter.scale);
-    const double effective_scale = input_scale * filter_scale / output_scale;
-    int channel_shift = 0;
-    QuantizeMultiplier(effective_scale, &(*multiplier)[c], &channel_shift);
-    (*shift)[c] = channel_shift;
+  auto filter_scale = [&](int32_t c) {
+    return static_cast<double>(per_channel ? q.Scale(c) : filter.scale);
+  };
+  // Precomputed values in the model are used only if they are exactly ours.
+  uint32_t words = 0;
+  const int32_t* planned = ctx.PlannedData(&words);
+  if (planned != nullptr && words >= 2 * static_cast<uint32_t>(num_channels)) {
+    bool same = true;
+    for (int32_t c = 0; c < num_channels && same; ++c) {
+      int32_t m, s;
+      ChannelMultiplier(input_scale, filter_scale(c), output_scale, &m, &s);
+      same = planned[c] == m && planned[num_channels + c] == s;
+    }
+    if (same) {
+      *multiplier = planned;
+      *shift = planned + num_channels;
+      return Status::kOk;
+    }
   }
+  const size_t bytes = static_cast<size_t>(num_channels) * sizeof(int32_t);
+  int32_t* m = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
+  int32_t* s = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
+  if (m == nullptr || s == nullptr) return Status::kOutOfMemory;
+  for (int32_t c = 0; c < num_channels; ++c) {
+    ChannelMultiplier(input_scale, filter_scale(c), output_scale, &m[c], &s[c]);
+  }
+  *multiplier = m;
+  *shift = s;
   return Status::kOk;
 }
 

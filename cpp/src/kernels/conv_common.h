@@ -21,8 +21,11 @@ inline void ValidTaps(int origin, int dilation, int taps, int size, int* start, 
 
 // TFLM's PopulateConvolutionQuantizationParams (int8): per-channel filter scales, or one
 // per-tensor scale broadcast over the channels; effective scale computed in double.
+// When the compiled model carries the same values (the plan's op data, in flash), the
+// arrays point there and cost no RAM; otherwise they are computed into runtime state.
 Status ComputeChannelMultipliers(OpContext& ctx, const Tensor& input, const Tensor& filter,
                                  const Tensor& output, int32_t num_channels,
-                                 int32_t expected_quant_dim, int32_t** multiplier, int32_t** shift);
+                                 int32_t expected_quant_dim, const int32_t** multiplier,
+                                 const int32_t** shift);
 
 }  // namespace tflm_vmcu

@@ -92,8 +92,8 @@ Status DepthwisePrepare(OpContext& ctx) {
 
   DepthwiseData* data = AllocateOpData<DepthwiseData>(ctx);
   if (data == nullptr) return Status::kOutOfMemory;
-  int32_t* multiplier = nullptr;
-  int32_t* shift = nullptr;
+  const int32_t* multiplier = nullptr;
+  const int32_t* shift = nullptr;
   s = ComputeChannelMultipliers(ctx, *input, *filter, *output, out_d, 3, &multiplier, &shift);
   if (s != Status::kOk) return s;
   data->multiplier = multiplier;
