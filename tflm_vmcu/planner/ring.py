@@ -78,7 +78,12 @@ class _Ring:
 
 
 def _try_place(
-    graph: Graph, lts: dict[int, Lifetime], facts: list[OpFacts], pool: int, seg: int
+    graph: Graph,
+    lts: dict[int, Lifetime],
+    facts: list[OpFacts],
+    pool: int,
+    seg: int,
+    gap_first: bool = False,
 ) -> dict[int, int] | None:
     """Offsets of every tensor for a ring of `pool` bytes, or None if this greedy walk
     cannot fit the model."""
@@ -96,6 +101,15 @@ def _try_place(
             return None
         offset[t] = at
         at += size[t]
+    # Room the consumer of each tensor will want around it to overlap it: `lead` bytes
+    # in front (its displacement) and `trail` bytes past its end (a larger output).
+    lead: dict[int, int] = {}
+    trail: dict[int, int] = {}
+    for f in facts:
+        if f.overlaps and f.output in size:
+            ov = f.overlaps[0]
+            lead[ov.tensor] = _ceil(ov.displacement, seg)
+            trail[ov.tensor] = max(0, size[f.output] - lead[ov.tensor] - size[ov.tensor])
     resident: list[int] = [t for t in offset]
     for k, f in enumerate(facts):
         resident = [t for t in resident if lts[t].last >= k]
@@ -115,9 +129,15 @@ def _try_place(
             for ov in f.overlaps
             if ov.tensor in offset
         ]
-        for t in resident:
-            candidates.append((offset[t] + size[t]) % pool)
-            candidates.append((offset[t] - n) % pool)
+        # Free-space candidates next to each resident tensor, first with the room the
+        # output's own consumer will need, then tight.
+        gaps = [(offset[t] + size[t] + lead.get(o, 0)) % pool for t in resident]
+        gaps += [(offset[t] - n - trail.get(o, 0)) % pool for t in resident]
+        gaps += [(offset[t] + size[t]) % pool for t in resident]
+        gaps += [(offset[t] - n) % pool for t in resident]
+        # Two orders of preference: overlap a dying input first (chains), or keep the
+        # output clear of every input (graphs whose branches block the overlap).
+        candidates = gaps + candidates if gap_first else candidates + gaps
         candidates.append(0)
         chosen = None
         for base in candidates:
@@ -198,17 +218,19 @@ def plan_ring(graph: Graph, segments: tuple[int, ...] = SEGMENT_CHOICES) -> Plan
         method = "tensor"
         # Bisection on the pool size (the greedy walk is not strictly monotone in it,
         # so this finds a small feasible size, not always the smallest).
-        while lo < hi:
-            mid = _ceil((lo + hi) // 2, seg)
-            if mid >= hi:
-                mid = hi - seg
-            if mid < lo:
-                break
-            found = _try_place(graph, lts, facts, mid, seg)
-            if found is not None:
-                offsets, pool, hi, method = found, mid, mid, "ring"
-            else:
-                lo = mid + seg
+        for gap_first in (False, True):
+            lo = max(_ceil(bound, seg), seg)
+            while lo < hi:
+                mid = _ceil((lo + hi) // 2, seg)
+                if mid >= hi:
+                    mid = hi - seg
+                if mid < lo:
+                    break
+                found = _try_place(graph, lts, facts, mid, seg, gap_first)
+                if found is not None:
+                    offsets, pool, hi, method = found, mid, mid, "ring"
+                else:
+                    lo = mid + seg
         placements = {
             t: Placement(t, graph.tensors[t].name, offsets[t], lt.nbytes, lt.first, lt.last)
             for t, lt in lts.items()
