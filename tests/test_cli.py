@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import MODELS
@@ -37,3 +38,33 @@ def test_validate_text(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "bit-exact" in out
     assert "TFLM" in out
+
+
+def test_compile_then_validate_with_hazard_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "compiled.tflite"
+    assert main(["compile", str(DEFAULT), "-o", str(out)]) == 0
+    assert "ring plan" in capsys.readouterr().out
+    assert main(["validate", str(out), "--json", "--runs", "2", "--check-hazards"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["planned"] is True
+    assert report["hazards"] == 0
+    assert report["bit_exact"] is True
+    assert report["ours"]["pool_bytes"] < report["tflm"]["head_bytes"]
+
+
+def test_report_writes_table_and_pictures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = MODELS / "op_relu.tflite"
+    assert main(["report", str(model), "-o", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "segment-level lower bound" in out
+    assert "TFLM total arena (measured)" in out
+    for suffix in (".png", ".svg", ".txt"):
+        assert (tmp_path / f"op_relu{suffix}").stat().st_size > 0
+    assert main(["report", str(model), "--json"]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["total_bytes"] == figures["pool_bytes"] + figures["state_bytes"]
+    assert figures["segment_bound_bytes"] <= figures["pool_bytes"] <= figures["tflm_head_bytes"]

@@ -19,6 +19,8 @@ struct Node {
   int32_t num_inputs;
   int32_t num_outputs;
   int32_t builtin_code;
+  uint32_t options_pos;  // builtin options table in the model (0: none)
+  uint8_t options_type;
 };
 
 namespace {
@@ -41,16 +43,16 @@ enum OptionsTag : uint8_t {
   kSubOptions = 28,
 };
 
-OpOptions DecodeOptions(const Model& model, const OperatorInfo& op) {
+OpOptions DecodeOptions(const Model& model, uint8_t options_type, size_t options_pos) {
   OpOptions o;
-  if (op.options_pos == 0) return o;
+  if (options_pos == 0) return o;
   fb::Table t;
-  if (!fb::Table::At(fb::Buffer{model.bytes(), model.size()}, op.options_pos, &t)) return o;
+  if (!fb::Table::At(fb::Buffer{model.bytes(), model.size()}, options_pos, &t)) return o;
   bool ok = true;
   auto act = [&](int id) { return static_cast<Activation>(t.Scalar<int8_t>(id, 0, &ok)); };
   auto pad = [&](int id) { return static_cast<Padding>(t.Scalar<int8_t>(id, 0, &ok)); };
   auto i32 = [&](int id, int32_t def) { return t.Scalar<int32_t>(id, def, &ok); };
-  switch (op.options_type) {
+  switch (options_type) {
     case kConv2DOptions:
       o.padding = pad(0);
       o.stride_w = i32(1, 0);
@@ -295,7 +297,9 @@ Status Interpreter::PrepareNodes() {
                 nullptr,
                 static_cast<int32_t>(op.num_inputs),
                 static_cast<int32_t>(op.num_outputs),
-                op.builtin_code};
+                op.builtin_code,
+                static_cast<uint32_t>(op.options_pos),
+                op.options_type};
     const size_t io = op.num_inputs + op.num_outputs;
     Tensor** ptrs =
         static_cast<Tensor**>(AllocateTail(sizeof(Tensor*) * (io + 1), alignof(Tensor*)));
@@ -315,7 +319,7 @@ Status Interpreter::PrepareNodes() {
     }
     node.inputs = ptrs;
     node.outputs = ptrs + op.num_inputs;
-    const OpOptions options = DecodeOptions(model_, op);
+    const OpOptions options = DecodeOptions(model_, op.options_type, op.options_pos);
     Context ctx(this, node, static_cast<int>(i), &options);
     const Status s = node.kernel->prepare(ctx);
     if (s != Status::kOk) {
@@ -522,7 +526,7 @@ Status Interpreter::Invoke() {
   for (uint32_t i = 0; i < model_.num_operators(); ++i) {
     Node& node = nodes_[i];
     // Options are decoded from the model (flash) again rather than kept in RAM.
-    const OpOptions options = DecodeOptions(model_, model_.op(i));
+    const OpOptions options = DecodeOptions(model_, node.options_type, node.options_pos);
     Context ctx(this, node, static_cast<int>(i), &options);
     if (hazard_ != nullptr) {
       hazard_->op = static_cast<int32_t>(i);

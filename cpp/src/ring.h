@@ -114,6 +114,10 @@ class RingBytes {
     hazard_->Tag(*to);
   }
 
+  // The whole tensor as one plain pointer, when it does not wrap and the hazard checker
+  // is off; nullptr otherwise. Kernels may then run flat loops with the same unit order.
+  uint8_t* Flat() const { return hazard_ == nullptr && Contiguous() ? pool_ + start_ : nullptr; }
+
   // True when no view of this tensor can wrap (kernels may then take one view of the
   // whole tensor).
   bool Contiguous() const { return size_ - start_ >= t_->bytes; }

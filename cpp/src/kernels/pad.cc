@@ -96,6 +96,8 @@ Status Eval(OpContext& ctx) {
   int8_t out_scratch[kPadScratch];
   uint32_t in_at = 0;
   uint32_t out_at = 0;
+  const int8_t* flat_in = reinterpret_cast<const int8_t*>(in.Flat());
+  int8_t* flat_out = reinterpret_cast<int8_t*>(out.Flat());
   // Unit = one innermost output row: read its input row (if any), then write it.
   for (int32_t i0 = 0; i0 < od[0]; ++i0) {
     const bool p0 = i0 < b[0] || i0 >= b[0] + id[0];
@@ -107,7 +109,12 @@ Status Eval(OpContext& ctx) {
           const bool pad_row = p2 || i3 < b[3] || i3 >= b[3] + id[3];
           const uint32_t lo = pad_row ? out_row : static_cast<uint32_t>(b[4]);
           const uint32_t copy = pad_row ? 0 : in_row;
-          if (staged) {
+          if (flat_in != nullptr && flat_out != nullptr) {
+            int8_t* dst = flat_out + out_at;
+            memset(dst, p->pad_value, lo);
+            if (copy > 0) memcpy(dst + lo, flat_in + in_at, copy);
+            memset(dst + lo + copy, p->pad_value, out_row - lo - copy);
+          } else if (staged) {
             const int8_t* src = copy > 0 ? in.Read(in_at, copy, in_scratch) : nullptr;
             WriteRow(out, out_at, out_row, lo, copy, src, p->pad_value, out_scratch);
           } else {

@@ -65,10 +65,17 @@ Status Eval(OpContext& ctx) {
   int8_t staged[kTransposeScratch];
   int32_t idx[kMaxRank] = {};
   uint32_t src = 0;
+  const int8_t* flat_in = reinterpret_cast<const int8_t*>(in.Flat());
+  int8_t* flat_out = reinterpret_cast<int8_t*>(out.Flat());
   // Unit = one innermost output row: gather its input elements, then write the row.
   for (int64_t n = 0; n < total; n += row) {
     const uint32_t at = static_cast<uint32_t>(n);
-    if (row <= kTransposeScratch) {
+    if (flat_in != nullptr && flat_out != nullptr) {
+      // The plan keeps a row's writes off the bytes it reads: no staging needed.
+      const int8_t* from = flat_in + src;
+      int8_t* to = flat_out + at;
+      for (uint32_t i = 0; i < row; ++i) to[i] = from[i * step];
+    } else if (row <= kTransposeScratch) {
       for (uint32_t i = 0; i < row; ++i) staged[i] = in.ReadByte(src + i * step);
       out.Store(at, staged, row);
     } else {
