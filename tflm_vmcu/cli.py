@@ -64,6 +64,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    if args.target == "tflm":
+        return _compile_tflm(args)
     from .compiler import compile_model
 
     result = compile_model(args.model, args.output)
@@ -81,6 +83,47 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compile_tflm(args: argparse.Namespace) -> int:
+    from .reader import load_bytes
+    from .tflm_target import compile_for_tflm
+
+    result = compile_for_tflm(load_bytes(args.model), args.kernels, args.unsafe_shift)
+    Path(args.output).write_bytes(result.model)
+    print(f"model: {args.model}")
+    print(
+        f"offline plan for stock TFLM ({args.kernels} kernels): head {result.plan.pool_bytes:,} "
+        f"bytes (TFLM's own plan: {result.greedy_head_bytes:,}), offsets aligned to "
+        f"{result.plan.segment_bytes} bytes"
+    )
+    if args.unsafe_shift:
+        print(f"WARNING: deliberately unsafe plan (--unsafe-shift {args.unsafe_shift}), for tests")
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import c_source
+    from .reader import load_bytes, read_model
+
+    data = load_bytes(args.model)
+    if args.target == "tflm":
+        from .tflm_check import smallest_arena
+
+        arena = smallest_arena(data)
+    else:
+        from .interpreter import Interpreter
+
+        interp = Interpreter(data)
+        arena = interp.total_bytes
+    read_model(data)  # one clear error for a bad file before writing anything
+    name = args.name or Path(args.model).stem.replace("-", "_").replace(".", "_")
+    Path(args.output).write_text(c_source(data, name, arena, args.target))
+    print(
+        f"wrote {args.output}: {len(data):,} bytes of model, arena {arena:,} bytes ({args.target})"
+    )
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import build_report, write_report
 
@@ -95,7 +138,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate_tflm(args: argparse.Namespace) -> int:
+    from .plan_format import write_metadata
+    from .reader import load_bytes
+    from .tflm_check import compare_in_tflm
+    from .tflm_target import OFFLINE_METADATA
+
+    planned = load_bytes(args.model)
+    if OFFLINE_METADATA not in read_model(planned).metadata:
+        print(f"tflm-vmcu: error: {args.model} carries no {OFFLINE_METADATA} plan", file=sys.stderr)
+        return 1
+    original = write_metadata(planned, OFFLINE_METADATA, None)
+    result = compare_in_tflm(original, planned, runs=args.runs, seed=args.seed)
+    if args.json:
+        print(json.dumps({"model": args.model, **result.to_json()}))
+    else:
+        print(result.message())
+    return 0 if result.bit_identical else 2
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    if args.tflm:
+        return _validate_tflm(args)
     from .validate import validate
 
     report = validate(args.model, runs=args.runs, seed=args.seed, check_hazards=args.check_hazards)
@@ -141,12 +205,37 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run every kernel under the hazard checker (adds 'hazards' to --json)",
     )
+    p.add_argument(
+        "--tflm",
+        action="store_true",
+        help="MODEL has an offline plan: run it and the unplanned model in stock TFLM, "
+        "compare outputs and the smallest arena each accepts",
+    )
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("compile", help="plan the activation pool and store the plan in the model")
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="the compiled .tflite to write")
     p.add_argument("--report", metavar="DIR", help="also write the report (table, PNG, SVG)")
+    p.add_argument(
+        "--target",
+        choices=["tflm-vmcu", "tflm"],
+        default="tflm-vmcu",
+        help="tflm-vmcu: ring plan for this runtime; tflm: offline plan for stock TFLM",
+    )
+    p.add_argument(
+        "--kernels",
+        choices=["reference", "portable"],
+        default="reference",
+        help="with --target tflm: the kernel library the plan must be safe for",
+    )
+    p.add_argument("--unsafe-shift", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_compile)
+    p = sub.add_parser("export", help="the model as an aligned C array with the arena size")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, help="the header to write")
+    p.add_argument("--target", choices=["tflm", "tflm-vmcu"], default="tflm")
+    p.add_argument("--name", help="C identifier of the array (default: from the file name)")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("report", help="per-op table, pool picture and totals against TFLM")
     p.add_argument("model")
     p.add_argument("-o", "--out", default="report", help="folder for the table and pictures")

@@ -87,15 +87,29 @@ def write_plan(model: bytes, plan: Plan) -> bytes:
     m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     num_tensors = len(m.subgraphs[0].tensors)
     payload = encode_plan(plan, num_tensors, len(m.subgraphs[0].operators or []))
-    m.metadata = [md for md in (m.metadata or []) if _name(md) != PLAN_METADATA]
+    return write_metadata(model, PLAN_METADATA, payload)
+
+
+def write_metadata(model: bytes, name: str, payload: bytes | None) -> bytes:
+    """The model with metadata entry `name` set to `payload` (replacing one of that
+    name; removing it when payload is None; other entries, e.g. the other target's
+    plan, stay), buffers re-aligned."""
+    m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    m.metadata = [md for md in (m.metadata or []) if _name(md) != name]
+    if payload is None:
+        return _pack(m, len(model))
     buf = schema.BufferT()
     buf.data = np.frombuffer(payload, dtype=np.uint8)
     m.buffers.append(buf)
     md = schema.MetadataT()
-    md.name = PLAN_METADATA
+    md.name = name
     md.buffer = len(m.buffers) - 1
     m.metadata.append(md)
-    builder = flatbuffers.Builder(len(model) + len(payload) + 1024)
+    return _pack(m, len(model) + len(payload))
+
+
+def _pack(m: schema.ModelT, size_hint: int) -> bytes:
+    builder = flatbuffers.Builder(size_hint + 1024)
     builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
     with tempfile.TemporaryDirectory() as tmp:
         packed, aligned = Path(tmp, "packed.tflite"), Path(tmp, "aligned.tflite")

@@ -114,3 +114,18 @@ def _blocks(first: np.ndarray, channels: int, block: int, mult: int) -> Steps:
     last = np.maximum.accumulate(np.where(reads, np.arange(len(read_lo)), -1))
     read_lo = np.where(last >= 0, read_lo[np.maximum(last, 0)], NO_READ)
     return units(write_hi.reshape(-1), read_lo)
+
+
+def tflm_reference_steps(graph: Graph, op: Operator, pos: int) -> Steps | None:
+    """TFLM's reference DEPTHWISE_CONV_2D and *_POOL_2D run finer units than ours: one
+    channel of one output pixel (reading that channel of every tap, then writing it), so
+    an offline plan for stock TFLM may overlap them more closely."""
+    if pos != 0 or op.opcode not in ("DEPTHWISE_CONV_2D", "AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        return None
+    if op.opcode == "DEPTHWISE_CONV_2D":
+        filt = graph.tensors[op.inputs[1]]
+        first, in_d = _window_starts(graph, op, filt.shape[1], filt.shape[2], dilated=True)
+        return _blocks(first, in_d, 1, int(op.options.get("depth_multiplier", 1)))
+    fh, fw = int(op.options["filter_height"]), int(op.options["filter_width"])
+    first, in_d = _window_starts(graph, op, fh, fw, dilated=False)
+    return _blocks(first, in_d, 1, 1)

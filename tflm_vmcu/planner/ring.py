@@ -9,10 +9,11 @@ worse than a tensor-level (no-overlap) plan, which is itself a valid ring plan.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import access
-from ..ir import Graph
+from ..ir import Graph, Operator
 from ..lifetimes import Lifetime, lifetimes
 from .plan import Placement, Plan
 
@@ -21,10 +22,23 @@ SEGMENT_CHOICES = (4, 8, 16)
 
 @dataclass(frozen=True)
 class Overlap:
-    """The output of an op may start `displacement` bytes behind this dying input."""
+    """The output of an op may start `displacement` bytes behind this dying input
+    (exactly that many when `exact`: an in-place-only kernel)."""
 
     tensor: int
     displacement: int
+    exact: bool = False
+
+
+# Overlap rule of a kernel library: (graph, op, input position) -> (displacement, exact)
+# or None when the output must not overlap that input.
+OverlapRule = Callable[[Graph, Operator, int], "tuple[int, bool] | None"]
+
+
+def runtime_rule(graph: Graph, op: Operator, pos: int) -> tuple[int, bool] | None:
+    """This runtime's kernels: the access-order models."""
+    d = access.min_displacement(graph, op, pos)
+    return None if d is None else (d, False)
 
 
 @dataclass(frozen=True)
@@ -38,7 +52,9 @@ def _ceil(v: int, s: int) -> int:
     return -(-v // s) * s
 
 
-def op_facts(graph: Graph, lts: dict[int, Lifetime]) -> list[OpFacts]:
+def op_facts(
+    graph: Graph, lts: dict[int, Lifetime], rule: OverlapRule = runtime_rule
+) -> list[OpFacts]:
     facts = []
     outputs = set(graph.outputs)
     for k, op in enumerate(graph.operators):
@@ -50,9 +66,9 @@ def op_facts(graph: Graph, lts: dict[int, Lifetime]) -> list[OpFacts]:
         ]
         overlaps = []
         for pos, t in dying:
-            d = access.min_displacement(graph, op, pos)
-            if d is not None:
-                overlaps.append(Overlap(t, d))
+            allowed = rule(graph, op, pos) if op.opcode != "RESHAPE" else None
+            if allowed is not None:
+                overlaps.append(Overlap(t, allowed[0], allowed[1]))
         overlaps.sort(key=lambda o: -lts[o.tensor].nbytes)
         alias = None
         if op.opcode == "RESHAPE" and dying and dying[0][0] == 0:
@@ -77,6 +93,10 @@ class _Ring:
         return all(x1 <= y0 or y1 <= x0 for x0, x1 in self.ranges(*a) for y0, y1 in self.ranges(*b))
 
 
+# Placement attempts one walk may make before giving up (backtracking budget).
+SEARCH_BUDGET = 4000
+
+
 def _try_place(
     graph: Graph,
     lts: dict[int, Lifetime],
@@ -84,22 +104,31 @@ def _try_place(
     pool: int,
     seg: int,
     gap_first: bool = False,
+    linear: bool = False,
+    inputs_at_end: bool = False,
 ) -> dict[int, int] | None:
-    """Offsets of every tensor for a ring of `pool` bytes, or None if this greedy walk
-    cannot fit the model."""
+    """Offsets of every tensor for a ring of `pool` bytes (a plain buffer when
+    `linear`: nothing wraps), or None if the search cannot fit the model.
+
+    Walks the ops in order, trying for each output the candidate positions in order of
+    preference, and backtracks (within SEARCH_BUDGET attempts) when a later op cannot
+    be placed."""
     ring = _Ring(pool)
     size = {t: _ceil(lt.nbytes, seg) for t, lt in lts.items()}
     if any(s > pool for s in size.values()):
         return None
-    flat = set(graph.inputs) | set(graph.outputs)  # callers use these as flat buffers
+    # Callers use model inputs and outputs as flat buffers; linear plans wrap nothing.
+    flat = set(lts) if linear else set(graph.inputs) | set(graph.outputs)
     offset: dict[int, int] = {}
+    # Model inputs go at the start, or at the end, so that a chain of outputs can step
+    # down behind them.
     at = 0
     for t in graph.inputs:
         if t in offset or t not in lts:
             continue
         if at + size[t] > pool:
             return None
-        offset[t] = at
+        offset[t] = pool - at - size[t] if inputs_at_end else at
         at += size[t]
     # Room the consumer of each tensor will want around it to overlap it: `lead` bytes
     # in front (its displacement) and `trail` bytes past its end (a larger output).
@@ -110,24 +139,16 @@ def _try_place(
             ov = f.overlaps[0]
             lead[ov.tensor] = _ceil(ov.displacement, seg)
             trail[ov.tensor] = max(0, size[f.output] - lead[ov.tensor] - size[ov.tensor])
-    resident: list[int] = [t for t in offset]
-    for k, f in enumerate(facts):
-        resident = [t for t in resident if lts[t].last >= k]
-        o = f.output
-        if o in offset or o not in lts:
-            continue
-        n = size[o]
-        if f.alias is not None and f.alias in offset and size[f.alias] >= n:
-            base = offset[f.alias]
-            if not (o in flat and base + n > pool):
-                offset[o] = base
-                resident.append(o)
-                continue
-        allowed = {ov.tensor: ov.displacement for ov in f.overlaps}
-        candidates = [
-            (offset[ov.tensor] - _ceil(ov.displacement, seg)) % pool
+    budget = [SEARCH_BUDGET]
+
+    def feasible(k: int, f: OpFacts, resident: list[int]) -> list[int]:
+        o, n = f.output, size[f.output]
+        allowed = {ov.tensor: ov for ov in f.overlaps}
+        overlaps = [
+            (offset[ov.tensor] - _ceil(ov.displacement, seg) - extra) % pool
+            for extra in (0, lead.get(o, 0))
             for ov in f.overlaps
-            if ov.tensor in offset
+            if ov.tensor in offset and not (extra and ov.exact)
         ]
         # Free-space candidates next to each resident tensor, first with the room the
         # output's own consumer will need, then tight.
@@ -135,31 +156,58 @@ def _try_place(
         gaps += [(offset[t] - n - trail.get(o, 0)) % pool for t in resident]
         gaps += [(offset[t] + size[t]) % pool for t in resident]
         gaps += [(offset[t] - n) % pool for t in resident]
+        if linear:  # the two ends of a plain buffer keep the most room in between
+            gaps = [0, pool - n, *gaps]
         # Two orders of preference: overlap a dying input first (chains), or keep the
         # output clear of every input (graphs whose branches block the overlap).
-        candidates = gaps + candidates if gap_first else candidates + gaps
-        candidates.append(0)
-        chosen = None
-        for base in candidates:
+        ordered = gaps + overlaps if gap_first else overlaps + gaps
+        out: list[int] = []
+        for base in dict.fromkeys([*ordered, 0]):
             if o in flat and base + n > pool:
                 continue
             ok = True
             for t in resident:
                 if ring.disjoint((base, n), (offset[t], size[t])):
                     continue
-                d = allowed.get(t)
-                behind = (offset[t] - base) % pool
-                if d is None or behind < d or behind > pool - size[t]:
+                rule = allowed.get(t)
+                behind = offset[t] - base if linear else (offset[t] - base) % pool
+                if rule is None or behind < rule.displacement or behind > pool - size[t]:
+                    ok = False
+                    break
+                if rule.exact and behind != rule.displacement:
                     ok = False
                     break
             if ok:
-                chosen = base
-                break
-        if chosen is None:
-            return None
-        offset[o] = chosen
-        resident.append(o)
-    return offset
+                out.append(base)
+        return out
+
+    def place(k: int, resident: list[int]) -> bool:
+        if k == len(facts):
+            return True
+        f = facts[k]
+        resident = [t for t in resident if lts[t].last >= k]
+        o = f.output
+        if o in offset or o not in lts:
+            return place(k + 1, resident)
+        if f.alias is not None and f.alias in offset and size[f.alias] >= size[o]:
+            base = offset[f.alias]
+            if not (o in flat and base + size[o] > pool):
+                offset[o] = base
+                if place(k + 1, [*resident, o]):
+                    return True
+                del offset[o]
+                return False
+        for base in feasible(k, f, resident):
+            if budget[0] <= 0:
+                return False
+            budget[0] -= 1
+            offset[o] = base
+            if place(k + 1, [*resident, o]):
+                return True
+            del offset[o]
+        return False
+
+    return offset if place(0, list(offset)) else None
 
 
 def _flat_plan(lts: dict[int, Lifetime], seg: int) -> tuple[int, dict[int, int]]:
@@ -204,11 +252,17 @@ def segment_lower_bound(graph: Graph) -> tuple[int, list[int]]:
     return (max(per_op) if per_op else 0), per_op
 
 
-def plan_ring(graph: Graph, segments: tuple[int, ...] = SEGMENT_CHOICES) -> Plan:
-    """The smallest ring plan found over the segment sizes tried."""
+def plan_ring(
+    graph: Graph,
+    segments: tuple[int, ...] = SEGMENT_CHOICES,
+    rule: OverlapRule = runtime_rule,
+    linear: bool = False,
+) -> Plan:
+    """The smallest ring plan found over the segment sizes tried. With `linear`, a plan
+    for a plain buffer (nothing wraps), e.g. for stock TFLM's offline offsets."""
     start = time.perf_counter()
     lts = {lt.tensor: lt for lt in lifetimes(graph)}
-    facts = op_facts(graph, lts)
+    facts = op_facts(graph, lts, rule)
     bound, _ = segment_lower_bound(graph)
     best: Plan | None = None
     for seg in segments:
@@ -218,7 +272,10 @@ def plan_ring(graph: Graph, segments: tuple[int, ...] = SEGMENT_CHOICES) -> Plan
         method = "tensor"
         # Bisection on the pool size (the greedy walk is not strictly monotone in it,
         # so this finds a small feasible size, not always the smallest).
-        for gap_first in (False, True):
+        strategies = [
+            (g, e) for g in (False, True) for e in ((False, True) if linear else (False,))
+        ]
+        for gap_first, at_end in strategies:
             lo = max(_ceil(bound, seg), seg)
             while lo < hi:
                 mid = _ceil((lo + hi) // 2, seg)
@@ -226,9 +283,9 @@ def plan_ring(graph: Graph, segments: tuple[int, ...] = SEGMENT_CHOICES) -> Plan
                     mid = hi - seg
                 if mid < lo:
                     break
-                found = _try_place(graph, lts, facts, mid, seg, gap_first)
+                found = _try_place(graph, lts, facts, mid, seg, gap_first, linear, at_end)
                 if found is not None:
-                    offsets, pool, hi, method = found, mid, mid, "ring"
+                    offsets, pool, hi, method = found, mid, mid, "linear" if linear else "ring"
                 else:
                     lo = mid + seg
         placements = {
