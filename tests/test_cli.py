@@ -61,7 +61,7 @@ def test_report_writes_table_and_pictures(
     assert main(["report", str(model), "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "segment-level lower bound" in out
-    assert "TFLM total arena (measured)" in out
+    assert "TFLM smallest arena (searched)" in out
     for suffix in (".png", ".svg", ".txt"):
         assert (tmp_path / f"op_relu{suffix}").stat().st_size > 0
     assert main(["report", str(model), "--json"]) == 0
