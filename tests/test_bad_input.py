@@ -125,3 +125,18 @@ def test_cli_subprocess_on_truncated_model(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_plan_from_another_model_is_refused() -> None:
+    from tflm_vmcu.compiler import compile_bytes
+    from tflm_vmcu.plan_format import PLAN_METADATA, read_plan, write_metadata
+
+    donor = compile_bytes((MODELS / "op_relu.tflite").read_bytes()).model
+    payload = tflm_vmcu.read_model(donor).metadata[PLAN_METADATA]
+    # Same shapes, different graph: op_relu6 is op_relu with RELU6 ops.
+    target = write_metadata((MODELS / "op_relu6.tflite").read_bytes(), PLAN_METADATA, payload)
+    with pytest.raises(ModelError, match="belongs to another model"):
+        tflm_vmcu.Interpreter(target)
+    graph = tflm_vmcu.read_model(target)
+    with pytest.raises(ModelError, match="belongs to another model"):
+        read_plan(graph)

@@ -4,7 +4,7 @@ The graph is left as it was, so the file still opens in Netron and runs anywhere
 runtimes that do not know the entry ignore it. Layout (little-endian uint32 words,
 read by Interpreter::ApplyPlan in cpp/src/interpreter.cc):
 
-    [magic "VMCP", version 1, pool bytes, segment bytes, tensor count,
+    [magic "VMCP", version 2, pool bytes, segment bytes, graph digest, tensor count,
      offset of tensor 0, ..., offset of tensor n-1,   (offset -1: not in the pool)
      op count, start word of op 0's data, ..., of op m-1's (-1: none), data words]
 
@@ -28,17 +28,37 @@ from .errors import ModelError
 from .ir import Graph
 from .lifetimes import lifetimes
 from .planner.plan import Placement, Plan
+from .reader import read_model
 
 PLAN_METADATA = "tflm_vmcu.plan"
 _MAGIC = 0x50434D56  # "VMCP"
-_VERSION = 1
+_VERSION = 2
+_HEADER = "<6I"
+_HEADER_BYTES = 24
 
 
-def encode_plan(plan: Plan, num_tensors: int, num_ops: int) -> bytes:
+def graph_digest(graph: Graph) -> int:
+    """FNV-1a (32-bit) over the graph's structure: tensor types and shapes, op codes and
+    operands. The runtime computes the same (Model::Digest) and refuses a plan whose
+    digest differs, so a plan cannot be applied to another model by mistake."""
+    words: list[int] = [len(graph.tensors), len(graph.operators)]
+    for t in graph.tensors:
+        words += [t.type_code, len(t.shape), *t.shape]
+    for op in graph.operators:
+        words += [op.builtin_code, len(op.inputs), *op.inputs, len(op.outputs), *op.outputs]
+    h = 0x811C9DC5
+    for byte in np.array(words, dtype=np.int64).astype("<u4").tobytes():
+        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
+    return h
+
+
+def encode_plan(plan: Plan, num_tensors: int, num_ops: int, digest: int) -> bytes:
     offsets = np.full(num_tensors, -1, dtype="<i4")
     for p in plan.placements.values():
         offsets[p.tensor] = p.offset
-    header = struct.pack("<5I", _MAGIC, _VERSION, plan.pool_bytes, plan.segment_bytes, num_tensors)
+    header = struct.pack(
+        _HEADER, _MAGIC, _VERSION, plan.pool_bytes, plan.segment_bytes, digest, num_tensors
+    )
     starts = np.full(num_ops, -1, dtype="<i4")
     words: list[np.ndarray] = []
     at = 0
@@ -53,14 +73,14 @@ def encode_plan(plan: Plan, num_tensors: int, num_ops: int) -> bytes:
 
 
 def decode_plan(data: bytes, graph: Graph) -> Plan:
-    if len(data) < 20:
+    if len(data) < _HEADER_BYTES:
         raise ModelError(f"metadata '{PLAN_METADATA}' is truncated")
-    magic, version, pool, segment, n = struct.unpack_from("<5I", data)
+    magic, version, pool, segment, digest, n = struct.unpack_from(_HEADER, data)
     if magic != _MAGIC or version != _VERSION:
         raise ModelError(f"metadata '{PLAN_METADATA}' is not a version-{_VERSION} plan")
-    if n != len(graph.tensors) or len(data) < 24 + 4 * n:
-        raise ModelError(f"the plan is for {n} tensors, the model has {len(graph.tensors)}")
-    offsets = np.frombuffer(data, dtype="<i4", offset=20, count=n)
+    if digest != graph_digest(graph) or len(data) < _HEADER_BYTES + 4 * n + 4:
+        raise ModelError("the memory plan belongs to another model (graph digest differs)")
+    offsets = np.frombuffer(data, dtype="<i4", offset=_HEADER_BYTES, count=n)
     placements = {
         lt.tensor: Placement(
             lt.tensor,
@@ -84,9 +104,8 @@ def read_plan(graph: Graph) -> Plan | None:
 def write_plan(model: bytes, plan: Plan) -> bytes:
     """The model with `plan` stored as metadata (replacing an older plan), constant
     buffers re-aligned to 16 bytes as TFLM's own tooling does."""
-    m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
-    num_tensors = len(m.subgraphs[0].tensors)
-    payload = encode_plan(plan, num_tensors, len(m.subgraphs[0].operators or []))
+    graph = read_model(model)
+    payload = encode_plan(plan, len(graph.tensors), len(graph.operators), graph_digest(graph))
     return write_metadata(model, PLAN_METADATA, payload)
 
 

@@ -434,12 +434,14 @@ Status Interpreter::PlanActivations() {
 }
 
 // A plan written by the compiler (tflm_vmcu/plan_format.py): little-endian u32 words
-//   [magic 'VMCP', version 1, pool bytes, segment bytes, tensor count, offset per tensor,
+//   [magic 'VMCP', version 2, pool bytes, segment bytes, graph digest, tensor count,
+//    offset per tensor,
 //    op count, start word of each op's data (-1: none), data words]
 // with offset -1 for tensors outside the pool. Every offset is checked before use.
 namespace {
 constexpr uint32_t kPlanMagic = 0x50434D56;  // "VMCP"
-constexpr size_t kPlanHeaderWords = 5;
+constexpr size_t kPlanHeaderWords = 6;
+constexpr uint32_t kPlanVersion = 2;
 }  // namespace
 
 Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
@@ -447,16 +449,20 @@ Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
   const uint32_t ops = model_.num_operators();
   auto word = [&](size_t i) { return fb::LoadU32(plan + 4 * i); };
   if (plan_bytes < 4 * kPlanHeaderWords || (plan_bytes & 3) != 0 || word(0) != kPlanMagic ||
-      word(1) != 1)
-    return Fail(Status::kInvalidModel, "metadata '%s' is not a version-1 tflm-vmcu plan",
-                kPlanMetadataName);
+      word(1) != kPlanVersion)
+    return Fail(Status::kInvalidModel, "metadata '%s' is not a version-%u tflm-vmcu plan",
+                kPlanMetadataName, kPlanVersion);
+  if (word(4) != model_.Digest())
+    return Fail(Status::kInvalidModel,
+                "the memory plan belongs to another model (graph digest %u, this model %u)",
+                word(4), model_.Digest());
   const size_t words = plan_bytes / 4;
   const size_t ops_at = kPlanHeaderWords + n;
-  if (word(4) != n || words < ops_at + 1 || word(ops_at) != ops || words < ops_at + 1 + ops)
+  if (word(5) != n || words < ops_at + 1 || word(ops_at) != ops || words < ops_at + 1 + ops)
     return Fail(Status::kInvalidModel,
                 "the memory plan is for a model with %u tensors, this one has %u tensors and "
                 "%u operators",
-                word(4), n, ops);
+                word(5), n, ops);
   // Op data is handed to kernels as int32 arrays in place: it must be aligned.
   if ((reinterpret_cast<uintptr_t>(plan) & 3) != 0) return Status::kOk;
   plan_op_starts_ = plan + 4 * (ops_at + 1);

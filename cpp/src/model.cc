@@ -326,6 +326,36 @@ OperatorInfo Model::op(uint32_t i) const {
   return info;
 }
 
+namespace {
+struct Fnv {
+  uint32_t h = 0x811C9DC5u;
+  void Add(uint32_t word) {
+    for (int i = 0; i < 4; ++i) h = (h ^ ((word >> (8 * i)) & 0xFFu)) * 0x01000193u;
+  }
+};
+}  // namespace
+
+uint32_t Model::Digest() const {
+  Fnv f;
+  f.Add(num_tensors_);
+  f.Add(num_operators_);
+  for (uint32_t i = 0; i < num_tensors_; ++i) {
+    const TensorInfo t = tensor(i);
+    f.Add(t.type);
+    f.Add(static_cast<uint32_t>(t.shape.rank));
+    for (int d = 0; d < t.shape.rank; ++d) f.Add(static_cast<uint32_t>(t.shape.dims[d]));
+  }
+  for (uint32_t i = 0; i < num_operators_; ++i) {
+    const OperatorInfo op = this->op(i);
+    f.Add(static_cast<uint32_t>(op.builtin_code < 0 ? 32 : op.builtin_code));
+    f.Add(op.num_inputs);
+    for (uint32_t k = 0; k < op.num_inputs; ++k) f.Add(static_cast<uint32_t>(op.Input(k)));
+    f.Add(op.num_outputs);
+    for (uint32_t k = 0; k < op.num_outputs; ++k) f.Add(static_cast<uint32_t>(op.Output(k)));
+  }
+  return f.h;
+}
+
 const uint8_t* Model::metadata(const char* name, size_t* bytes) const {
   const fb::Buffer buf{bytes_, size_};
   bool ok = true;

@@ -62,6 +62,10 @@ class Model {
   const uint8_t* bytes() const { return bytes_; }
   size_t size() const { return size_; }
 
+  // FNV-1a over tensor types/shapes and op codes/operands (matches graph_digest in
+  // tflm_vmcu/plan_format.py): ties a memory plan to the model it was made for.
+  uint32_t Digest() const;
+
   // Raw metadata entry by name (e.g. "OfflineMemoryAllocation"); nullptr if absent.
   const uint8_t* metadata(const char* name, size_t* bytes) const;
 
