@@ -8,7 +8,9 @@ double RoundHalfAwayFromZero(double x) { return round(x); }
 float RoundHalfAwayFromZeroF(float x) { return roundf(x); }
 
 void QuantizeMultiplier(double double_multiplier, int32_t* quantized_multiplier, int* shift) {
-  if (double_multiplier == 0.) {
+  // Zero, negative, NaN or infinite multipliers only come from corrupt scales: map them
+  // to zero (TFLM's behaviour there is undefined) so no conversion below overflows.
+  if (!(double_multiplier > 0.) || double_multiplier > 1e300) {
     *quantized_multiplier = 0;
     *shift = 0;
     return;
@@ -55,7 +57,12 @@ int CalculateInputRadius(int input_integer_bits, int input_left_shift, int total
 
 namespace {
 int32_t QuantizeFloat(float scale, int32_t zero_point, float f) {
-  return zero_point + static_cast<int32_t>(roundf(f / scale));
+  const float q = roundf(f / scale);
+  // As TFLM's Quantize(), which fails outside int32; corrupt scales saturate here.
+  if (!(q >= -2147483648.0f)) return INT32_MIN;
+  if (!(q <= 2147483520.0f)) return INT32_MAX;
+  const int64_t v = static_cast<int64_t>(zero_point) + static_cast<int64_t>(q);
+  return v < INT32_MIN ? INT32_MIN : (v > INT32_MAX ? INT32_MAX : static_cast<int32_t>(v));
 }
 }  // namespace
 

@@ -17,7 +17,12 @@ inline int32_t SaturatingRoundingDoublingHighMul(int32_t a, int32_t b) {
   return overflow ? INT32_MAX : ab_x2_high32;
 }
 
+// Shift amounts from a valid model lie in [0, 31]; a hostile model can produce any value
+// from its scales, so they are clamped to keep every shift defined (no effect otherwise).
+inline int ClampShift(int shift) { return shift < 0 ? 0 : (shift > 31 ? 31 : shift); }
+
 inline int32_t RoundingDivideByPOT(int32_t x, int exponent) {
+  exponent = ClampShift(exponent);
   const int32_t mask = static_cast<int32_t>((int64_t{1} << exponent) - 1);
   const int32_t remainder = x & mask;
   const int32_t threshold = (mask >> 1) + ((x < 0) ? 1 : 0);
@@ -25,7 +30,7 @@ inline int32_t RoundingDivideByPOT(int32_t x, int exponent) {
 }
 
 inline int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t quantized_multiplier, int shift) {
-  const int left_shift = shift > 0 ? shift : 0;
+  const int left_shift = ClampShift(shift);
   const int right_shift = shift > 0 ? 0 : -shift;
   return RoundingDivideByPOT(
       SaturatingRoundingDoublingHighMul(
@@ -45,7 +50,8 @@ inline int32_t MultiplyByQuantizedMultiplierSmallerThanOneExp(int32_t x,
 inline int32_t MultiplyByQuantizedMultiplierGreaterThanOne(int32_t x, int32_t quantized_multiplier,
                                                            int left_shift) {
   return SaturatingRoundingDoublingHighMul(
-      static_cast<int32_t>(static_cast<uint32_t>(x) << left_shift), quantized_multiplier);
+      static_cast<int32_t>(static_cast<uint32_t>(x) << ClampShift(left_shift)),
+      quantized_multiplier);
 }
 
 // TFLM's QuantizeMultiplier: multiplier = quantized_multiplier * 2^(shift - 31).
