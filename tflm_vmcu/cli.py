@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import ops
 from .errors import TflmVmcuError
+from .firmware import add_firmware_parser
 from .lifetimes import live_bytes_per_op
 from .reader import read_model
 
@@ -241,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", default="report", help="folder for the table and pictures")
     p.add_argument("--json", action="store_true", help="print the totals as one JSON object")
     p.set_defaults(func=cmd_report)
+    add_firmware_parser(sub)
     return parser
 
 
