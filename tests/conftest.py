@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 SHARED_MODELS = ROOT.parent / "shared" / "models"
+
+# The firmware harness (firmware/, cmake/, cpp/) is not in the wheel: point the package
+# at this checkout so the QEMU tests also run against a non-editable install.
+os.environ.setdefault("TFLM_VMCU_SOURCE_DIR", str(ROOT))
 
 # Shared models that the runtime is expected to refuse (and why).
 UNSUPPORTED_SHARED = {
