@@ -1,4 +1,6 @@
-"""Bare-metal firmware under QEMU: every model runs bit-exact on Cortex-M4 and Cortex-M7.
+"""Bare-metal firmware under QEMU: every model runs bit-exact on Cortex-M4 and Cortex-M7,
+with its ring plan and with a flat plan; the instruction-count plugin is exact and
+repeatable.
 
 The QEMU tests need arm-none-eabi-gcc (with newlib), CMake and qemu-system-arm, and are
 skipped with a message when one is missing. The runtime library is built once per core;
@@ -10,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import stat
+import subprocess
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -22,16 +25,28 @@ from tflm_vmcu.firmware import (
     BOARD_RAM_BYTES,
     BOARDS,
     FAULT_BASE,
+    PLUGIN_METHOD,
     HostRun,
+    InstructionCounts,
+    InvokeSites,
     add_firmware_parser,
+    attribute,
     build_library,
+    build_plugin,
     check_fits,
     check_tools,
+    count_instructions,
     firmware,
+    flat_plan,
+    host_compiler,
     host_run,
+    invoke_sites,
     io_header,
     missing_tools,
+    op_macs,
+    plugin_arguments,
 )
+from tflm_vmcu.reader import read_model
 
 CPUS = ["cortex-m4", "cortex-m7"]
 MODELS = committed_models() + [p for p in shared_models() if p.name not in UNSUPPORTED_SHARED]
@@ -43,9 +58,18 @@ requires_tools = pytest.mark.skipif(
 )
 
 
+requires_plugin = pytest.mark.skipif(
+    host_compiler() is None, reason="no host C compiler to build the QEMU plugin"
+)
+
+
 @cache
-def _host(path: Path) -> HostRun:
-    return host_run(path, seed=0)
+def _host(path: Path, plan: str = "ring") -> HostRun:
+    return host_run(path, seed=0, plan=plan)
+
+
+def _model(name: str) -> Path:
+    return next(p for p in committed_models() if p.name == name)
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +114,16 @@ def test_model_bit_exact_under_qemu(
     assert r.flash_bytes > len(host.model)
     assert r.instructions is not None
     assert r.instructions > 0
+    if host_compiler() is not None:
+        # Exact count (plugin): one entry per operator, and the SysTick estimate agrees
+        # up to its fixed overhead (the calls around Invoke()) and one tick.
+        assert r.instructions_method == PLUGIN_METHOD
+        assert len(r.ops) == len(read_model(host.model).operators)
+        assert r.interpreter_instructions is not None
+        assert r.interpreter_instructions > 0
+        assert r.instructions == r.interpreter_instructions + sum(o.instructions for o in r.ops)
+        assert r.instructions_icount is not None
+        assert abs(r.instructions_icount - r.instructions) <= max(0.01 * r.instructions, 200)
     for key in ("flash_bytes", "ram_bytes", "pool_bytes", "state_bytes", "stack_bytes"):
         record_property(key, getattr(r, key))
     record_property("instructions", r.instructions)
@@ -147,6 +181,152 @@ def test_cli_json(
     assert (tmp_path / "model_io.h").is_file()
 
 
+@pytest.mark.qemu
+@requires_tools
+@pytest.mark.parametrize("model", model_params(MODELS))
+def test_flat_plan_bit_exact_under_qemu(
+    model: Path, build_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The same firmware runs the flat plan bit-exact, with the flat plan's pool."""
+    host = _host(model, "flat")
+    try:
+        check_fits(host)
+    except TflmVmcuError as exc:
+        pytest.skip(f"{model.name} does not fit: {exc}")
+    r = firmware(model, "cortex-m4", build_dir=build_dirs["cortex-m4"], out_dir=tmp_path, host=host)
+    assert r.bit_exact, f"{r.verdict}\n{r.console}"
+    assert r.plan == "flat"
+    assert r.pool_bytes == host.pool_bytes
+    assert r.pool_bytes is not None
+    assert r.pool_bytes >= _host(model).pool_bytes  # never smaller than the ring plan
+    assert Path(r.elf).name.endswith("-cortex-m4-flat.elf")
+
+
+@pytest.mark.qemu
+@requires_tools
+@requires_plugin
+@pytest.mark.parametrize("cpu", CPUS)
+@pytest.mark.parametrize("name", ["op_pad.tflite", "op_conv_2d.tflite", "dscnn_kws.tflite"])
+def test_plugin_count_is_repeatable_and_matches_icount(
+    name: str, cpu: str, build_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The plugin counts the same instructions twice, within 1% of the -icount estimate;
+    a range count over Invoke() itself is its own instructions only."""
+    model = _model(name)
+    r = firmware(model, cpu, build_dir=build_dirs[cpu], out_dir=tmp_path, host=_host(model))
+    assert r.bit_exact, r.console
+    assert r.instructions is not None
+    assert r.instructions_icount is not None
+    assert r.instructions_method == PLUGIN_METHOD
+    assert abs(r.instructions - r.instructions_icount) <= 0.01 * r.instructions
+    elf = Path(r.elf)
+    sites = invoke_sites(elf)
+    lib = build_plugin(build_dirs[cpu])
+    size = next(
+        int(line.split()[1], 16)
+        for line in _nm_sizes(elf)
+        if line.endswith(" _ZN9tflm_vmcu11Interpreter6InvokeEv")
+    )
+    ranges = {"invoke_self": (sites.invoke_entry, sites.invoke_entry + size)}
+    runs = [count_instructions(elf, BOARDS[cpu], lib, sites.marks, ranges) for _ in range(2)]
+    (code_a, _, a), (code_b, _, b) = runs
+    assert code_a == code_b == 0
+    assert a == b  # totals, every mark and the range: identical
+    graph = read_model(_host(model).model)
+    invoke, ops = attribute(a, sites, graph)
+    assert invoke == r.instructions
+    assert [o.instructions for o in ops] == [o.instructions for o in r.ops]
+    # Invoke()'s own instructions: more than the loop's few per op, less than the total.
+    assert 5 * len(ops) < a.ranges["invoke_self"] < invoke
+    assert a.total > invoke
+
+
+def _nm_sizes(elf: Path) -> list[str]:
+    out = subprocess.run(
+        ["arm-none-eabi-nm", "-S", str(elf)], capture_output=True, text=True, check=True
+    )
+    return out.stdout.splitlines()
+
+
+@pytest.mark.qemu
+@requires_tools
+@requires_plugin
+def test_ops_carry_macs_and_per_mac_counts(build_dirs: dict[str, Path]) -> None:
+    model = _model("op_conv_2d.tflite")
+    r = firmware(model, "cortex-m4", build_dir=build_dirs["cortex-m4"], host=_host(model))
+    assert r.bit_exact, r.console
+    assert [o.opcode for o in r.ops] == ["CONV_2D"] * 7
+    for o in r.ops:
+        assert o.macs is not None
+        assert o.macs > 0
+        per_mac = o.instructions_per_mac
+        assert per_mac is not None
+        assert 0.1 < per_mac < 100
+    totals = r.op_types["CONV_2D"]
+    assert totals["ops"] == 7
+    assert totals["instructions"] == sum(o.instructions for o in r.ops)
+    assert totals["macs"] == sum(o.macs or 0 for o in r.ops)
+
+
+@pytest.mark.qemu
+@requires_tools
+def test_cli_flat_plan_json(
+    build_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parser = argparse.ArgumentParser()
+    add_firmware_parser(parser.add_subparsers(dest="command", required=True))
+    model = _model("op_conv_2d.tflite")
+    cmd = ["firmware", str(model), "--cpu", "cortex-m4", "--run", "--json", "--plan", "flat"]
+    cmd += ["--out", str(tmp_path), "--build-dir", str(build_dirs["cortex-m4"])]
+    args = parser.parse_args(cmd)
+    assert args.func(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["bit_exact"] is True
+    assert out["plan"] == "flat"
+    assert out["pool_bytes"] == _host(model, "flat").pool_bytes
+    if host_compiler() is not None:
+        assert out["instructions_method"] == PLUGIN_METHOD
+        assert out["op_types"]["CONV_2D"]["ops"] == 7
+        assert len(out["ops"]) == 7
+        assert out["ops"][0]["instructions_per_mac"] > 0
+
+
+@pytest.mark.qemu
+@requires_tools
+def test_without_the_plugin_the_count_falls_back_to_icount(
+    build_dirs: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """No host compiler, or a QEMU that cannot load the plugin: the firmware still runs,
+    and the instructions are the SysTick estimate, saying why."""
+    import tflm_vmcu.firmware as fw
+
+    model = _model("op_pad.tflite")
+
+    def no_compiler() -> None:
+        return None
+
+    monkeypatch.setattr(fw, "host_compiler", no_compiler)
+    r = firmware(model, "cortex-m4", build_dir=build_dirs["cortex-m4"], host=_host(model))
+    assert r.bit_exact, r.console
+    assert r.instructions == r.instructions_icount
+    assert "no exact count: no host C compiler" in r.instructions_method
+    assert r.ops == []
+    monkeypatch.undo()
+
+    def broken_plugin(directory: Path) -> Path:
+        return tmp_path / "missing.so"
+
+    monkeypatch.setattr(fw, "build_plugin", broken_plugin)
+    r = firmware(model, "cortex-m4", build_dir=build_dirs["cortex-m4"], host=_host(model))
+    assert r.bit_exact, r.console
+    assert r.instructions == r.instructions_icount
+    assert "the QEMU plugin wrote no counts" in r.instructions_method
+    r = firmware(
+        model, "cortex-m4", build_dir=build_dirs["cortex-m4"], host=_host(model), count=False
+    )
+    assert r.instructions_method == "qemu -icount shift=0, SysTick around Invoke()"
+
+
 # --- without the toolchain -------------------------------------------------------------
 
 
@@ -201,3 +381,77 @@ def test_io_header_corrupts_exactly_one_byte() -> None:
     assert "fw_expected_0[2] = {\n    0x02, 0x04\n}" in bad
     assert "fw_input_0[2] = {\n    0x01, 0x02\n}" in bad
     assert "#define FW_EXPECTED_CORRUPTED 1" in bad
+
+
+# --- flat plan and counting, without QEMU ---------------------------------------------
+
+
+@pytest.mark.parametrize("model", model_params(committed_models()))
+def test_flat_plan_has_no_overlap_and_no_wrap(model: Path) -> None:
+    graph = read_model(model.read_bytes())
+    plan = flat_plan(graph)
+    assert plan.method == "tensor"
+    placed = list(plan.placements.values())
+    for p in placed:
+        assert p.offset % 16 == 0
+        assert p.offset + p.nbytes <= plan.pool_bytes
+    for i, p in enumerate(placed):
+        for q in placed[i + 1 :]:
+            if p.last < q.first or q.last < p.first or not p.nbytes or not q.nbytes:
+                continue
+            assert p.offset + p.nbytes <= q.offset or q.offset + q.nbytes <= p.offset
+    ring, flat = _host(model), _host(model, "flat")
+    assert flat.outputs == ring.outputs  # same kernels: the same bytes on the host
+    assert flat.pool_bytes >= ring.pool_bytes
+
+
+def test_unknown_plan() -> None:
+    with pytest.raises(TflmVmcuError, match="unknown plan 'tiled'"):
+        firmware(committed_models()[0], "cortex-m4", plan="tiled")
+
+
+def test_op_macs() -> None:
+    graph = read_model(_model("op_conv_2d.tflite").read_bytes())
+    # 3x3 conv, 15x12x8 -> 15x12x16: one MAC per output element and filter tap.
+    assert op_macs(graph, graph.operators[1]) == 15 * 12 * 16 * 3 * 3 * 8
+    graph = read_model(_model("op_depthwise_conv_2d.tflite").read_bytes())
+    op = graph.operators[0]
+    out = graph.tensors[op.outputs[0]].shape
+    assert op_macs(graph, op) == out[1] * out[2] * out[3] * 3 * 3
+    graph = read_model(_model("op_pad.tflite").read_bytes())
+    assert op_macs(graph, graph.operators[0]) is None
+
+
+def test_attribute_splits_invoke_into_ops() -> None:
+    graph = read_model(_model("op_hard_swish.tflite").read_bytes())
+    n = len(graph.operators)
+    sites = InvokeSites(0x100, 0x20, ((0x150, 0x152),))
+    events = [(0x100, 1000)]
+    for k in range(n):
+        events += [(0x150, 1010 + 100 * k), (0x152, 1060 + 100 * k)]
+    events.append((0x20, 1000 + 100 * n))
+    counts = InstructionCounts(total=10**6, events=events, ranges={})
+    invoke, ops = attribute(counts, sites, graph)
+    assert invoke == 100 * n
+    assert [o.instructions for o in ops] == [49] * n  # the blx itself is not the kernel's
+    assert [o.opcode for o in ops] == [op.opcode for op in graph.operators]
+    with pytest.raises(TflmVmcuError, match="ran 0 of"):
+        attribute(InstructionCounts(0, [(0x100, 0), (0x20, 5)], {}), sites, graph)
+    with pytest.raises(TflmVmcuError, match="never reached"):
+        attribute(InstructionCounts(0, [], {}), sites, graph)
+
+
+def test_plugin_arguments(tmp_path: Path) -> None:
+    text = plugin_arguments(tmp_path / "c.json", [0x18D4, 0x52A], {"conv": (0x100, 0x180)})
+    assert text == f"out={tmp_path / 'c.json'},mark=0x18d4,mark=0x52a,range=conv@0x100-0x180"
+    with pytest.raises(TflmVmcuError, match="plain symbol name"):
+        plugin_arguments(tmp_path / "c.json", [], {"a,b": (0, 1)})
+
+
+@requires_plugin
+def test_plugin_builds_once(tmp_path: Path) -> None:
+    lib = build_plugin(tmp_path)
+    assert lib.is_file()
+    stamp = lib.stat().st_mtime_ns
+    assert build_plugin(tmp_path) == lib
+    assert lib.stat().st_mtime_ns == stamp

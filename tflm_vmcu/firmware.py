@@ -1,12 +1,24 @@
-"""Bare-metal firmware for one model: compile it with the ring plan, compute the expected
-output with the host runtime, build firmware/ for a Cortex-M core with arm-none-eabi-gcc
-(cmake/arm-none-eabi.cmake) and run it under QEMU on an MPS2 board. The firmware compares
-its output with the host's bit for bit and exits 0 only on a match.
+"""Bare-metal firmware for one model: compile it with the ring plan (or a flat,
+tensor-level plan), compute the expected output with the host runtime, build firmware/
+for a Cortex-M core with arm-none-eabi-gcc (cmake/arm-none-eabi.cmake) and run it under
+QEMU on an MPS2 board. The firmware compares its output with the host's bit for bit and
+exits 0 only on a match.
 
-    tflm-vmcu firmware MODEL --cpu cortex-m4 --run [--json] [--out DIR]
+    tflm-vmcu firmware MODEL --cpu cortex-m4 --run [--json] [--out DIR] [--plan ring|flat]
 
 A build folder holds the runtime library and the startup code compiled once for one core;
 each further model only recompiles main.cc and relinks (pass the same --build-dir).
+
+Instruction counts are exact: QEMU runs with a TCG plugin (tools/qemu_insn_plugin) that
+adds one to a counter before every executed instruction and logs the counter whenever
+execution reaches a marked address. The marks are the first instruction of
+Interpreter::Invoke(), the instruction after its call in main(), and the kernel call in
+Invoke()'s loop with the instruction after it (found in the ELF with arm-none-eabi-nm and
+-objdump). Invoke() costs the count between the first two; each operator costs the count
+between its kernel call and the return, so a kernel's count includes everything it
+calls (helpers, memcpy). When the plugin cannot be built (no host C compiler) or
+loaded, the count falls back to the SysTick estimate under -icount, and the result says
+why.
 """
 
 from __future__ import annotations
@@ -30,6 +42,12 @@ import numpy as np
 
 from .errors import TflmVmcuError
 from .export import c_source
+from .ir import Graph, Operator
+from .lifetimes import lifetimes
+from .plan_format import write_plan
+from .planner.plan import Placement, Plan
+from .planner.ring import _flat_plan
+from .quant import channel_params
 from .reader import load_bytes, read_model
 
 # Cores with a QEMU board. Each board has 4 MiB of code memory at 0x0 and 4 MiB of RAM
@@ -43,6 +61,11 @@ STATIC_RESERVE_BYTES = 1024  # .data and the rest of .bss (the firmware keeps li
 # Added to the host's pool + state: the state is smaller on a 32-bit core.
 MEMORY_MARGIN_BYTES = 64
 DEFAULT_TIMEOUT_S = 120.0
+# Memory plans the firmware can run: the ring plan of `tflm-vmcu compile`, or a flat,
+# tensor-level plan (every live tensor in its own bytes: no overlaps, nothing wraps) for
+# the same runtime and kernels.
+PLANS = ("ring", "flat")
+FLAT_SEGMENT_BYTES = 16  # flat plan: tensors 16-byte aligned, as TFLM's planner
 
 # Exit codes of the firmware (firmware/firmware.h).
 EXIT_CODES = {
@@ -131,6 +154,7 @@ class HostRun:
     state_bytes: int  # on the host (64-bit pointers)
     seed: int
     target_state_bytes: int | None = None  # as the core reported it, once known
+    plan: str = "ring"  # "ring" or "flat" (PLANS)
 
     @property
     def memory_bytes(self) -> int:
@@ -140,15 +164,46 @@ class HostRun:
         return -(-(self.pool_bytes + state + MEMORY_MARGIN_BYTES) // 16) * 16
 
 
-def host_run(model: str | Path | bytes, seed: int = 0, name: str | None = None) -> HostRun:
-    """Compiles `model` with the ring plan and runs it in the host runtime on the seeded
-    input of `tflm-vmcu validate --runs 1 --seed SEED`."""
+def flat_plan(graph: Graph, segment_bytes: int = FLAT_SEGMENT_BYTES) -> Plan:
+    """A tensor-level plan: every activation tensor in its own bytes while it is live (no
+    overlaps, nothing wraps), placed first fit, largest first. Tensors whose lifetimes
+    do not meet share bytes, as in TFLM's planner. It carries the same precomputed
+    per-channel parameters as the ring plan, so both plans run the same kernel code."""
+    lts = {lt.tensor: lt for lt in lifetimes(graph)}
+    pool, offsets = _flat_plan(lts, segment_bytes)
+    placements = {
+        t: Placement(t, graph.tensors[t].name, offsets[t], lt.nbytes, lt.first, lt.last)
+        for t, lt in lts.items()
+    }
+    plan = Plan(pool, segment_bytes, placements, "tensor")
+    for op in graph.operators:
+        words = channel_params(graph, op)
+        if words is not None:
+            plan.op_words[op.index] = words
+    return plan
+
+
+def compile_for_plan(data: bytes, plan: str = "ring") -> bytes:
+    """The model with its `plan` ("ring": `tflm-vmcu compile`; "flat": flat_plan())."""
+    if plan not in PLANS:
+        raise TflmVmcuError(f"unknown plan '{plan}' (choose from {', '.join(PLANS)})")
+    if plan == "flat":
+        return write_plan(data, flat_plan(read_model(data)))
     from .compiler import compile_bytes
+
+    return compile_bytes(data).model
+
+
+def host_run(
+    model: str | Path | bytes, seed: int = 0, name: str | None = None, plan: str = "ring"
+) -> HostRun:
+    """Compiles `model` with `plan` ("ring" or "flat") and runs it in the host runtime on
+    the seeded input of `tflm-vmcu validate --runs 1 --seed SEED`."""
     from .interpreter import Interpreter
     from .validate import make_inputs
 
     data = load_bytes(model)
-    compiled = compile_bytes(data).model
+    compiled = compile_for_plan(data, plan)
     arrays = make_inputs(read_model(compiled), 1, seed)[0]
     if not arrays:
         raise TflmVmcuError("the model has no inputs")
@@ -167,6 +222,7 @@ def host_run(model: str | Path | bytes, seed: int = 0, name: str | None = None) 
         pool_bytes=interp.activation_bytes,
         state_bytes=interp.state_bytes,
         seed=seed,
+        plan=plan,
     )
 
 
@@ -346,11 +402,229 @@ def flash_bytes(sizes: dict[str, int]) -> int:
     )
 
 
+# --- instruction counting: the QEMU plugin and the marks ------------------------------
+
+PLUGIN_SOURCE = Path("tools") / "qemu_insn_plugin" / "insn_count.c"
+INVOKE_SYMBOL = "_ZN9tflm_vmcu11Interpreter6InvokeEv"  # tflm_vmcu::Interpreter::Invoke()
+_HOST_COMPILERS = ("cc", "gcc", "clang")
+_DISASM_LINE = re.compile(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$")
+
+
+class PluginError(TflmVmcuError):
+    """The instruction-count plugin cannot be used: no host compiler, no marks found in
+    the ELF, or no counts written."""
+
+
+def host_compiler() -> str | None:
+    """The host C compiler that builds the plugin (None when there is none)."""
+    for name in _HOST_COMPILERS:
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def build_plugin(directory: Path) -> Path:
+    """Builds the instruction-count plugin (tools/qemu_insn_plugin/insn_count.c) into
+    DIRECTORY/qemu_insn_plugin/ with the host C compiler, unless it is up to date."""
+    source = source_dir() / PLUGIN_SOURCE
+    if not source.is_file():
+        raise TflmVmcuError(f"the QEMU plugin source {source} is missing")
+    cc = host_compiler()
+    if cc is None:
+        raise PluginError("no host C compiler (cc, gcc or clang) to build the QEMU plugin")
+    lib = directory / "qemu_insn_plugin" / "libinsn_count.so"
+    if lib.is_file() and lib.stat().st_mtime >= source.stat().st_mtime:
+        return lib
+    lib.parent.mkdir(parents=True, exist_ok=True)
+    tmp = lib.with_name(f".{lib.name}.{os.getpid()}")
+    _run(
+        [cc, "-O2", "-Wall", "-Wextra", "-shared", "-fPIC", "-o", str(tmp), str(source)],
+        "building the QEMU instruction-count plugin",
+    )
+    tmp.replace(lib)
+    return lib
+
+
+@dataclass(frozen=True)
+class InvokeSites:
+    """Addresses in the firmware ELF that delimit Invoke() and each kernel call."""
+
+    invoke_entry: int  # first instruction of Interpreter::Invoke()
+    invoke_return: int  # the instruction after main()'s call to Invoke()
+    eval_calls: tuple[tuple[int, int], ...]  # (blx to a kernel's eval, instruction after)
+
+    @property
+    def marks(self) -> list[int]:
+        marks = [self.invoke_entry, self.invoke_return]
+        for call, ret in self.eval_calls:
+            marks += [call, ret]
+        return marks
+
+
+def _disassemble(elf: Path, symbol: str) -> list[tuple[int, str, str]]:
+    """(address, mnemonic, operands) of every instruction of `symbol`."""
+    out = _run(
+        ["arm-none-eabi-objdump", "-d", "--no-show-raw-insn", f"--disassemble={symbol}", str(elf)],
+        "arm-none-eabi-objdump",
+    )
+    lines = []
+    for line in out.splitlines():
+        m = _DISASM_LINE.match(line)
+        if m and not m.group(2).startswith("."):
+            lines.append((int(m.group(1), 16), m.group(2), m.group(3)))
+    return lines
+
+
+def invoke_sites(elf: Path) -> InvokeSites:
+    """Finds Invoke(), main()'s call to it and the kernel call(s) in its loop."""
+    for tool in ("arm-none-eabi-objdump", "arm-none-eabi-nm"):
+        if shutil.which(tool) is None:
+            raise PluginError(f"{tool} not found: install binutils-arm-none-eabi")
+    symbols = {}
+    for line in _run(["arm-none-eabi-nm", str(elf)], "arm-none-eabi-nm").splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            symbols[parts[2]] = int(parts[0], 16) & ~1
+    if INVOKE_SYMBOL not in symbols or "main" not in symbols:
+        raise PluginError(f"{elf.name} has no {INVOKE_SYMBOL} or main")
+    main = _disassemble(elf, "main")
+    returns = [
+        main[i + 1][0]
+        for i, (_, mnemonic, operands) in enumerate(main[:-1])
+        if mnemonic.startswith("bl") and f"<{INVOKE_SYMBOL}>" in operands
+    ]
+    invoke = _disassemble(elf, INVOKE_SYMBOL)
+    calls = tuple(
+        (addr, invoke[i + 1][0])
+        for i, (addr, mnemonic, operands) in enumerate(invoke[:-1])
+        if mnemonic == "blx" and re.fullmatch(r"r\d+|ip|lr", operands.strip())
+    )
+    if len(returns) != 1 or not calls:
+        raise PluginError(
+            f"{elf.name}: expected one call of Invoke() in main and a kernel call in it, "
+            f"found {len(returns)} and {len(calls)}"
+        )
+    return InvokeSites(symbols[INVOKE_SYMBOL], returns[0], calls)
+
+
+@dataclass
+class InstructionCounts:
+    """What the plugin counted in one run."""
+
+    total: int  # every instruction QEMU executed, reset to exit
+    events: list[tuple[int, int]]  # (marked address, instructions before it)
+    ranges: dict[str, int]  # name -> instructions executed in its address range
+    events_dropped: int = 0
+
+
+def plugin_arguments(
+    out: Path, marks: list[int], ranges: dict[str, tuple[int, int]] | None = None
+) -> str:
+    args = [f"out={out}"] + [f"mark={a:#x}" for a in marks]
+    for name, (lo, hi) in (ranges or {}).items():
+        if not re.fullmatch(r"[\w.$]+", name):
+            raise TflmVmcuError(f"range name '{name}' must be a plain symbol name")
+        args.append(f"range={name}@{lo:#x}-{hi:#x}")
+    return ",".join(args)
+
+
+def read_counts(path: Path) -> InstructionCounts:
+    data = json.loads(path.read_text())
+    return InstructionCounts(
+        total=int(data["total"]),
+        events=[(int(a), int(c)) for a, c in data["events"]],
+        ranges={r["name"]: int(r["count"]) for r in data["ranges"]},
+        events_dropped=int(data["events_dropped"]),
+    )
+
+
+@dataclass
+class OpCount:
+    """Instructions of one operator: its kernel's eval and everything it calls."""
+
+    index: int
+    opcode: str
+    instructions: int
+    macs: int | None  # multiply-accumulates of CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED
+
+    @property
+    def instructions_per_mac(self) -> float | None:
+        return self.instructions / self.macs if self.macs else None
+
+
+def op_macs(graph: Graph, op: Operator) -> int | None:
+    """Multiply-accumulates of a CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED op (one per
+    filter tap and output element); None for other ops."""
+    if op.opcode not in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+        return None
+    if len(op.inputs) < 2 or not op.outputs or op.inputs[1] < 0:
+        return None
+    out = graph.tensors[op.outputs[0]].shape
+    flt = graph.tensors[op.inputs[1]].shape
+    outputs = int(np.prod(out, dtype=np.int64))
+    if op.opcode == "CONV_2D":  # filter [Cout, KH, KW, Cin per group]
+        return outputs * int(np.prod(flt[1:], dtype=np.int64))
+    if op.opcode == "DEPTHWISE_CONV_2D":  # filter [1, KH, KW, Cout]
+        return outputs * int(np.prod(flt[1:3], dtype=np.int64))
+    return outputs * int(flt[-1])  # FULLY_CONNECTED: filter [units, depth]
+
+
+def attribute(
+    counts: InstructionCounts, sites: InvokeSites, graph: Graph
+) -> tuple[int, list[OpCount]]:
+    """Instructions of the first Invoke() (its first instruction up to its return) and of
+    each operator in it (from its kernel's first instruction up to its return)."""
+    if counts.events_dropped:
+        raise TflmVmcuError(f"the plugin dropped {counts.events_dropped} marks")
+    calls = {c for c, _ in sites.eval_calls}
+    rets = {r for _, r in sites.eval_calls}
+    start = next((i for i, (a, _) in enumerate(counts.events) if a == sites.invoke_entry), None)
+    if start is None:
+        raise TflmVmcuError("Invoke() was never reached")
+    entry = counts.events[start][1]
+    ops: list[OpCount] = []
+    pending: int | None = None
+    for addr, count in counts.events[start + 1 :]:
+        if addr == sites.invoke_return:
+            if pending is not None or len(ops) != len(graph.operators):
+                raise TflmVmcuError(f"Invoke() ran {len(ops)} of {len(graph.operators)} operators")
+            return count - entry, ops
+        if addr in calls and pending is None:
+            pending = count
+        elif addr in rets and pending is not None:
+            k = len(ops)
+            if k >= len(graph.operators):
+                raise TflmVmcuError("more kernel calls than operators")
+            op = graph.operators[k]
+            # count - pending covers the blx itself and the kernel: count the kernel only.
+            ops.append(OpCount(k, op.opcode, count - pending - 1, op_macs(graph, op)))
+            pending = None
+        else:
+            raise TflmVmcuError(f"unexpected mark at {addr:#x} inside Invoke()")
+    raise TflmVmcuError("Invoke() did not return")
+
+
+def op_type_totals(ops: list[OpCount]) -> dict[str, dict[str, Any]]:
+    """Per op type: number of ops, instructions, MACs and instructions per MAC."""
+    totals: dict[str, dict[str, Any]] = {}
+    for op in ops:
+        t = totals.setdefault(op.opcode, {"ops": 0, "instructions": 0, "macs": None})
+        t["ops"] += 1
+        t["instructions"] += op.instructions
+        if op.macs is not None:
+            t["macs"] = (t["macs"] or 0) + op.macs
+    for t in totals.values():
+        t["instructions_per_mac"] = t["instructions"] / t["macs"] if t["macs"] else None
+    return dict(sorted(totals.items(), key=lambda kv: -int(kv[1]["instructions"])))
+
+
 # --- QEMU ------------------------------------------------------------------------------
 
 
-def qemu_command(elf: Path, board: str) -> list[str]:
-    return [
+def qemu_command(elf: Path, board: str, plugin: str | None = None) -> list[str]:
+    """The QEMU command line; `plugin` is `LIBRARY,ARG=VALUE,...` for -plugin."""
+    cmd = [
         "qemu-system-arm",
         "-M",
         board,
@@ -367,19 +641,56 @@ def qemu_command(elf: Path, board: str) -> list[str]:
         "-kernel",
         str(elf),
     ]
+    if plugin is not None:
+        cmd += ["-plugin", plugin]
+    return cmd
 
 
-def run_qemu(elf: Path, board: str, timeout: float = DEFAULT_TIMEOUT_S) -> tuple[int, str]:
+def run_qemu(
+    elf: Path, board: str, timeout: float = DEFAULT_TIMEOUT_S, plugin: str | None = None
+) -> tuple[int, str]:
     """Runs the firmware; returns its exit code and its console output."""
     try:
         proc = subprocess.run(
-            qemu_command(elf, board), capture_output=True, text=True, timeout=timeout, check=False
+            qemu_command(elf, board, plugin),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise TflmVmcuError(
             f"the firmware did not finish within {timeout:g} s under QEMU ({board})"
         ) from None
     return proc.returncode, proc.stdout + proc.stderr
+
+
+def count_instructions(
+    elf: Path,
+    board: str,
+    plugin_lib: Path,
+    marks: list[int],
+    ranges: dict[str, tuple[int, int]] | None = None,
+    timeout: float = DEFAULT_TIMEOUT_S,
+) -> tuple[int, str, InstructionCounts]:
+    """Runs the firmware under the plugin: exit code, console and the counts. The plugin
+    writes its counts when QEMU exits, also after a fault; PluginError when it wrote
+    none (e.g. a QEMU built without plugin support)."""
+    with tempfile.TemporaryDirectory(prefix="tflm-vmcu-count-") as tmp:
+        out = Path(tmp) / "counts.json"
+        plugin = f"{plugin_lib},{plugin_arguments(out, marks, ranges)}"
+        code, console = run_qemu(elf, board, timeout, plugin)
+        if not out.is_file():
+            first = console.strip().splitlines()[:1] or [f"exit code {code}"]
+            raise PluginError(f"the QEMU plugin wrote no counts: {first[0]}")
+        return code, console, read_counts(out)
+
+
+ICOUNT_METHOD = "qemu -icount shift=0, SysTick around Invoke()"
+PLUGIN_METHOD = (
+    "qemu TCG plugin (tools/qemu_insn_plugin), exact: Interpreter::Invoke() from its "
+    "first instruction to its return"
+)
 
 
 @dataclass
@@ -392,6 +703,7 @@ class FirmwareResult:
     host_pool_bytes: int
     host_state_bytes: int
     memory_block_bytes: int
+    plan: str = "ring"
     ran: bool = False
     bit_exact: bool | None = None
     exit_code: int | None = None
@@ -400,13 +712,24 @@ class FirmwareResult:
     state_bytes: int | None = None
     stack_bytes: int | None = None
     ram_bytes: int | None = None
-    instructions: int | None = None
+    instructions: int | None = None  # per Invoke(): exact (plugin), else the estimate
+    instructions_icount: int | None = None  # SysTick estimate under -icount
+    instructions_method: str = ""
+    interpreter_instructions: int | None = None  # Invoke() minus its kernels
+    ops: list[OpCount] = field(default_factory=list)  # per operator, when counted
     seconds: dict[str, float] = field(default_factory=dict)
     console: str = ""
 
+    @property
+    def op_types(self) -> dict[str, dict[str, Any]]:
+        return op_type_totals(self.ops)
+
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["instructions_method"] = "qemu -icount shift=0, SysTick around Invoke()"
+        d["ops"] = [
+            {**asdict(op), "instructions_per_mac": op.instructions_per_mac} for op in self.ops
+        ]
+        d["op_types"] = self.op_types
         return d
 
 
@@ -439,27 +762,44 @@ def firmware(
     exact_memory: bool = True,
     corrupt_expected: bool = False,
     host: HostRun | None = None,
+    plan: str | None = None,
+    count: bool = True,
 ) -> FirmwareResult:
     """Builds (and with `run`, runs under QEMU) the firmware for `model` on `cpu`.
 
     `out_dir` receives the headers and the ELF (a temporary folder when None);
     `build_dir` is the CMake build folder, reusable across models for one core
-    (default: OUT_DIR/build-CPU). `host` reuses an earlier host_run().
+    (default: OUT_DIR/build-CPU). `host` reuses an earlier host_run(). `plan` is "ring"
+    (the default) or "flat" (see flat_plan()); with `host`, it must be the host's.
+    With `count`, instructions are counted exactly, per Invoke() and per operator, by
+    the QEMU plugin (when a host C compiler can build it; else the SysTick estimate).
 
     The first build sizes the memory block from the host's (64-bit) state. With
     `exact_memory`, a bit-exact run is followed by a second one whose block is the
     state the core reported + the pool + MEMORY_MARGIN_BYTES (only main.cc is rebuilt);
     its result is returned."""
     _board(cpu)  # an unknown core fails before anything is built
+    if plan is not None and plan not in PLANS:
+        raise TflmVmcuError(f"unknown plan '{plan}' (choose from {', '.join(PLANS)})")
+    if host is not None and plan is not None and plan != host.plan:
+        raise TflmVmcuError(f"the host run uses the {host.plan} plan, not {plan}")
     check_tools(run=run)
     t0 = time.perf_counter()
-    host = host if host is not None else host_run(model, seed)
+    host = host if host is not None else host_run(model, seed, plan=plan or "ring")
     check_fits(host, stack_bytes)
     host_seconds = time.perf_counter() - t0
     with _folder(out_dir) as out:
         build = Path(build_dir) if build_dir is not None else out / f"build-{cpu}"
         configure(build, cpu, build_type, stack_bytes)
-        result = _build_and_run(host, cpu, out, build, run, timeout, corrupt_expected)
+        plugin_lib: Path | None = None
+        no_count = "" if count else "not asked for"
+        if run and count:
+            try:
+                plugin_lib = build_plugin(build)
+            except TflmVmcuError as exc:
+                no_count = str(exc).splitlines()[0]
+        step = (cpu, out, build, run, timeout, corrupt_expected, plugin_lib, no_count)
+        result = _build_and_run(host, *step)
         if (
             exact_memory
             and result.bit_exact
@@ -468,7 +808,7 @@ def firmware(
         ):
             first = result.seconds
             exact = replace(host, target_state_bytes=result.state_bytes)
-            result = _build_and_run(exact, cpu, out, build, run, timeout, corrupt_expected)
+            result = _build_and_run(exact, *step)
             result.seconds = {k: first[k] + result.seconds[k] for k in first}
         result.seconds["host"] = host_seconds
         if out_dir is None:
@@ -484,7 +824,11 @@ def _build_and_run(
     run: bool,
     timeout: float,
     corrupt_expected: bool,
+    plugin_lib: Path | None = None,
+    no_count: str = "",
 ) -> FirmwareResult:
+    """One build and run. With `plugin_lib`, QEMU counts instructions; `no_count` says
+    why there is no exact count otherwise (it falls back to the SysTick estimate)."""
     board = _board(cpu)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -493,7 +837,8 @@ def _build_and_run(
         if not target.is_file() or not filecmp.cmp(header, target, shallow=False):
             shutil.copyfile(header, target)
     _run(["cmake", "--build", str(build), "--parallel"], "building the firmware")
-    elf = out / f"{Path(host.name).stem}-{cpu}.elf"
+    suffix = "" if host.plan == "ring" else f"-{host.plan}"
+    elf = out / f"{Path(host.name).stem}-{cpu}{suffix}.elf"
     shutil.copyfile(build / "firmware.elf", elf)
     seconds["build"] = time.perf_counter() - t0
     result = FirmwareResult(
@@ -505,12 +850,24 @@ def _build_and_run(
         host_pool_bytes=host.pool_bytes,
         host_state_bytes=host.state_bytes,
         memory_block_bytes=host.memory_bytes,
+        plan=host.plan,
         seconds=seconds,
     )
     if not run:
         return result
     t0 = time.perf_counter()
-    code, console = run_qemu(elf, board, timeout)
+    counts: InstructionCounts | None = None
+    sites: InvokeSites | None = None
+    if plugin_lib is not None:
+        try:
+            sites = invoke_sites(elf)
+            code, console, counts = count_instructions(
+                elf, board, plugin_lib, sites.marks, None, timeout
+            )
+        except PluginError as exc:
+            no_count = str(exc)
+    if counts is None:
+        code, console = run_qemu(elf, board, timeout)
     seconds["qemu"] = time.perf_counter() - t0
     report = parse_report(console)
     result.ran = True
@@ -525,9 +882,19 @@ def _build_and_run(
         result.ram_bytes = result.pool_bytes + result.state_bytes + result.stack_bytes
         calibration = report.get("calibration_ticks", 0)
         if calibration > 0:
-            result.instructions = round(
+            result.instructions_icount = round(
                 report["invoke_ticks"] * report["calibration_instructions"] / calibration
             )
+            result.instructions = result.instructions_icount
+            result.instructions_method = ICOUNT_METHOD
+            if no_count and no_count != "not asked for":
+                result.instructions_method += f" (no exact count: {no_count})"
+    if counts is not None and sites is not None and result.bit_exact:
+        invoke, ops = attribute(counts, sites, read_model(host.model))
+        result.instructions = invoke
+        result.instructions_method = PLUGIN_METHOD
+        result.ops = ops
+        result.interpreter_instructions = invoke - sum(op.instructions for op in ops)
     return result
 
 
@@ -549,6 +916,19 @@ def add_firmware_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--out", metavar="DIR", help="folder for the headers, ELF and build")
     p.add_argument("--build-dir", metavar="DIR", help="CMake build folder to reuse (one per core)")
     p.add_argument("--seed", type=int, default=0, help="seed of the input (as validate)")
+    p.add_argument(
+        "--plan",
+        choices=list(PLANS),
+        default="ring",
+        help="memory plan: ring (tflm-vmcu compile) or flat (tensor level: no overlaps, "
+        "no wrap; same kernels)",
+    )
+    p.add_argument(
+        "--no-count",
+        dest="count",
+        action="store_false",
+        help="skip the exact instruction count (QEMU plugin); report the SysTick estimate",
+    )
     p.add_argument("--build-type", choices=["Release", "MinSizeRel", "Debug"], default="Release")
     p.add_argument(
         "--stack-bytes", type=int, default=STACK_BYTES, help="thread stack reserved (bytes)"
@@ -577,11 +957,15 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         stack_bytes=args.stack_bytes,
         exact_memory=args.exact_memory,
         corrupt_expected=args.corrupt_expected,
+        plan=args.plan,
+        count=args.count,
     )
     if args.json:
         print(json.dumps(result.to_json()))
     else:
-        print(f"model: {result.model}  cpu: {result.cpu}  board: {result.board}")
+        print(
+            f"model: {result.model}  cpu: {result.cpu}  board: {result.board}  plan: {result.plan}"
+        )
         if result.elf:
             print(f"elf: {result.elf}")
         print(f"flash: {result.flash_bytes:,} bytes")
@@ -593,7 +977,15 @@ def cmd_firmware(args: argparse.Namespace) -> int:
                     f"{result.state_bytes:,} + stack {result.stack_bytes:,})"
                 )
             if result.instructions is not None:
-                print(f"instructions (Invoke): {result.instructions:,}")
+                print(
+                    f"instructions (Invoke): {result.instructions:,} ({result.instructions_method})"
+                )
+            if result.ops:
+                print(f"  interpreter: {result.interpreter_instructions:,}")
+                for name, t in result.op_types.items():
+                    per_mac = t["instructions_per_mac"]
+                    extra = f", {per_mac:.2f} per MAC" if per_mac is not None else ""
+                    print(f"  {name} x{t['ops']}: {t['instructions']:,}{extra}")
             print(f"result: {result.verdict}")
     if not result.ran:
         return 0
