@@ -113,6 +113,10 @@ Status ConvPrepare(OpContext& ctx) {
                     static_cast<int>(bias->shape.FlatSize()), out_d);
   }
 
+  s = ExpectAccumulatorFits(
+      ctx, bias,
+      static_cast<int64_t>(filter->shape.dims[1]) * filter->shape.dims[2] * filter->shape.dims[3]);
+  if (s != Status::kOk) return s;
   ConvData* data = AllocateOpData<ConvData>(ctx);
   if (data == nullptr) return Status::kOutOfMemory;
   const int32_t* multiplier = nullptr;

@@ -90,6 +90,9 @@ Status DepthwisePrepare(OpContext& ctx) {
                     static_cast<int>(bias->shape.FlatSize()), out_d);
   }
 
+  s = ExpectAccumulatorFits(ctx, bias,
+                            static_cast<int64_t>(filter->shape.dims[1]) * filter->shape.dims[2]);
+  if (s != Status::kOk) return s;
   DepthwiseData* data = AllocateOpData<DepthwiseData>(ctx);
   if (data == nullptr) return Status::kOutOfMemory;
   const int32_t* multiplier = nullptr;

@@ -117,6 +117,8 @@ Status FullyConnectedPrepare(OpContext& ctx) {
                     static_cast<int>(bias->shape.FlatSize()), output_depth);
   }
 
+  s = ExpectAccumulatorFits(ctx, bias, accum_depth);
+  if (s != Status::kOk) return s;
   FullyConnectedData* data = AllocateOpData<FullyConnectedData>(ctx);
   if (data == nullptr) return Status::kOutOfMemory;
   const ChannelQuant& q = filter->channels;

@@ -1,6 +1,7 @@
 #include "kernels/kernel_util.h"
 
 #include <stdint.h>
+#include <string.h>
 
 namespace tflm_vmcu {
 
@@ -55,6 +56,27 @@ Status ExpectFusedActivation(OpContext& ctx, Activation a) {
   }
   return ctx.Fail(Status::kUnsupportedType, "fused activation %d is not supported",
                   static_cast<int>(a));
+}
+
+Status ExpectAccumulatorFits(OpContext& ctx, const Tensor* bias, int64_t terms) {
+  int64_t max_bias = 0;
+  if (bias != nullptr && bias->type == DType::kInt32 && bias->is_const) {
+    const size_t n = bias->bytes / 4;
+    for (size_t i = 0; i < n; ++i) {
+      int32_t b;
+      memcpy(&b, bias->data + 4 * i, 4);
+      const int64_t mag = b < 0 ? -static_cast<int64_t>(b) : b;
+      if (mag > max_bias) max_bias = mag;
+    }
+  }
+  const int64_t worst = terms * 255 * 128 + max_bias;
+  if (worst > INT32_MAX) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "%d products plus a bias of up to %d can overflow the int32 accumulator",
+                    static_cast<int>(terms > INT32_MAX ? INT32_MAX : terms),
+                    static_cast<int>(max_bias > INT32_MAX ? INT32_MAX : max_bias));
+  }
+  return Status::kOk;
 }
 
 }  // namespace tflm_vmcu

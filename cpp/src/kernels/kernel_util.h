@@ -47,4 +47,10 @@ Status ExpectInt8Activation(OpContext& ctx, const Tensor* t, const char* role);
 // Fails for fused activations an int8 kernel cannot apply (TANH, SIGN_BIT).
 Status ExpectFusedActivation(OpContext& ctx, Activation activation);
 
+// Fails when an int32 accumulator of `terms` products of int8 values shifted by their
+// zero points (each at most 255 * 128 in magnitude) plus any bias value could overflow.
+// Valid models are far from the limit; a corrupt bias or shape is refused here rather
+// than overflowing (undefined behaviour) in Eval.
+Status ExpectAccumulatorFits(OpContext& ctx, const Tensor* bias, int64_t terms);
+
 }  // namespace tflm_vmcu
