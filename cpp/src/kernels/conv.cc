@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "kernels/conv_common.h"
+#include "kernels/dsp.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
@@ -35,8 +36,12 @@ struct ConvData {
 };
 
 // sum(w * (x + x_offset)). The fixed-size inner block lets compilers vectorise even at -O2
-// (int8 operands shifted by an int8 zero point fit in int16: multiply-add vectors).
+// (int8 operands shifted by an int8 zero point fit in int16: multiply-add vectors). With the
+// DSP extension, two multiply-adds per instruction (kernels/dsp.h).
 inline int32_t DotWithOffset(const int8_t* x, const int8_t* w, int n, int32_t x_offset) {
+#if TFLM_VMCU_DSP
+  return dsp::Dot<false>(x, w, n, x_offset, 0);
+#else
   constexpr int kBlock = 16;
   const int16_t offset = static_cast<int16_t>(x_offset);
   int32_t acc = 0;
@@ -48,6 +53,7 @@ inline int32_t DotWithOffset(const int8_t* x, const int8_t* w, int n, int32_t x_
   }
   for (; i < n; ++i) acc += w[i] * (x[i] + x_offset);
   return acc;
+#endif
 }
 
 Status ConvPrepare(OpContext& ctx) {
@@ -191,6 +197,32 @@ inline void WriteBytes(const RingBytes& out, uint32_t at, int n, int step, int8_
   }
 }
 
+#if TFLM_VMCU_DSP
+// Output channels whose sums are accumulated at a time (the DSP loops' int32 sums on the stack).
+constexpr int kChannelBlock = 32;
+
+// WriteBytes for the DSP loops: for blocks of up to kChannelBlock output channels,
+// sums(oc, channels, acc) sets acc[0 .. channels) to the sums of channels oc .. oc + channels - 1
+// (bias included), and the block is requantised.
+template <typename Sums>
+inline void WriteBlocks(const RingBytes& out, uint32_t at, int n, int step, int8_t* scratch,
+                        Sums sums, const ConvData& d) {
+  for (int q = 0; q < n; q += step) {
+    const int m = n - q < step ? n - q : step;
+    int8_t* dst = out.BeginWrite(at + q, m, scratch);
+    for (int b = 0; b < m; b += kChannelBlock) {
+      const int oc = q + b;
+      const int channels = m - b < kChannelBlock ? m - b : kChannelBlock;
+      int32_t acc[kChannelBlock];
+      sums(oc, channels, acc);
+      dsp::RequantizeBlock(acc, channels, d.multiplier + oc, d.shift + oc, 1, d.output_offset,
+                           d.act_min, d.act_max, dst + b);
+    }
+    out.EndWrite(at + q, m, dst);
+  }
+}
+#endif
+
 Status ConvEval(OpContext& ctx) {
   const ConvData& d = *static_cast<const ConvData*>(ctx.op_data());
   const OpOptions& opt = ctx.options();
@@ -244,13 +276,25 @@ Status ConvEval(OpContext& ctx) {
   const int32_t act_max = d.act_max;
   auto requantize = [&](int32_t acc, int oc) {
     if (bias_data != nullptr) acc += bias_data[oc];
+#if TFLM_VMCU_DSP
+    acc = dsp::MultiplyByQuantizedMultiplier(acc, multiplier[oc], shift[oc]);
+#else
     acc = MultiplyByQuantizedMultiplier(acc, multiplier[oc], shift[oc]);
+#endif
     acc += output_offset;
     acc = acc < act_min ? act_min : acc;
     acc = acc > act_max ? act_max : acc;
     return static_cast<int8_t>(acc);
   };
+#if TFLM_VMCU_DSP
+  // Input runs of up to kMaxPatch values extended to 16-bit (x + offset) pairs for SMLAD
+  // (dsp::Extend). The int8 patch is the buffer's upper half: extending the patch front to
+  // back overwrites only bytes already extended.
+  uint32_t extended[kMaxPatch / 2];
+  int8_t* const patch = reinterpret_cast<int8_t*>(extended) + kMaxPatch;
+#else
   int8_t patch[kMaxPatch];
+#endif
   int8_t out_scratch[kOutChunk];
 
   uint32_t out_at = 0;
@@ -279,10 +323,25 @@ Status ConvEval(OpContext& ctx) {
                         f_h, f_w, in_d, in_row_stride, dil_h, dil_w, pad_value, patch);
           }
           if (groups == 1) {
+#if TFLM_VMCU_DSP
+            // Extended once for every output channel; from here on, x holds only its int8
+            // tail (bytes from n & ~3), the rest is in `extended`.
+            const int n = filter_oc_stride;
+            dsp::Extend(x, n, input_offset, extended);
+            WriteBlocks(
+                out, out_at, out_d, out_step, out_scratch,
+                [&](int oc, int channels, int32_t* acc) {
+                  dsp::AddDotsExtended(extended, x, n, input_offset,
+                                       filter_data + static_cast<size_t>(oc) * n, n, channels,
+                                       bias_data != nullptr ? bias_data + oc : nullptr, acc);
+                },
+                d);
+#else
             WriteBytes(out, out_at, out_d, out_step, out_scratch, [&](int oc) {
               const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;
               return requantize(DotWithOffset(x, w_oc, filter_oc_stride, input_offset), oc);
             });
+#endif
           } else {
             WriteBytes(out, out_at, out_d, out_step, out_scratch, [&](int oc) {
               const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;
@@ -301,6 +360,41 @@ Status ConvEval(OpContext& ctx) {
           const int col_step = dil_w * in_d;
           const int span = (fy_stop - 1 - fy_start) * row_step + (fx_end - 1 - fx_start) * col_step;
           const int8_t* win = any ? in.Read(lo, span + in_d, patch) : nullptr;
+#if TFLM_VMCU_DSP
+          if (groups == 1) {
+            // Per block of output channels, each run of valid taps (a row's, or each tap's with
+            // dilation) is extended in pieces of up to kMaxPatch values (the input does not
+            // wrap: the patch is free).
+            const int taps_per_row = contiguous_rows ? 1 : fx_end - fx_start;
+            const int tap_run = contiguous_rows ? run : in_d;
+            const int8_t* w_first = filter_data + fy_start * filter_row_stride + fx_start * in_d;
+            WriteBlocks(
+                out, out_at, out_d, out_step, out_scratch,
+                [&](int oc, int channels, int32_t* acc) {
+                  const int8_t* w_oc = w_first + static_cast<size_t>(oc) * filter_oc_stride;
+                  // The first run adds to the bias, the others to acc.
+                  const int32_t* init = bias_data != nullptr ? bias_data + oc : nullptr;
+                  for (int r = 0; r < fy_stop - fy_start; ++r) {
+                    for (int t = 0; t < taps_per_row; ++t) {
+                      const int8_t* x = win + r * row_step + t * col_step;
+                      const int8_t* w = w_oc + r * filter_row_stride + t * in_d;
+                      for (int c = 0; c < tap_run; c += kMaxPatch) {
+                        const int len = tap_run - c < kMaxPatch ? tap_run - c : kMaxPatch;
+                        dsp::Extend(x + c, len, input_offset, extended);
+                        dsp::AddDotsExtended(extended, x + c, len, input_offset, w + c,
+                                             filter_oc_stride, channels, init, acc);
+                        init = acc;
+                      }
+                    }
+                  }
+                  if (init != acc) {  // no valid tap
+                    for (int i = 0; i < channels; ++i) acc[i] = init != nullptr ? init[i] : 0;
+                  }
+                },
+                d);
+            continue;
+          }
+#endif
           WriteBytes(out, out_at, out_d, out_step, out_scratch, [&](int oc) {
             const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;
             const int g_off = (oc / filters_per_group) * f_in_d;

@@ -8,6 +8,7 @@
 // input channel of one output pixel: its taps are read, then its `multiplier` outputs written
 // (each output byte reading the taps again when the input wraps: TFLM's order).
 #include "kernels/conv_common.h"
+#include "kernels/dsp.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
@@ -110,6 +111,47 @@ Status DepthwisePrepare(OpContext& ctx) {
   return Status::kOk;
 }
 
+#if TFLM_VMCU_DSP
+// The DSP form of MacWindow below (kernels/dsp.h): acc[0..n) = bias[0..n) (0 without a bias) +
+// the taps of one channel block of one window. With the whole window in view, four channels at
+// a time over all taps, their sums in registers. When the input wraps (!kFlat), each tap is
+// still read through its own view; they lie as in the flat layout except in a window whose
+// span crosses the pool's end, which runs tap by tap (its taps read again).
+template <bool kFlat>
+inline void MacWindowDsp(const RingBytes& in, const int8_t* win, uint32_t at, int rows, int cols,
+                         int row_step, int col_step, const int8_t* w, int w_row_stride,
+                         int w_col_stride, int n, int32_t offset, int8_t* scratch,
+                         const int32_t* bias, int32_t* acc) {
+  if (rows > 0 && cols > 0) {
+    if (!kFlat) {
+      const int8_t* first = in.Read(at, n, scratch);
+      bool flat = true;
+      for (int r = 0; r < rows; ++r) {
+        for (int c = 0; c < cols; ++c) {
+          const int rel = r * row_step + c * col_step;
+          if (rel == 0) continue;
+          const int8_t* x = in.Read(at + rel, n, scratch);
+          flat = flat && reinterpret_cast<uintptr_t>(x) == reinterpret_cast<uintptr_t>(first) + rel;
+        }
+      }
+      win = flat ? first : nullptr;
+    }
+    if (win != nullptr) {
+      dsp::DepthwiseWindow(win, w, n, rows, cols, row_step, col_step, w_row_stride, w_col_stride,
+                           offset, bias, acc);
+      return;
+    }
+  }
+  for (int i = 0; i < n; ++i) acc[i] = bias != nullptr ? bias[i] : 0;
+  for (int r = 0; r < rows; ++r) {
+    for (int c = 0; c < cols; ++c) {
+      const int rel = r * row_step + c * col_step;
+      const int8_t* x = in.Read(at + rel, n, scratch);
+      dsp::DepthwiseTap(x, w + r * w_row_stride + c * w_col_stride, n, offset, acc);
+    }
+  }
+}
+#else
 // acc[i] += w[i] * (x[i] + offset) over a full block: the constant trip count lets compilers
 // vectorise even at -O2 (operands fit in int16, so the products widen int16 -> int32).
 inline void MacFullBlock(const int8_t* x, const int8_t* w, int16_t offset, int32_t* acc) {
@@ -142,10 +184,15 @@ inline void MacWindow(const RingBytes& in, const int8_t* win, uint32_t at, int r
     }
   }
 }
+#endif
 
 inline int8_t Requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
                          int32_t act_min, int32_t act_max) {
+#if TFLM_VMCU_DSP
+  acc = dsp::MultiplyByQuantizedMultiplier(acc, multiplier, shift);
+#else
   acc = MultiplyByQuantizedMultiplier(acc, multiplier, shift);
+#endif
   acc += output_offset;
   acc = acc < act_min ? act_min : acc;
   acc = acc > act_max ? act_max : acc;
@@ -219,17 +266,29 @@ Status DepthwiseRun(OpContext& ctx) {
           for (int c0 = 0; c0 < out_d; c0 += kChannelBlock) {
             const int n = out_d - c0 < kChannelBlock ? out_d - c0 : kChannelBlock;
             int32_t acc[kChannelBlock];
+#if TFLM_VMCU_DSP
+            const int8_t* win = kFlat && any ? in.Read(lo + c0, span + n, in_scratch) : nullptr;
+            MacWindowDsp<kFlat>(in, win, lo + c0, rows, cols, row_step, col_step, w_first + c0,
+                                filter_row_stride, out_d, n, input_offset, in_scratch,
+                                bias_data != nullptr ? bias_data + c0 : nullptr, acc);
+#else
             for (int i = 0; i < n; ++i) acc[i] = 0;
             const int8_t* win = kFlat && any ? in.Read(lo + c0, span + n, in_scratch) : nullptr;
             MacWindow<kFlat>(in, win, lo + c0, rows, cols, row_step, col_step, w_first + c0,
                              filter_row_stride, out_d, n, input_offset, in_scratch, acc);
+#endif
             int8_t* dst = out.BeginWrite(out_at + c0, n, out_scratch);
+#if TFLM_VMCU_DSP
+            dsp::RequantizeBlock(acc, n, multiplier + c0, shift + c0, 1, output_offset, act_min,
+                                 act_max, dst);
+#else
             for (int i = 0; i < n; ++i) {
               const int oc = c0 + i;
               int32_t a = acc[i];
               if (bias_data != nullptr) a += bias_data[oc];
               dst[i] = Requantize(a, multiplier[oc], shift[oc], output_offset, act_min, act_max);
             }
+#endif
             out.EndWrite(out_at + c0, n, dst);
           }
         } else {
@@ -237,6 +296,22 @@ Status DepthwiseRun(OpContext& ctx) {
             const int8_t* w_ic = w_first + ic * depth_multiplier;
             if (kFlat) {
               const int8_t* win = any ? in.Read(lo + ic, span + 1, in_scratch) : nullptr;
+#if TFLM_VMCU_DSP
+              // All `multiplier` outputs of the input channel, four at a time, then written in
+              // order (kernels/dsp.h).
+              for (int m0 = 0; m0 < depth_multiplier; m0 += kChannelBlock) {
+                const int oc = ic * depth_multiplier + m0;
+                const int n =
+                    depth_multiplier - m0 < kChannelBlock ? depth_multiplier - m0 : kChannelBlock;
+                int32_t acc[kChannelBlock];
+                dsp::DepthwiseMultiplierWindow(
+                    win, w_ic + m0, n, rows, cols, row_step, col_step, filter_row_stride, out_d,
+                    d.input_offset, bias_data != nullptr ? bias_data + oc : nullptr, acc);
+                dsp::RequantizeBlock(acc, n, multiplier + oc, shift + oc, 1, output_offset, act_min,
+                                     act_max, out_scratch);
+                for (int i = 0; i < n; ++i) out.WriteByte(out_at + oc + i, out_scratch[i]);
+              }
+#else
               for (int m = 0; m < depth_multiplier; ++m) {
                 int32_t acc = 0;
                 for (int r = 0; r < rows; ++r) {
@@ -251,6 +326,7 @@ Status DepthwiseRun(OpContext& ctx) {
                 out.WriteByte(out_at + oc, Requantize(acc, multiplier[oc], shift[oc], output_offset,
                                                       act_min, act_max));
               }
+#endif
             } else {
               // The input wraps: each output byte reads its taps again (TFLM's order).
               for (int m = 0; m < depth_multiplier; ++m) {

@@ -7,6 +7,7 @@
 // views (TFLM's own order: the same displacement bound).
 #include <math.h>
 
+#include "kernels/dsp.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
@@ -56,14 +57,72 @@ inline int32_t Dot(const int8_t* x, const int8_t* w, int n, int32_t x_offset, in
 inline int8_t Requantize(const FullyConnectedData& d, int32_t acc, const int32_t* bias_data,
                          int oc) {
   if (bias_data != nullptr) acc += bias_data[oc];
+#if TFLM_VMCU_DSP
+  acc = d.channel_multiplier != nullptr
+            ? dsp::MultiplyByQuantizedMultiplier(acc, d.channel_multiplier[oc], d.channel_shift[oc])
+            : dsp::MultiplyByQuantizedMultiplier(acc, d.multiplier, d.shift);
+#else
   acc = d.channel_multiplier != nullptr
             ? MultiplyByQuantizedMultiplier(acc, d.channel_multiplier[oc], d.channel_shift[oc])
             : MultiplyByQuantizedMultiplier(acc, d.multiplier, d.shift);
+#endif
   acc += d.output_offset;
   acc = acc < d.act_min ? d.act_min : acc;
   acc = acc > d.act_max ? d.act_max : acc;
   return static_cast<int8_t>(acc);
 }
+
+#if TFLM_VMCU_DSP
+// Output channels whose sums are accumulated at a time (the DSP loops' int32 sums on the stack).
+constexpr int kChannelBlock = 32;
+
+// The DSP loops for output channels [q, q + m) of one batch row into dst (w: filter row q), in
+// blocks of up to kChannelBlock channels whose sums start from the bias and are requantised
+// together (kernels/dsp.h). Without a filter offset, the input row is extended into `extended`
+// in runs of up to kInScratch values: by the caller, once for the whole row, when
+// `extended_once` (x may then be the buffer's upper half, overwritten by then except for the
+// int8 tail the loops read), else here per block (x is then the input tensor itself).
+inline void RowOutputs(const FullyConnectedData& d, const int8_t* x, const int8_t* w,
+                       const int32_t* bias, int q, int m, uint32_t* extended, bool extended_once,
+                       int8_t* dst) {
+  const int n = d.accum_depth;
+  for (int b = 0; b < m; b += kChannelBlock) {
+    const int oc = q + b;
+    const int channels = m - b < kChannelBlock ? m - b : kChannelBlock;
+    const int8_t* w_b = w + static_cast<size_t>(b) * n;
+    int32_t acc[kChannelBlock];
+    const int32_t* init = bias != nullptr ? bias + oc : nullptr;  // sums start from the bias
+    if (d.filter_offset != 0) {
+      for (int i = 0; i < channels; ++i) acc[i] = init != nullptr ? init[i] : 0;
+      int k = 0;
+      for (; k + 2 <= channels; k += 2) {
+        const int8_t* w_k = w_b + static_cast<size_t>(k) * n;
+        dsp::Dot2<true>(x, w_k, w_k + n, n, d.input_offset, d.filter_offset, acc + k);
+      }
+      if (k < channels) {
+        acc[k] +=
+            dsp::Dot<true>(x, w_b + static_cast<size_t>(k) * n, n, d.input_offset, d.filter_offset);
+      }
+    } else if (extended_once) {
+      dsp::AddDotsExtended(extended, x, n, d.input_offset, w_b, n, channels, init, acc);
+    } else {
+      for (int c = 0; c < n; c += kInScratch) {  // n > kInScratch: at least two runs
+        const int len = n - c < kInScratch ? n - c : kInScratch;
+        dsp::Extend(x + c, len, d.input_offset, extended);
+        dsp::AddDotsExtended(extended, x + c, len, d.input_offset, w_b + c, n, channels,
+                             c == 0 ? init : acc, acc);
+      }
+    }
+    if (d.channel_multiplier != nullptr) {
+      dsp::RequantizeBlock(acc, channels, d.channel_multiplier + oc, d.channel_shift + oc, 1,
+                           d.output_offset, d.act_min, d.act_max, dst + b);
+    } else {
+      dsp::RequantizeBlock(acc, channels, &d.multiplier, &d.shift, 0, d.output_offset, d.act_min,
+                           d.act_max, dst + b);
+    }
+  }
+}
+#endif
 
 Status FullyConnectedPrepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 3, 1);
@@ -200,7 +259,15 @@ Status FullyConnectedEval(OpContext& ctx) {
   // One view per input row unless a wrapping row could exceed the scratch.
   const bool row_views = in.Contiguous() || accum_depth <= kInScratch;
   const int out_step = out.Contiguous() ? output_depth : kOutChunk;
+#if TFLM_VMCU_DSP
+  // Input values extended to 16-bit (x + offset) pairs for SMLAD (dsp::Extend); the int8 read
+  // scratch is the buffer's upper half: extending it front to back overwrites only bytes
+  // already extended.
+  uint32_t extended[kInScratch / 2];
+  int8_t* const in_scratch = reinterpret_cast<int8_t*>(extended) + kInScratch;
+#else
   int8_t in_scratch[kInScratch];
+#endif
   int8_t out_scratch[kOutChunk];
 
   for (int b = 0; b < batches; ++b) {
@@ -208,16 +275,24 @@ Status FullyConnectedEval(OpContext& ctx) {
     const uint32_t out_at = static_cast<uint32_t>(b) * output_depth;
     if (row_views) {
       const int8_t* x = in.Read(in_at, accum_depth, in_scratch);
+#if TFLM_VMCU_DSP
+      const bool extended_once = filter_offset == 0 && accum_depth <= kInScratch;
+      if (extended_once) dsp::Extend(x, accum_depth, input_offset, extended);
+#endif
       for (int q = 0; q < output_depth; q += out_step) {
         const int m = output_depth - q < out_step ? output_depth - q : out_step;
         int8_t* dst = out.BeginWrite(out_at + q, m, out_scratch);
         const int8_t* w = filter + static_cast<size_t>(q) * accum_depth;
+#if TFLM_VMCU_DSP
+        RowOutputs(d, x, w, bias_data, q, m, extended, extended_once, dst);
+#else
         for (int oc = q; oc < q + m; ++oc, w += accum_depth) {
           const int32_t acc = filter_offset == 0
                                   ? Dot<false>(x, w, accum_depth, input_offset, 0)
                                   : Dot<true>(x, w, accum_depth, input_offset, filter_offset);
           dst[oc - q] = Requantize(d, acc, bias_data, oc);
         }
+#endif
         out.EndWrite(out_at + q, m, dst);
       }
     } else {
@@ -230,7 +305,12 @@ Status FullyConnectedEval(OpContext& ctx) {
         for (int i = 0; i < accum_depth; i += kInScratch) {
           const int n = accum_depth - i < kInScratch ? accum_depth - i : kInScratch;
           const int8_t* x = in.Read(in_at + i, n, in_scratch);
+#if TFLM_VMCU_DSP
+          acc += filter_offset == 0 ? dsp::Dot<false>(x, w + i, n, input_offset, 0)
+                                    : dsp::Dot<true>(x, w + i, n, input_offset, filter_offset);
+#else
           for (int k = 0; k < n; ++k) acc += (w[i + k] + filter_offset) * (x[k] + input_offset);
+#endif
         }
         out.WriteByte(out_at + oc, Requantize(d, acc, bias_data, oc));
       }
