@@ -1,5 +1,6 @@
 #include "kernels/conv_common.h"
 
+#include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
 
 namespace tflm_vmcu {
@@ -15,6 +16,33 @@ void ChannelMultiplier(double input_scale, double filter_scale, double output_sc
 }
 
 }  // namespace
+
+Status CheckConvOperands(OpContext& ctx) {
+  const OpOptions& opt = ctx.options();
+  const Tensor* input = ctx.input(0);
+  const Tensor* filter = ctx.input(1);
+  const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
+  const Tensor* output = ctx.output(0);
+  Status s;
+  if ((s = ExpectInt8Activation(ctx, input, "input")) != Status::kOk) return s;
+  if ((s = ExpectInt8Activation(ctx, output, "output")) != Status::kOk) return s;
+  if ((s = ExpectType(ctx, filter, DType::kInt8, "filter")) != Status::kOk) return s;
+  if (bias != nullptr && (s = ExpectType(ctx, bias, DType::kInt32, "bias")) != Status::kOk) {
+    return s;
+  }
+  if ((s = ExpectFusedActivation(ctx, opt.activation)) != Status::kOk) return s;
+
+  if (input->shape.rank != 4 || filter->shape.rank != 4 || output->shape.rank != 4) {
+    return ctx.Fail(Status::kInvalidShape,
+                    "expects 4-D input, filter and output, got ranks %d, %d and %d",
+                    input->shape.rank, filter->shape.rank, output->shape.rank);
+  }
+  if (opt.stride_h <= 0 || opt.stride_w <= 0 || opt.dilation_h <= 0 || opt.dilation_w <= 0) {
+    return ctx.Fail(Status::kInvalidModel, "stride %dx%d and dilation %dx%d must be positive",
+                    opt.stride_h, opt.stride_w, opt.dilation_h, opt.dilation_w);
+  }
+  return Status::kOk;
+}
 
 Status ComputeChannelMultipliers(OpContext& ctx, const Tensor& input, const Tensor& filter,
                                  const Tensor& output, int32_t num_channels,

@@ -19,6 +19,11 @@ inline void ValidTaps(int origin, int dilation, int taps, int size, int* start, 
   *end = e;
 }
 
+// Operand checks shared by CONV_2D and DEPTHWISE_CONV_2D: int8 activations, an int8
+// filter, an optional int32 bias, a supported fused activation, 4-D shapes, and positive
+// strides and dilations.
+Status CheckConvOperands(OpContext& ctx);
+
 // TFLM's PopulateConvolutionQuantizationParams (int8): per-channel filter scales, or one
 // per-tensor scale broadcast over the channels; effective scale computed in double.
 // When the compiled model carries the same values (the plan's op data, in flash), the

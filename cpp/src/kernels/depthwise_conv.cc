@@ -37,19 +37,7 @@ Status DepthwisePrepare(OpContext& ctx) {
   const Tensor* filter = ctx.input(1);
   const Tensor* bias = ctx.num_inputs() > 2 ? ctx.input(2) : nullptr;
   const Tensor* output = ctx.output(0);
-  if ((s = ExpectInt8Activation(ctx, input, "input")) != Status::kOk) return s;
-  if ((s = ExpectInt8Activation(ctx, output, "output")) != Status::kOk) return s;
-  if ((s = ExpectType(ctx, filter, DType::kInt8, "filter")) != Status::kOk) return s;
-  if (bias != nullptr && (s = ExpectType(ctx, bias, DType::kInt32, "bias")) != Status::kOk) {
-    return s;
-  }
-  if ((s = ExpectFusedActivation(ctx, opt.activation)) != Status::kOk) return s;
-
-  if (input->shape.rank != 4 || filter->shape.rank != 4 || output->shape.rank != 4) {
-    return ctx.Fail(Status::kInvalidShape,
-                    "expects 4-D input, filter and output, got ranks %d, %d and %d",
-                    input->shape.rank, filter->shape.rank, output->shape.rank);
-  }
+  if ((s = CheckConvOperands(ctx)) != Status::kOk) return s;
   const int32_t batches = input->shape.dims[0];
   const int32_t in_h = input->shape.dims[1];
   const int32_t in_w = input->shape.dims[2];
@@ -57,10 +45,6 @@ Status DepthwisePrepare(OpContext& ctx) {
   const int32_t f_h = filter->shape.dims[1];
   const int32_t f_w = filter->shape.dims[2];
   const int32_t out_d = filter->shape.dims[3];
-  if (opt.stride_h <= 0 || opt.stride_w <= 0 || opt.dilation_h <= 0 || opt.dilation_w <= 0) {
-    return ctx.Fail(Status::kInvalidModel, "stride %dx%d and dilation %dx%d must be positive",
-                    opt.stride_h, opt.stride_w, opt.dilation_h, opt.dilation_w);
-  }
   if (filter->shape.dims[0] != 1 || f_h <= 0 || f_w <= 0 || out_d <= 0) {
     return ctx.Fail(Status::kInvalidShape,
                     "filter '%s' has shape [%d,%d,%d,%d], expected "
