@@ -1,6 +1,6 @@
 """Bare-metal firmware under QEMU: every model runs bit-exact on Cortex-M4 and Cortex-M7,
-with its ring plan and with a flat plan; the instruction-count plugin is exact and
-repeatable.
+with its ring plan and with a flat plan, and with the portable kernels (--no-dsp); the
+instruction-count plugin is exact and repeatable.
 
 The QEMU tests need arm-none-eabi-gcc (with newlib), CMake and qemu-system-arm, and are
 skipped with a message when one is missing. The runtime library is built once per core;
@@ -25,6 +25,7 @@ from tflm_vmcu.firmware import (
     BOARD_RAM_BYTES,
     BOARDS,
     FAULT_BASE,
+    NO_DSP_FLAG,
     PLUGIN_METHOD,
     HostRun,
     InstructionCounts,
@@ -35,7 +36,9 @@ from tflm_vmcu.firmware import (
     build_plugin,
     check_fits,
     check_tools,
+    configure,
     count_instructions,
+    default_build_dir,
     firmware,
     flat_plan,
     host_compiler,
@@ -81,6 +84,14 @@ def build_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         build_library(d, cpu)
         dirs[cpu] = d
     return dirs
+
+
+@pytest.fixture(scope="session")
+def nodsp_build_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A Cortex-M4 build folder with the portable kernels (--no-dsp), library built."""
+    d = tmp_path_factory.mktemp("firmware-cortex-m4-nodsp")
+    build_library(d, "cortex-m4", dsp=False)
+    return d
 
 
 @pytest.mark.qemu
@@ -291,6 +302,55 @@ def test_cli_flat_plan_json(
         assert out["ops"][0]["instructions_per_mac"] > 0
 
 
+def _mnemonics(elf: Path) -> set[str]:
+    out = subprocess.run(
+        ["arm-none-eabi-objdump", "-d", "--no-show-raw-insn", str(elf)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {parts[1] for line in out.stdout.splitlines() if len(parts := line.split()) > 1}
+
+
+@pytest.mark.qemu
+@requires_tools
+def test_no_dsp_runs_the_portable_kernels_bit_exact(
+    build_dirs: dict[str, Path],
+    nodsp_build_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`--no-dsp` on Cortex-M4: the runtime is built without the DSP loops (no SMLAD in
+    the ELF), runs bit-exact, and takes more instructions than the DSP build."""
+    model = _model("op_conv_2d.tflite")
+    parser = argparse.ArgumentParser()
+    add_firmware_parser(parser.add_subparsers(dest="command", required=True))
+    cmd = ["firmware", str(model), "--cpu", "cortex-m4", "--run", "--json", "--no-dsp"]
+    cmd += ["--out", str(tmp_path), "--build-dir", str(nodsp_build_dir)]
+    args = parser.parse_args(cmd)
+    assert args.func(args) == 0
+    portable = json.loads(capsys.readouterr().out)
+    assert portable["bit_exact"] is True
+    assert portable["dsp"] is False
+    assert Path(portable["elf"]).name == "op_conv_2d-cortex-m4-nodsp.elf"
+
+    dsp = firmware(
+        model, "cortex-m4", build_dir=build_dirs["cortex-m4"], out_dir=tmp_path, host=_host(model)
+    )
+    assert dsp.bit_exact, dsp.console
+    assert dsp.dsp is True
+    assert Path(dsp.elf).name == "op_conv_2d-cortex-m4.elf"
+    assert dsp.instructions is not None
+    assert portable["instructions"] > dsp.instructions
+    assert "smlad" in _mnemonics(Path(dsp.elf))
+    assert "smlad" not in _mnemonics(Path(portable["elf"]))
+    if host_compiler() is not None:  # exact per-op counts: every conv layer is slower
+        assert len(portable["ops"]) == len(dsp.ops) == 7
+        for p, d in zip(portable["ops"], dsp.ops, strict=True):
+            assert p["opcode"] == d.opcode == "CONV_2D"
+            assert p["instructions"] > d.instructions, p["index"]
+
+
 @pytest.mark.qemu
 @requires_tools
 def test_without_the_plugin_the_count_falls_back_to_icount(
@@ -355,6 +415,38 @@ def test_missing_qemu_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.Mo
     check_tools(run=False)
     with pytest.raises(TflmVmcuError, match=r"^qemu-system-arm not found: install"):
         check_tools(run=True)
+
+
+def test_build_folder_is_not_shared_between_dsp_and_portable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The kernel setting is fixed when a folder is configured: the default folders differ,
+    and a folder configured for one setting is refused for the other (before cmake runs)."""
+    assert default_build_dir(tmp_path, "cortex-m4") == tmp_path / "build-cortex-m4"
+    assert default_build_dir(tmp_path, "cortex-m4", False) == tmp_path / "build-cortex-m4-nodsp"
+    bin_dir = tmp_path / "bin"
+    _fake_tools(bin_dir, ["arm-none-eabi-gcc", "arm-none-eabi-g++", "arm-none-eabi-size", "cmake"])
+    monkeypatch.setenv("PATH", str(bin_dir))
+    flags = "-mthumb -mcpu=cortex-m4 -mfloat-abi=hard -mfpu=fpv4-sp-d16 -ffunction-sections"
+    for dsp, extra in ((True, ""), (False, NO_DSP_FLAG)):
+        build = tmp_path / f"build-{dsp}"
+        build.mkdir()
+        (build / "CMakeCache.txt").write_text(
+            f"TFLM_VMCU_CPU:STRING=cortex-m4\nTFLM_VMCU_EXTRA_FLAGS:STRING={extra}\n"
+            f"CMAKE_CXX_FLAGS:STRING={flags} {extra}\n"
+        )
+        other = "DSP kernels" if dsp else "portable kernels"
+        with pytest.raises(TflmVmcuError, match=f"configured for the {other}"):
+            configure(build, "cortex-m4", dsp=not dsp)
+        with pytest.raises(TflmVmcuError, match="configured for cortex-m4, not cortex-m7"):
+            configure(build, "cortex-m7", dsp=dsp)
+
+
+def test_cli_no_dsp_flag() -> None:
+    parser = argparse.ArgumentParser()
+    add_firmware_parser(parser.add_subparsers(dest="command", required=True))
+    assert parser.parse_args(["firmware", "m.tflite"]).dsp is True
+    assert parser.parse_args(["firmware", "m.tflite", "--no-dsp"]).dsp is False
 
 
 def test_unknown_cpu() -> None:

@@ -5,9 +5,17 @@ QEMU on an MPS2 board. The firmware compares its output with the host's bit for 
 exits 0 only on a match.
 
     tflm-vmcu firmware MODEL --cpu cortex-m4 --run [--json] [--out DIR] [--plan ring|flat]
+                             [--no-dsp]
 
 A build folder holds the runtime library and the startup code compiled once for one core;
 each further model only recompiles main.cc and relinks (pass the same --build-dir).
+
+On cores with the Armv7E-M DSP extension (Cortex-M4, M7), CONV_2D, DEPTHWISE_CONV_2D and
+FULLY_CONNECTED use their DSP loops (cpp/src/kernels/dsp.h). --no-dsp builds the runtime
+with -DTFLM_VMCU_NO_DSP (through TFLM_VMCU_EXTRA_FLAGS), so the same core runs the portable
+loops, e.g. to compare the two. The setting is fixed when a build folder is configured: the
+default folder is named after it (build-CPU or build-CPU-nodsp), and a --build-dir
+configured for the other setting is refused.
 
 Instruction counts are exact: QEMU runs with a TCG plugin (tools/qemu_insn_plugin) that
 adds one to a counter before every executed instruction and logs the counter whenever
@@ -66,6 +74,10 @@ DEFAULT_TIMEOUT_S = 120.0
 # the same runtime and kernels.
 PLANS = ("ring", "flat")
 FLAT_SEGMENT_BYTES = 16  # flat plan: tensors 16-byte aligned, as TFLM's planner
+# Cores with the Armv7E-M DSP extension: their kernels use the DSP loops unless the
+# runtime is built with NO_DSP_FLAG (firmware(dsp=False), `--no-dsp`).
+DSP_CPUS = frozenset({"cortex-m4", "cortex-m7", "cortex-m33", "cortex-m55"})
+NO_DSP_FLAG = "-DTFLM_VMCU_NO_DSP"
 
 # Exit codes of the firmware (firmware/firmware.h).
 EXIT_CODES = {
@@ -331,19 +343,53 @@ def _cached(build_dir: Path, name: str) -> str | None:
     return m.group(1) if m else None
 
 
+def _cached_dsp(build_dir: Path) -> bool | None:
+    """False when the folder's compiler flags carry NO_DSP_FLAG (portable kernels), True
+    when they do not, None when the folder is not configured."""
+    flags = _cached(build_dir, "CMAKE_CXX_FLAGS")
+    if flags is None:
+        flags = _cached(build_dir, "TFLM_VMCU_EXTRA_FLAGS")
+    if flags is None:
+        return None
+    return NO_DSP_FLAG not in flags.split()
+
+
+def _kernels(dsp: bool) -> str:
+    return "DSP kernels" if dsp else f"portable kernels ({NO_DSP_FLAG})"
+
+
+def default_build_dir(out: Path, cpu: str, dsp: bool = True) -> Path:
+    """The build folder `firmware()` uses under `out` when none is given: one per core and
+    kernel setting, so the two settings never share compiled objects."""
+    return out / (f"build-{cpu}" if dsp else f"build-{cpu}-nodsp")
+
+
 def configure(
-    build_dir: Path, cpu: str, build_type: str = "Release", stack_bytes: int = STACK_BYTES
+    build_dir: Path,
+    cpu: str,
+    build_type: str = "Release",
+    stack_bytes: int = STACK_BYTES,
+    dsp: bool = True,
 ) -> None:
     """Configures firmware/ for `cpu` in `build_dir` (once: later calls only check that
-    the folder was configured for the same core)."""
+    the folder was configured for the same core and kernel setting). With `dsp` False,
+    the runtime is compiled with NO_DSP_FLAG: the portable kernels, also on cores with
+    the DSP extension. The compiler flags are fixed at the first configure, so a folder
+    configured for the other setting is refused rather than reconfigured."""
     board = _board(cpu)
     check_tools(run=False)
     cached_cpu = _cached(build_dir, "TFLM_VMCU_CPU")
+    cached_dsp = _cached_dsp(build_dir)
     if cached_cpu is not None:
         if cached_cpu != cpu:
             raise TflmVmcuError(
                 f"build folder {build_dir} is configured for {cached_cpu}, not {cpu}: "
                 "use another --build-dir"
+            )
+        if cached_dsp is not None and cached_dsp != dsp:
+            raise TflmVmcuError(
+                f"build folder {build_dir} is configured for the {_kernels(cached_dsp)}, "
+                f"not the {_kernels(dsp)}: use another --build-dir"
             )
         if (
             _cached(build_dir, "CMAKE_BUILD_TYPE") == build_type
@@ -365,15 +411,18 @@ def configure(
         f"-DTFLM_VMCU_STACK_BYTES={stack_bytes}",
         f"-DTFLM_VMCU_FIRMWARE_GENERATED={build_dir / 'generated'}",
     ]
+    if cached_dsp is None:  # a new folder (a configured one keeps its flags, checked above)
+        cmd.append(f"-DTFLM_VMCU_EXTRA_FLAGS={'' if dsp else NO_DSP_FLAG}")
     if cached_cpu is None and shutil.which("ninja"):
         cmd += ["-G", "Ninja"]
     _run(cmd, "configuring the firmware (cmake)")
 
 
-def build_library(build_dir: Path, cpu: str, build_type: str = "Release") -> None:
-    """Builds the runtime library and the startup code for `cpu` in `build_dir`, so that
-    later models only compile main.cc and link."""
-    configure(build_dir, cpu, build_type)
+def build_library(build_dir: Path, cpu: str, build_type: str = "Release", dsp: bool = True) -> None:
+    """Builds the runtime library and the startup code for `cpu` in `build_dir` (with the
+    DSP kernels, or with `dsp` False the portable ones), so that later models only
+    compile main.cc and link."""
+    configure(build_dir, cpu, build_type, dsp=dsp)
     _run(
         ["cmake", "--build", str(build_dir), "--target", "tflm_vmcu", "fw_board", "--parallel"],
         "building the runtime library",
@@ -704,6 +753,7 @@ class FirmwareResult:
     host_state_bytes: int
     memory_block_bytes: int
     plan: str = "ring"
+    dsp: bool = True  # the kernels' DSP loops are compiled in (a DSP core, not --no-dsp)
     ran: bool = False
     bit_exact: bool | None = None
     exit_code: int | None = None
@@ -764,13 +814,16 @@ def firmware(
     host: HostRun | None = None,
     plan: str | None = None,
     count: bool = True,
+    dsp: bool = True,
 ) -> FirmwareResult:
     """Builds (and with `run`, runs under QEMU) the firmware for `model` on `cpu`.
 
     `out_dir` receives the headers and the ELF (a temporary folder when None);
-    `build_dir` is the CMake build folder, reusable across models for one core
-    (default: OUT_DIR/build-CPU). `host` reuses an earlier host_run(). `plan` is "ring"
-    (the default) or "flat" (see flat_plan()); with `host`, it must be the host's.
+    `build_dir` is the CMake build folder, reusable across models for one core and one
+    `dsp` setting (default: OUT_DIR/build-CPU, or OUT_DIR/build-CPU-nodsp). `host` reuses
+    an earlier host_run(). `plan` is "ring" (the default) or "flat" (see flat_plan());
+    with `host`, it must be the host's. With `dsp` False, the runtime is built with
+    NO_DSP_FLAG: the portable kernels, also on a core with the DSP extension.
     With `count`, instructions are counted exactly, per Invoke() and per operator, by
     the QEMU plugin (when a host C compiler can build it; else the SysTick estimate).
 
@@ -789,8 +842,8 @@ def firmware(
     check_fits(host, stack_bytes)
     host_seconds = time.perf_counter() - t0
     with _folder(out_dir) as out:
-        build = Path(build_dir) if build_dir is not None else out / f"build-{cpu}"
-        configure(build, cpu, build_type, stack_bytes)
+        build = Path(build_dir) if build_dir is not None else default_build_dir(out, cpu, dsp)
+        configure(build, cpu, build_type, stack_bytes, dsp)
         plugin_lib: Path | None = None
         no_count = "" if count else "not asked for"
         if run and count:
@@ -798,7 +851,7 @@ def firmware(
                 plugin_lib = build_plugin(build)
             except TflmVmcuError as exc:
                 no_count = str(exc).splitlines()[0]
-        step = (cpu, out, build, run, timeout, corrupt_expected, plugin_lib, no_count)
+        step = (cpu, out, build, run, timeout, corrupt_expected, plugin_lib, no_count, dsp)
         result = _build_and_run(host, *step)
         if (
             exact_memory
@@ -826,9 +879,11 @@ def _build_and_run(
     corrupt_expected: bool,
     plugin_lib: Path | None = None,
     no_count: str = "",
+    dsp: bool = True,
 ) -> FirmwareResult:
     """One build and run. With `plugin_lib`, QEMU counts instructions; `no_count` says
-    why there is no exact count otherwise (it falls back to the SysTick estimate)."""
+    why there is no exact count otherwise (it falls back to the SysTick estimate). `dsp`
+    is the build folder's kernel setting (configure())."""
     board = _board(cpu)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -837,7 +892,7 @@ def _build_and_run(
         if not target.is_file() or not filecmp.cmp(header, target, shallow=False):
             shutil.copyfile(header, target)
     _run(["cmake", "--build", str(build), "--parallel"], "building the firmware")
-    suffix = "" if host.plan == "ring" else f"-{host.plan}"
+    suffix = ("" if host.plan == "ring" else f"-{host.plan}") + ("" if dsp else "-nodsp")
     elf = out / f"{Path(host.name).stem}-{cpu}{suffix}.elf"
     shutil.copyfile(build / "firmware.elf", elf)
     seconds["build"] = time.perf_counter() - t0
@@ -851,6 +906,7 @@ def _build_and_run(
         host_state_bytes=host.state_bytes,
         memory_block_bytes=host.memory_bytes,
         plan=host.plan,
+        dsp=dsp and cpu in DSP_CPUS,
         seconds=seconds,
     )
     if not run:
@@ -914,7 +970,11 @@ def add_firmware_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--out", metavar="DIR", help="folder for the headers, ELF and build")
-    p.add_argument("--build-dir", metavar="DIR", help="CMake build folder to reuse (one per core)")
+    p.add_argument(
+        "--build-dir",
+        metavar="DIR",
+        help="CMake build folder to reuse (one per core and kernel setting)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the input (as validate)")
     p.add_argument(
         "--plan",
@@ -922,6 +982,13 @@ def add_firmware_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         default="ring",
         help="memory plan: ring (tflm-vmcu compile) or flat (tensor level: no overlaps, "
         "no wrap; same kernels)",
+    )
+    p.add_argument(
+        "--no-dsp",
+        dest="dsp",
+        action="store_false",
+        help=f"build the runtime with {NO_DSP_FLAG}: the portable conv, depthwise and fully "
+        "connected loops instead of the DSP ones on Cortex-M4/M7 (its own build folder)",
     )
     p.add_argument(
         "--no-count",
@@ -959,12 +1026,15 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         corrupt_expected=args.corrupt_expected,
         plan=args.plan,
         count=args.count,
+        dsp=args.dsp,
     )
     if args.json:
         print(json.dumps(result.to_json()))
     else:
+        kernels = "DSP" if result.dsp else "portable"
         print(
-            f"model: {result.model}  cpu: {result.cpu}  board: {result.board}  plan: {result.plan}"
+            f"model: {result.model}  cpu: {result.cpu}  board: {result.board}  "
+            f"plan: {result.plan}  kernels: {kernels}"
         )
         if result.elf:
             print(f"elf: {result.elf}")
