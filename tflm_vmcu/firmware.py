@@ -54,7 +54,7 @@ from .ir import Graph, Operator
 from .lifetimes import lifetimes
 from .plan_format import write_plan
 from .planner.plan import Placement, Plan
-from .planner.ring import _flat_plan
+from .planner.ring import flat_offsets
 from .quant import channel_params
 from .reader import load_bytes, read_model
 
@@ -182,7 +182,7 @@ def flat_plan(graph: Graph, segment_bytes: int = FLAT_SEGMENT_BYTES) -> Plan:
     do not meet share bytes, as in TFLM's planner. It carries the same precomputed
     per-channel parameters as the ring plan, so both plans run the same kernel code."""
     lts = {lt.tensor: lt for lt in lifetimes(graph)}
-    pool, offsets = _flat_plan(lts, segment_bytes)
+    pool, offsets = flat_offsets(lts, segment_bytes)
     placements = {
         t: Placement(t, graph.tensors[t].name, offsets[t], lt.nbytes, lt.first, lt.last)
         for t, lt in lts.items()

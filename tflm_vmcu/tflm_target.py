@@ -22,7 +22,7 @@ the gain.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -119,8 +119,6 @@ def compile_for_tflm(
 
 def _shift_one_overlap(graph: Graph, plan: Plan, shift: int) -> Plan:
     """Moves the output of the first op that overlaps its input `shift` bytes closer."""
-    from dataclasses import replace
-
     for op in graph.operators:
         out = plan.placements.get(op.outputs[0])
         for t in op.inputs:

@@ -210,7 +210,7 @@ def _try_place(
     return offset if place(0, list(offset)) else None
 
 
-def _flat_plan(lts: dict[int, Lifetime], seg: int) -> tuple[int, dict[int, int]]:
+def flat_offsets(lts: dict[int, Lifetime], seg: int) -> tuple[int, dict[int, int]]:
     """Tensor-level first fit (no overlaps), largest first: the fallback and upper bound."""
     order = sorted(lts, key=lambda t: (-lts[t].nbytes, t))
     placed: list[tuple[int, int, int]] = []  # (offset, size, tensor)
@@ -266,9 +266,9 @@ def plan_ring(
     bound, _ = segment_lower_bound(graph)
     best: Plan | None = None
     for seg in segments:
-        flat_pool, flat_offsets = _flat_plan(lts, seg)
+        flat_pool, offsets = flat_offsets(lts, seg)
         lo, hi = max(_ceil(bound, seg), seg), flat_pool
-        offsets, pool = flat_offsets, flat_pool
+        pool = flat_pool
         method = "tensor"
         # Bisection on the pool size (the greedy walk is not strictly monotone in it,
         # so this finds a small feasible size, not always the smallest).
