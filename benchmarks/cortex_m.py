@@ -39,6 +39,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from model_set import default_models
+
 from tflm_vmcu.errors import TflmVmcuError
 from tflm_vmcu.firmware import (
     BOARDS,
@@ -54,7 +56,6 @@ from tflm_vmcu.ir import Graph
 from tflm_vmcu.reader import read_model
 
 ROOT = Path(__file__).resolve().parent.parent
-UNSUPPORTED = {"tflm_keyword_scrambled_8bit.tflite"}
 CPUS = ("cortex-m4", "cortex-m7")
 # Models whose conv / depthwise / fully connected layers get a per-layer table (those
 # present among the models run).
@@ -119,14 +120,6 @@ def source_version() -> str:
     if not status:
         return f"commit {head}"
     return f"commit {head} with uncommitted changes to {len(status)} file(s)"
-
-
-def default_models() -> list[Path]:
-    shared = ROOT.parent / "shared" / "models"
-    paths = sorted((ROOT / "models").glob("*.tflite"))
-    if shared.is_dir():
-        paths += sorted(p for p in shared.glob("*.tflite") if p.name not in UNSUPPORTED)
-    return paths
 
 
 @cache

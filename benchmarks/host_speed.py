@@ -17,21 +17,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+from model_set import default_models
 from tflite_micro.python.tflite_micro import runtime as tflm_runtime
 
 import tflm_vmcu
 from tflm_vmcu.validate import make_inputs
-
-ROOT = Path(__file__).resolve().parent.parent
-UNSUPPORTED = {"tflm_keyword_scrambled_8bit.tflite"}
-
-
-def default_models() -> list[Path]:
-    shared = ROOT.parent / "shared" / "models"
-    paths = sorted((ROOT / "models").glob("*.tflite"))
-    if shared.is_dir():
-        paths += sorted(p for p in shared.glob("*.tflite") if p.name not in UNSUPPORTED)
-    return paths
 
 
 def time_model(path: Path, rounds: int) -> tuple[float, float]:

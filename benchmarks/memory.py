@@ -15,10 +15,11 @@ import argparse
 import csv
 from pathlib import Path
 
+from model_set import default_models
+
 from tflm_vmcu.report import build_report
 
 ROOT = Path(__file__).resolve().parent.parent
-UNSUPPORTED = {"tflm_keyword_scrambled_8bit.tflite"}
 COLUMNS = [
     ("model", "model"),
     ("ops", "ops"),
@@ -34,14 +35,6 @@ COLUMNS = [
     ("total_vs_tflm_total", "total/arena"),
     ("planning_seconds", "plan s"),
 ]
-
-
-def default_models() -> list[Path]:
-    shared = ROOT.parent / "shared" / "models"
-    paths = sorted((ROOT / "models").glob("*.tflite"))
-    if shared.is_dir():
-        paths += sorted(p for p in shared.glob("*.tflite") if p.name not in UNSUPPORTED)
-    return paths
 
 
 def fmt(key: str, value: object) -> str:

@@ -15,19 +15,12 @@ import argparse
 import csv
 from pathlib import Path
 
+from model_set import default_models
+
 from tflm_vmcu.tflm_check import compare_in_tflm
 from tflm_vmcu.tflm_target import compile_for_tflm
 
 ROOT = Path(__file__).resolve().parent.parent
-UNSUPPORTED = {"tflm_keyword_scrambled_8bit.tflite"}
-
-
-def default_models() -> list[Path]:
-    shared = ROOT.parent / "shared" / "models"
-    paths = sorted((ROOT / "models").glob("*.tflite"))
-    if shared.is_dir():
-        paths += sorted(p for p in shared.glob("*.tflite") if p.name not in UNSUPPORTED)
-    return paths
 
 
 def main() -> None:
