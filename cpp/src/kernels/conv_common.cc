@@ -37,9 +37,13 @@ Status CheckConvOperands(OpContext& ctx) {
                     "expects 4-D input, filter and output, got ranks %d, %d and %d",
                     input->shape.rank, filter->shape.rank, output->shape.rank);
   }
-  if (opt.stride_h <= 0 || opt.stride_w <= 0 || opt.dilation_h <= 0 || opt.dilation_w <= 0) {
-    return ctx.Fail(Status::kInvalidModel, "stride %dx%d and dilation %dx%d must be positive",
-                    opt.stride_h, opt.stride_w, opt.dilation_h, opt.dilation_w);
+  const int32_t params[4] = {opt.stride_h, opt.stride_w, opt.dilation_h, opt.dilation_w};
+  for (int32_t v : params) {
+    if (v <= 0 || v > kMaxWindowParameter) {
+      return ctx.Fail(Status::kInvalidModel,
+                      "stride %dx%d and dilation %dx%d must be between 1 and %d", opt.stride_h,
+                      opt.stride_w, opt.dilation_h, opt.dilation_w, kMaxWindowParameter);
+    }
   }
   return Status::kOk;
 }

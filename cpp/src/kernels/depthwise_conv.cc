@@ -51,7 +51,7 @@ Status DepthwisePrepare(OpContext& ctx) {
                     "[1,height,width,channels]",
                     filter->name, filter->shape.dims[0], f_h, f_w, out_d);
   }
-  if (opt.depth_multiplier <= 0 || in_d * opt.depth_multiplier != out_d) {
+  if (opt.depth_multiplier <= 0 || int64_t{in_d} * opt.depth_multiplier != out_d) {
     return ctx.Fail(Status::kInvalidShape,
                     "input channels %d * depth multiplier %d != filter '%s' channels %d", in_d,
                     opt.depth_multiplier, filter->name, out_d);

@@ -7,20 +7,31 @@
 
 namespace tflm_vmcu {
 
-// TFLM's ComputeOutSize / ComputePadding (tensorflow/lite/kernels/padding.h).
+// Largest stride, dilation or pooling window accepted: far beyond any real model, small
+// enough that index arithmetic on tensor dimensions (at most 2^24) stays within int32.
+constexpr int32_t kMaxWindowParameter = 1 << 6;
+
+// TFLM's ComputeOutSize / ComputePadding (tensorflow/lite/kernels/padding.h), computed
+// in 64 bits: a hostile model's stride or dilation must not overflow (same results for
+// every valid model). Results are clamped to [-1, INT32_MAX]; callers reject sizes <= 0.
+inline int ClampSize(int64_t v) {
+  return v < -1 ? -1 : (v > INT32_MAX ? INT32_MAX : static_cast<int>(v));
+}
+
 inline int ComputeOutSize(Padding padding, int image_size, int filter_size, int stride,
                           int dilation_rate) {
-  const int effective_filter_size = (filter_size - 1) * dilation_rate + 1;
+  const int64_t effective_filter_size = static_cast<int64_t>(filter_size - 1) * dilation_rate + 1;
   if (stride == 0) return 0;
-  if (padding == Padding::kSame) return (image_size + stride - 1) / stride;
-  return (image_size + stride - effective_filter_size) / stride;
+  if (padding == Padding::kSame) return ClampSize((int64_t{image_size} + stride - 1) / stride);
+  return ClampSize((int64_t{image_size} + stride - effective_filter_size) / stride);
 }
 
 inline int ComputePadding(int stride, int dilation_rate, int in_size, int filter_size,
                           int out_size) {
-  const int effective_filter_size = (filter_size - 1) * dilation_rate + 1;
-  const int padding = ((out_size - 1) * stride + effective_filter_size - in_size) / 2;
-  return padding > 0 ? padding : 0;
+  const int64_t effective_filter_size = static_cast<int64_t>(filter_size - 1) * dilation_rate + 1;
+  const int64_t padding =
+      (static_cast<int64_t>(out_size - 1) * stride + effective_filter_size - in_size) / 2;
+  return padding > 0 ? ClampSize(padding) : 0;
 }
 
 // Allocates persistent op data of type T in Prepare and stores it in the context.

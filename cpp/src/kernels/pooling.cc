@@ -57,9 +57,12 @@ Status PoolPrepare(OpContext& ctx) {
     return ctx.Fail(Status::kInvalidShape, "expects 4-D input and output, got ranks %d and %d",
                     input->shape.rank, output->shape.rank);
   }
-  if (opt.stride_h <= 0 || opt.stride_w <= 0 || opt.filter_h <= 0 || opt.filter_w <= 0) {
-    return ctx.Fail(Status::kInvalidModel, "stride %dx%d and filter %dx%d must be positive",
-                    opt.stride_h, opt.stride_w, opt.filter_h, opt.filter_w);
+  if (opt.stride_h <= 0 || opt.stride_w <= 0 || opt.filter_h <= 0 || opt.filter_w <= 0 ||
+      opt.stride_h > kMaxWindowParameter || opt.stride_w > kMaxWindowParameter ||
+      opt.filter_h > (1 << 16) || opt.filter_w > (1 << 16)) {
+    return ctx.Fail(Status::kInvalidModel,
+                    "stride %dx%d must be between 1 and %d, filter %dx%d between 1 and 65536",
+                    opt.stride_h, opt.stride_w, kMaxWindowParameter, opt.filter_h, opt.filter_w);
   }
   const int32_t in_h = input->shape.dims[1];
   const int32_t in_w = input->shape.dims[2];
