@@ -261,7 +261,7 @@ Status Interpreter::InitTensors() {
                     DTypeName(info.type));
       t.bytes = info.data_bytes;  // opaque constant; kernels reject it if they read it
     } else {
-      if (count * static_cast<int64_t>(elem) > 0x7fffffff)
+      if (count > 0x7fffffff / static_cast<int64_t>(elem))
         return Fail(Status::kInvalidModel, "tensor '%s' is larger than 2 GiB", info.name);
       t.bytes = static_cast<size_t>(count) * elem;
     }

@@ -31,9 +31,14 @@ struct Shape {
   int32_t dims[kMaxRank] = {};
 
   int32_t Dim(int i) const { return dims[i]; }
+  // Number of elements; saturates at 2^62 (a hostile shape must not overflow).
   int64_t FlatSize() const {
+    constexpr int64_t kLimit = int64_t{1} << 62;
     int64_t n = 1;
-    for (int i = 0; i < rank; ++i) n *= dims[i];
+    for (int i = 0; i < rank; ++i) {
+      if (dims[i] != 0 && n > kLimit / dims[i]) return kLimit;
+      n *= dims[i];
+    }
     return n;
   }
   bool operator==(const Shape& o) const {
