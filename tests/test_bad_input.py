@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MODELS, require_shared
+from bad_input_catalogue import CASES, outcome, table
+from conftest import MODELS, ROOT, require_shared
 
 import tflm_vmcu
 from tflm_vmcu import ModelError, OutOfMemoryError, TflmVmcuError, UnsupportedError
@@ -140,3 +141,15 @@ def test_plan_from_another_model_is_refused() -> None:
     graph = tflm_vmcu.read_model(target)
     with pytest.raises(ModelError, match="belongs to another model"):
         read_plan(graph)
+
+
+@pytest.mark.parametrize(("what", "make"), CASES, ids=[c[0] for c in CASES])
+def test_catalogued_bad_input_is_refused(what: str, make: object) -> None:
+    kind, message = outcome(make)  # type: ignore[arg-type]
+    assert kind != "accepted", f"{what}: accepted"
+    assert message
+
+
+def test_docs_table_is_what_the_runtime_says() -> None:
+    doc = (ROOT / "docs" / "BAD_INPUT.md").read_text()
+    assert table() in doc, "docs/BAD_INPUT.md is stale: python tests/bad_input_catalogue.py"

@@ -107,7 +107,7 @@ class Interpreter:
             "name": d["name"],
             "index": d["index"],
             "shape": np.array(d["shape"], dtype=np.int32),
-            "shape_tuple": tuple(d["shape"]),
+            "shape_tuple": tuple(int(n) for n in d["shape"]),
             "dtype": dtype,
             "quantization": (d["scale"], d["zero_point"]),
             "bytes": d["bytes"],
@@ -134,7 +134,7 @@ class Interpreter:
             raise TflmVmcuError(f"tensor '{d['name']}' expects dtype {want}, got {arr.dtype}")
         if arr.shape != d["shape_tuple"]:
             raise TflmVmcuError(
-                f"tensor '{d['name']}' expects shape {tuple(d['shape'])}, got {arr.shape}"
+                f"tensor '{d['name']}' expects shape {d['shape_tuple']}, got {arr.shape}"
             )
         self._rt.set_bytes(index, np.ascontiguousarray(arr))
 

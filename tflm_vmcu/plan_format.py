@@ -116,7 +116,7 @@ def write_metadata(model: bytes, name: str, payload: bytes | None) -> bytes:
     m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
     m.metadata = [md for md in (m.metadata or []) if _name(md) != name]
     if payload is None:
-        return _pack(m, len(model))
+        return pack_model(m, len(model))
     buf = schema.BufferT()
     buf.data = np.frombuffer(payload, dtype=np.uint8)
     m.buffers.append(buf)
@@ -124,10 +124,11 @@ def write_metadata(model: bytes, name: str, payload: bytes | None) -> bytes:
     md.name = name
     md.buffer = len(m.buffers) - 1
     m.metadata.append(md)
-    return _pack(m, len(model) + len(payload))
+    return pack_model(m, len(model) + len(payload))
 
 
-def _pack(m: schema.ModelT, size_hint: int) -> bytes:
+def pack_model(m: schema.ModelT, size_hint: int) -> bytes:
+    """A model object as .tflite bytes, buffers 16-byte aligned (TFLM's own alignment tool)."""
     builder = flatbuffers.Builder(size_hint + 1024)
     builder.Finish(m.Pack(builder), file_identifier=b"TFL3")
     with tempfile.TemporaryDirectory() as tmp:

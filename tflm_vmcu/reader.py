@@ -64,7 +64,10 @@ def read_model(source: str | Path | bytes | bytearray) -> Graph:
     except ModelError:
         raise
     except Exception as exc:  # the flatbuffers reader fails with assorted errors
-        raise ModelError(f"corrupt .tflite model: {type(exc).__name__}: {exc}") from None
+        raise ModelError(
+            f"corrupt .tflite model: an offset or length leads outside the {len(data)}-byte "
+            f"file or into the wrong kind of data (is it truncated?); reader said: {exc}"
+        ) from None
 
 
 def _read(data: bytes) -> Graph:

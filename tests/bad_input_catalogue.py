@@ -1,0 +1,204 @@
+"""Every kind of bad input tried against the runtime, and what the user sees.
+
+Each case builds one bad input (a file, a plan, a memory block or a tensor) and feeds it
+to the runtime through the Python API. `python tests/bad_input_catalogue.py` prints the
+table in docs/BAD_INPUT.md; tests/test_bad_input.py checks that the table is what the
+runtime really says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+import tflm_vmcu
+from tflm_vmcu.compiler import compile_bytes
+from tflm_vmcu.plan_format import PLAN_METADATA, write_metadata, write_plan
+from tflm_vmcu.synth import ModelBuilder
+
+MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
+def _conv(**changes: object) -> bytes:
+    """A 1x8x8x4 -> CONV_2D 3x3 (6 filters) -> RELU model; `changes` edits tensors after
+    building the graph (key: "<tensor index>.<field>")."""
+    b = ModelBuilder(seed=11)
+    y = b.unary("RELU", b.conv2d(b.input([1, 8, 8, 4]), 6))
+    for key, value in changes.items():
+        index, field = key.split(".")
+        setattr(b.tensors[int(index)], field, value)
+    return b.build([y])
+
+
+def _half(data: bytes) -> bytes:
+    return data[: len(data) // 2]
+
+
+def _with_op(name: str, options: object = None, kind: str | None = None) -> bytes:
+    b = ModelBuilder(seed=12)
+    x = b.input([1, 4, 4, 2])
+    out = b._activation([1, 4, 4, 2], 0.02, 0)
+    b._op(name, [x], [out], options, kind)
+    return b.build([out])
+
+
+def _quant(scale: list[float], zero_point: list[int]) -> schema.QuantizationParametersT:
+    q = schema.QuantizationParametersT()
+    q.scale, q.zeroPoint = scale, zero_point
+    return q
+
+
+def _edit_op(data: bytes, edit: Callable[[schema.OperatorT], None]) -> bytes:
+    from tflm_vmcu.plan_format import pack_model
+
+    m = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    edit(m.subgraphs[0].operators[0])
+    return pack_model(m, len(data))
+
+
+def _set_options(op: schema.OperatorT, **fields: int) -> None:
+    for k, v in fields.items():
+        setattr(op.builtinOptions, k, v)
+
+
+def _foreign_plan() -> bytes:
+    donor = compile_bytes((MODELS / "op_relu.tflite").read_bytes()).model
+    payload = tflm_vmcu.read_model(donor).metadata[PLAN_METADATA]
+    return write_metadata((MODELS / "op_relu6.tflite").read_bytes(), PLAN_METADATA, payload)
+
+
+def _plan_edit(edit: Callable[[tflm_vmcu.planner.plan.Plan], object]) -> bytes:
+    data = _conv()
+    plan = compile_bytes(data).plan
+    return write_plan(data, edit(plan))  # type: ignore[arg-type]
+
+
+def _bad_plan_version() -> bytes:
+    data = compile_bytes(_conv()).model
+    payload = bytearray(tflm_vmcu.read_model(data).metadata[PLAN_METADATA])
+    payload[4:8] = struct.pack("<I", 99)
+    return write_metadata(data, PLAN_METADATA, bytes(payload))
+
+
+def _placement_outside_pool(plan: tflm_vmcu.planner.plan.Plan) -> object:
+    t, p = next(iter(plan.placements.items()))
+    moved = dataclasses.replace(p, offset=plan.pool_bytes * 4)
+    return dataclasses.replace(plan, placements={**plan.placements, t: moved})
+
+
+def _run_with(memory: int | None = None, inputs: list[np.ndarray] | None = None) -> object:
+    interp = tflm_vmcu.Interpreter(_conv(), memory_bytes=memory)
+    for d, a in zip(interp.get_input_details(), inputs or [], strict=False):
+        interp.set_tensor(d["index"], a)
+    return interp
+
+
+# (what is wrong, how to make it)
+CASES: list[tuple[str, Callable[[], object]]] = [
+    ("Empty file", lambda: tflm_vmcu.Interpreter(b"")),
+    ("Text, not a flatbuffer", lambda: tflm_vmcu.Interpreter(b"this is not a model" * 4)),
+    ("Missing file", lambda: tflm_vmcu.Interpreter("/nonexistent/model.tflite")),
+    ("File cut to half its length", lambda: tflm_vmcu.Interpreter(_half(_conv()))),
+    (
+        "Root offset points past the end",
+        lambda: tflm_vmcu.Interpreter(struct.pack("<I", 1 << 30) + _conv()[4:]),
+    ),
+    ("Unsupported builtin op (TANH)", lambda: tflm_vmcu.Interpreter(_with_op("TANH"))),
+    (
+        "Float32 activation in an int8 kernel",
+        lambda: tflm_vmcu.Interpreter(_conv(**{"0.type": schema.TensorType.FLOAT32})),
+    ),
+    (
+        "Activation without quantisation parameters",
+        lambda: tflm_vmcu.Interpreter(_conv(**{"0.quantization": None})),
+    ),
+    (
+        "Zero point outside int8",
+        lambda: tflm_vmcu.Interpreter(_conv(**{"3.quantization": _quant([0.1], [300])})),
+    ),
+    (
+        "Weights shape larger than their buffer",
+        lambda: tflm_vmcu.Interpreter(_conv(**{"1.shape": [6, 30, 30, 4]})),
+    ),
+    (
+        "Bias with the wrong element count",
+        lambda: tflm_vmcu.Interpreter(
+            _conv(**{"2.shape": [5], "2.quantization": _quant([1e-4] * 5, [0] * 5)})
+        ),
+    ),
+    (
+        "Output shape that does not follow from the op",
+        lambda: tflm_vmcu.Interpreter(_conv(**{"3.shape": [1, 8, 7, 6]})),
+    ),
+    (
+        "Tensor of more than 2 GiB",
+        lambda: tflm_vmcu.Interpreter(_conv(**{"4.shape": [1, 65536, 65536, 6]})),
+    ),
+    (
+        "Operand index outside the tensor list",
+        lambda: tflm_vmcu.Interpreter(_edit_op(_conv(), lambda op: op.inputs.__setitem__(0, 99))),
+    ),
+    (
+        "Operator writes a constant tensor",
+        lambda: tflm_vmcu.Interpreter(_edit_op(_conv(), lambda op: op.outputs.__setitem__(0, 1))),
+    ),
+    (
+        "Stride of 0",
+        lambda: tflm_vmcu.Interpreter(_edit_op(_conv(), lambda op: _set_options(op, strideH=0))),
+    ),
+    (
+        "Dilation of 1000",
+        lambda: tflm_vmcu.Interpreter(
+            _edit_op(_conv(), lambda op: _set_options(op, dilationWFactor=1000))
+        ),
+    ),
+    (
+        "Unsupported fused activation (TANH)",
+        lambda: tflm_vmcu.Interpreter(
+            _edit_op(_conv(), lambda op: _set_options(op, fusedActivationFunction=4))
+        ),
+    ),
+    ("Plan compiled for another model", lambda: tflm_vmcu.Interpreter(_foreign_plan())),
+    ("Plan of an unknown format version", lambda: tflm_vmcu.Interpreter(_bad_plan_version())),
+    (
+        "Plan that places a tensor outside the pool",
+        lambda: tflm_vmcu.Interpreter(_plan_edit(_placement_outside_pool)),
+    ),
+    (
+        "Plan with a pool too small for its tensors",
+        lambda: tflm_vmcu.Interpreter(_plan_edit(lambda p: dataclasses.replace(p, pool_bytes=64))),
+    ),
+    ("Memory block too small", lambda: _run_with(memory=1000)),
+    (
+        "Input of the wrong dtype",
+        lambda: _run_with(inputs=[np.zeros((1, 8, 8, 4), np.float32)]),
+    ),
+    ("Input of the wrong shape", lambda: _run_with(inputs=[np.zeros((1, 8, 4), np.int8)])),
+]
+
+
+def outcome(make: Callable[[], object]) -> tuple[str, str]:
+    """(exception type, message), or ("accepted", "") when nothing was refused."""
+    try:
+        make()
+    except tflm_vmcu.TflmVmcuError as exc:
+        return type(exc).__name__, str(exc)
+    return "accepted", ""
+
+
+def table() -> str:
+    rows = ["| Bad input | Exception | Message |", "|---|---|---|"]
+    for what, make in CASES:
+        kind, message = outcome(make)
+        rows.append(f"| {what} | `{kind}` | {message.replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    sys.stdout.write(table())
