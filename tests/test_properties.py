@@ -270,3 +270,18 @@ def test_session_reports_a_failing_model_and_recovers(tflm: TflmSession) -> None
     with pytest.raises(TflmVmcuError, match="tflite-micro runtime failed"):
         tflm.run(b"not a model" * 10, inputs)
     assert tflm.run(model, inputs).outputs[0][0].tolist() == [[0, 0, 0, 1]]
+
+
+def test_fully_connected_multiplier_uses_the_double_product(tflm: TflmSession) -> None:
+    """Found by the property tests: TFLM multiplies input and filter scales in double; the
+    float product rounds this accumulator (-6565) to -15 instead of TFLM's -14."""
+    b = ModelBuilder(seed=5)
+    y = b.fully_connected(b.input([1, 1], scale=1.06989586353302), 1)
+    b.tensors[y].quantization.scale = [5.552349090576172]
+    b.tensors[y - 2].quantization.scale = [0.01146067027002573]
+    b.buffers[b.tensors[y - 1].buffer].data = np.frombuffer(np.int32(-6565).tobytes(), np.uint8)
+    b.tensors[y - 1].quantization.scale = [1.06989586353302 * 0.01146067027002573]
+    model, zeros = b.build([y]), [[np.zeros((1, 1), np.int8)]]
+    check(Case(model, ["FULLY_CONNECTED"]), tflm.run)
+    assert tflm.run(model, zeros).outputs[0][0].item() == -14
+    assert run_ours(tflm_vmcu.Interpreter(model), zeros)[0][0].item() == -14

@@ -206,7 +206,8 @@ Status FullyConnectedPrepare(OpContext& ctx) {
     data->filter_offset = 0;  // symmetric per-channel weights: TFLM ignores the zero point
   } else {
     // TFLM's GetQuantizedConvolutionMultipler: the bias scale must match input * filter scale,
-    // and the multiplier uses the float product of the two scales.
+    // and the multiplier uses the product of the two scales in double precision (a float
+    // product rounds differently and flips an output LSB now and then).
     if (!(filter->scale > 0.0f)) {
       return ctx.Fail(Status::kUnsupportedType, "filter '%s' is not quantised (scale %f)",
                       filter->name, static_cast<double>(filter->scale));
@@ -225,8 +226,9 @@ Status FullyConnectedPrepare(OpContext& ctx) {
                         bias->name, static_cast<double>(bias->scale), product_scale);
       }
     }
-    const double real_multiplier =
-        static_cast<double>(input->scale * filter->scale) / static_cast<double>(output->scale);
+    const double real_multiplier = static_cast<double>(input->scale) *
+                                   static_cast<double>(filter->scale) /
+                                   static_cast<double>(output->scale);
     int shift = 0;
     QuantizeMultiplier(real_multiplier, &data->multiplier, &shift);
     data->shift = shift;
