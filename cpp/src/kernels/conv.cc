@@ -24,38 +24,6 @@ constexpr int kMaxPatch = 512;
 // Output bytes staged at a time when the output tensor wraps around the pool end.
 constexpr int kOutChunk = 256;
 
-struct ConvData {
-  const int32_t* multiplier;  // [out_channels]
-  const int32_t* shift;       // [out_channels], > 0 shifts left (TFLM's convention)
-  int32_t input_offset;       // -input zero point
-  int32_t output_offset;      // output zero point
-  int32_t act_min;
-  int32_t act_max;
-  int32_t pad_h;
-  int32_t pad_w;
-};
-
-// sum(w * (x + x_offset)). The fixed-size inner block lets compilers vectorise even at -O2
-// (int8 operands shifted by an int8 zero point fit in int16: multiply-add vectors). With the
-// DSP extension, two multiply-adds per instruction (kernels/dsp.h).
-inline int32_t DotWithOffset(const int8_t* x, const int8_t* w, int n, int32_t x_offset) {
-#if TFLM_VMCU_DSP
-  return dsp::Dot<false>(x, w, n, x_offset, 0);
-#else
-  constexpr int kBlock = 16;
-  const int16_t offset = static_cast<int16_t>(x_offset);
-  int32_t acc = 0;
-  int i = 0;
-  for (; i + kBlock <= n; i += kBlock) {
-    for (int j = 0; j < kBlock; ++j) {
-      acc += static_cast<int16_t>(x[i + j] + offset) * static_cast<int16_t>(w[i + j]);
-    }
-  }
-  for (; i < n; ++i) acc += w[i] * (x[i] + x_offset);
-  return acc;
-#endif
-}
-
 Status ConvPrepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 3, 1);
   if (s != Status::kOk) return s;

@@ -18,17 +18,6 @@ namespace {
 
 constexpr int kChannelBlock = 64;
 
-struct DepthwiseData {
-  const int32_t* multiplier;  // [out_channels]
-  const int32_t* shift;       // [out_channels], > 0 shifts left (TFLM's convention)
-  int32_t input_offset;       // -input zero point
-  int32_t output_offset;      // output zero point
-  int32_t act_min;
-  int32_t act_max;
-  int32_t pad_h;
-  int32_t pad_w;
-};
-
 Status DepthwisePrepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 3, 1);
   if (s != Status::kOk) return s;
@@ -78,7 +67,7 @@ Status DepthwisePrepare(OpContext& ctx) {
   s = ExpectAccumulatorFits(ctx, bias,
                             static_cast<int64_t>(filter->shape.dims[1]) * filter->shape.dims[2]);
   if (s != Status::kOk) return s;
-  DepthwiseData* data = AllocateOpData<DepthwiseData>(ctx);
+  ConvData* data = AllocateOpData<ConvData>(ctx);
   if (data == nullptr) return Status::kOutOfMemory;
   const int32_t* multiplier = nullptr;
   const int32_t* shift = nullptr;
@@ -170,23 +159,10 @@ inline void MacWindow(const RingBytes& in, const int8_t* win, uint32_t at, int r
 }
 #endif
 
-inline int8_t Requantize(int32_t acc, int32_t multiplier, int32_t shift, int32_t output_offset,
-                         int32_t act_min, int32_t act_max) {
-#if TFLM_VMCU_DSP
-  acc = dsp::MultiplyByQuantizedMultiplier(acc, multiplier, shift);
-#else
-  acc = MultiplyByQuantizedMultiplier(acc, multiplier, shift);
-#endif
-  acc += output_offset;
-  acc = acc < act_min ? act_min : acc;
-  acc = acc > act_max ? act_max : acc;
-  return static_cast<int8_t>(acc);
-}
-
 // The depthwise loops. kFlat: the input does not wrap (see MacWindow).
 template <bool kFlat>
 Status DepthwiseRun(OpContext& ctx) {
-  const DepthwiseData& d = *static_cast<const DepthwiseData*>(ctx.op_data());
+  const ConvData& d = *static_cast<const ConvData*>(ctx.op_data());
   const OpOptions& opt = ctx.options();
   const Tensor& input = *ctx.input(0);
   const Tensor& filter = *ctx.input(1);
@@ -270,7 +246,8 @@ Status DepthwiseRun(OpContext& ctx) {
               const int oc = c0 + i;
               int32_t a = acc[i];
               if (bias_data != nullptr) a += bias_data[oc];
-              dst[i] = Requantize(a, multiplier[oc], shift[oc], output_offset, act_min, act_max);
+              dst[i] =
+                  RequantizeChannel(a, multiplier[oc], shift[oc], output_offset, act_min, act_max);
             }
 #endif
             out.EndWrite(out_at + c0, n, dst);
@@ -307,8 +284,8 @@ Status DepthwiseRun(OpContext& ctx) {
                 }
                 const int oc = ic * depth_multiplier + m;
                 if (bias_data != nullptr) acc += bias_data[oc];
-                out.WriteByte(out_at + oc, Requantize(acc, multiplier[oc], shift[oc], output_offset,
-                                                      act_min, act_max));
+                out.WriteByte(out_at + oc, RequantizeChannel(acc, multiplier[oc], shift[oc],
+                                                             output_offset, act_min, act_max));
               }
 #endif
             } else {
@@ -324,8 +301,8 @@ Status DepthwiseRun(OpContext& ctx) {
                 }
                 const int oc = ic * depth_multiplier + m;
                 if (bias_data != nullptr) acc += bias_data[oc];
-                out.WriteByte(out_at + oc, Requantize(acc, multiplier[oc], shift[oc], output_offset,
-                                                      act_min, act_max));
+                out.WriteByte(out_at + oc, RequantizeChannel(acc, multiplier[oc], shift[oc],
+                                                             output_offset, act_min, act_max));
               }
             }
           }
