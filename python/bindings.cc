@@ -55,6 +55,7 @@ class Runtime {
   unsigned HazardCount() const { return hazard_.count; }
   std::string HazardMessage() const { return hazard_.first; }
   bool HasPlan() const { return interp_->has_plan(); }
+  size_t FusedBlocks() const { return interp_->fused_blocks(); }
   int Invoke() { return static_cast<int>(interp_->Invoke()); }
   std::string Error() const { return interp_->error_message(); }
 
@@ -171,6 +172,7 @@ PYBIND11_MODULE(_runtime, m) {
       .def("enable_hazard_check", &Runtime::EnableHazardCheck)
       .def("hazard_count", &Runtime::HazardCount)
       .def("hazard_message", &Runtime::HazardMessage)
-      .def("has_plan", &Runtime::HasPlan);
+      .def("has_plan", &Runtime::HasPlan)
+      .def("fused_blocks", &Runtime::FusedBlocks);
   m.def("is_op_supported", &tflm_vmcu::IsOpSupported, py::arg("builtin_code"));
 }

@@ -1,4 +1,5 @@
-"""The compiler pipeline: read model -> plan the pool -> write the plan into the model."""
+"""The compiler pipeline: read model -> find inverted-bottleneck blocks -> plan the pool
+(fusing blocks where that lowers it) -> write the plan into the model."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 
 from .lifetimes import live_bytes_per_op
 from .plan_format import write_plan
+from .planner.fused import plan_model
 from .planner.plan import Plan
-from .planner.ring import plan_ring
 from .quant import channel_params
 from .reader import load_bytes, read_model
 
@@ -21,9 +22,9 @@ class CompileResult:
     segment_bound_bytes: int  # segment-level lower bound
 
 
-def compile_bytes(data: bytes) -> CompileResult:
+def compile_bytes(data: bytes, fuse: bool = True) -> CompileResult:
     graph = read_model(data)
-    plan = plan_ring(graph)
+    plan = plan_model(graph, fuse)
     for op in graph.operators:
         words = channel_params(graph, op)
         if words is not None:

@@ -169,6 +169,11 @@ class Interpreter:
         return bool(self._rt.has_plan())
 
     @property
+    def fused_blocks(self) -> int:
+        """Inverted-bottleneck blocks the plan runs as fused kernels."""
+        return int(self._rt.fused_blocks())
+
+    @property
     def hazards(self) -> int:
         """Hazards seen so far under the hazard checker (0 when it is off)."""
         return int(self._rt.hazard_count())

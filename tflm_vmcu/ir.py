@@ -97,6 +97,8 @@ class Graph:
     outputs: tuple[int, ...]
     num_subgraphs: int = 1
     metadata: dict[str, bytes] = field(default_factory=dict)
+    # Tensors a plan must not wrap around the pool end (fused kernels' workspaces).
+    contiguous: tuple[int, ...] = ()
 
     def activation_tensors(self) -> list[Tensor]:
         return [t for t in self.tensors if not t.is_constant]

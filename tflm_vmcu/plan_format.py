@@ -4,9 +4,13 @@ The graph is left as it was, so the file still opens in Netron and runs anywhere
 runtimes that do not know the entry ignore it. Layout (little-endian uint32 words,
 read by Interpreter::ApplyPlan in cpp/src/interpreter.cc):
 
-    [magic "VMCP", version 2, pool bytes, segment bytes, graph digest, tensor count,
+    [magic "VMCP", version 3, pool bytes, segment bytes, graph digest, tensor count,
      offset of tensor 0, ..., offset of tensor n-1,   (offset -1: not in the pool)
-     op count, start word of op 0's data, ..., of op m-1's (-1: none), data words]
+     op count, start word of op 0's data, ..., of op m-1's (-1: none),
+     fused block count, per block: first op, last op, workspace offset, workspace bytes,
+     data words]
+
+Tensors produced inside a fused block (tflm_vmcu.fusion) never exist and have offset -1.
 
 The per-op data are parameters that the runtime would otherwise compute in Prepare
 and keep in RAM (for CONV_2D and DEPTHWISE_CONV_2D: int32 multipliers, then shifts,
@@ -27,12 +31,12 @@ from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wra
 from .errors import ModelError
 from .ir import Graph
 from .lifetimes import lifetimes
-from .planner.plan import Placement, Plan
+from .planner.plan import FusedBlock, Placement, Plan
 from .reader import read_model
 
 PLAN_METADATA = "tflm_vmcu.plan"
 _MAGIC = 0x50434D56  # "VMCP"
-_VERSION = 2
+_VERSION = 3
 _HEADER = "<6I"
 _HEADER_BYTES = 24
 
@@ -69,7 +73,13 @@ def encode_plan(plan: Plan, num_tensors: int, num_ops: int, digest: int) -> byte
             words.append(data.astype("<i4"))
             at += len(data)
     blob = np.concatenate(words).tobytes() if words else b""
-    return header + offsets.tobytes() + struct.pack("<I", num_ops) + starts.tobytes() + blob
+    blocks = struct.pack("<I", len(plan.blocks)) + b"".join(
+        struct.pack("<4I", b.first, b.last, b.workspace_offset, b.workspace_bytes)
+        for b in plan.blocks
+    )
+    return (
+        header + offsets.tobytes() + struct.pack("<I", num_ops) + starts.tobytes() + blocks + blob
+    )
 
 
 def decode_plan(data: bytes, graph: Graph) -> Plan:
@@ -93,7 +103,16 @@ def decode_plan(data: bytes, graph: Graph) -> Plan:
         for lt in lifetimes(graph)
         if offsets[lt.tensor] >= 0
     }
-    return Plan(pool, segment, placements)
+    at = _HEADER_BYTES + 4 * n
+    num_ops = struct.unpack_from("<I", data, at)[0] if len(data) >= at + 4 else -1
+    at += 4 + 4 * max(num_ops, 0)
+    if num_ops != len(graph.operators) or len(data) < at + 4:
+        raise ModelError(f"metadata '{PLAN_METADATA}' is truncated")
+    count = struct.unpack_from("<I", data, at)[0]
+    if len(data) < at + 4 + 16 * count:
+        raise ModelError(f"metadata '{PLAN_METADATA}' is truncated")
+    blocks = [FusedBlock(*struct.unpack_from("<4I", data, at + 4 + 16 * k)) for k in range(count)]
+    return Plan(pool, segment, placements, blocks=blocks)
 
 
 def read_plan(graph: Graph) -> Plan | None:

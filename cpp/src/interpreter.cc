@@ -4,6 +4,7 @@
 
 #include "flatbuffer.h"
 #include "format.h"
+#include "kernels/inverted_bottleneck.h"
 #include "kernels/kernel.h"
 #include "op_names.h"
 #include "registry.h"
@@ -434,14 +435,18 @@ Status Interpreter::PlanActivations() {
 }
 
 // A plan written by the compiler (tflm_vmcu/plan_format.py): little-endian u32 words
-//   [magic 'VMCP', version 2, pool bytes, segment bytes, graph digest, tensor count,
+//   [magic 'VMCP', version 3, pool bytes, segment bytes, graph digest, tensor count,
 //    offset per tensor,
-//    op count, start word of each op's data (-1: none), data words]
-// with offset -1 for tensors outside the pool. Every offset is checked before use.
+//    op count, start word of each op's data (-1: none),
+//    fused block count, per block (first op, last op, workspace offset, workspace bytes),
+//    data words]
+// with offset -1 for tensors outside the pool (constants, and the tensors inside a fused
+// block, which never exist). Every offset is checked before use.
 namespace {
 constexpr uint32_t kPlanMagic = 0x50434D56;  // "VMCP"
 constexpr size_t kPlanHeaderWords = 6;
-constexpr uint32_t kPlanVersion = 2;
+constexpr uint32_t kPlanVersion = 3;
+constexpr size_t kBlockWords = 4;
 }  // namespace
 
 Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
@@ -463,12 +468,109 @@ Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
                 "the memory plan is for a model with %u tensors, this one has %u tensors and "
                 "%u operators",
                 word(5), n, ops);
+  const size_t blocks_at = ops_at + 1 + ops;
+  const uint32_t blocks = words > blocks_at ? word(blocks_at) : 0;
+  if (words <= blocks_at || blocks > ops || words < blocks_at + 1 + kBlockWords * blocks)
+    return Fail(Status::kInvalidModel, "the memory plan's fused-block table is truncated");
+  plan_blocks_ = plan + 4 * (blocks_at + 1);
+  plan_num_blocks_ = blocks;
+  const size_t data_at = blocks_at + 1 + kBlockWords * blocks;
   // Op data is handed to kernels as int32 arrays in place: it must be aligned.
   if ((reinterpret_cast<uintptr_t>(plan) & 3) != 0) return Status::kOk;
   plan_op_starts_ = plan + 4 * (ops_at + 1);
-  plan_op_data_ = plan + 4 * (ops_at + 1 + ops);
-  plan_op_words_ = static_cast<uint32_t>(words - (ops_at + 1 + ops));
+  plan_op_data_ = plan + 4 * data_at;
+  plan_op_words_ = static_cast<uint32_t>(words - data_at);
   return Status::kOk;
+}
+
+// The fused blocks of the plan: each must be consecutive operators forming an inverted
+// bottleneck (MakeBottleneck), its inner tensors read by no other operator, and its
+// workspace inside the pool.
+Status Interpreter::ApplyBlocks(uint32_t pool) {
+  const uint32_t ops = model_.num_operators();
+  auto word = [&](size_t i) { return fb::LoadU32(plan_blocks_ + 4 * i); };
+  uint32_t next_free = 0;  // blocks must be ordered and disjoint
+  if (plan_num_blocks_ > 0) {
+    blocks_ = static_cast<Bottleneck*>(
+        AllocateTail(sizeof(Bottleneck) * plan_num_blocks_, alignof(Bottleneck)));
+    if (blocks_ == nullptr)
+      return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for %u fused blocks",
+                  static_cast<unsigned>(memory_size_), plan_num_blocks_);
+  }
+  for (uint32_t k = 0; k < plan_num_blocks_; ++k) {
+    const uint32_t first = word(kBlockWords * k);
+    const uint32_t last = word(kBlockWords * k + 1);
+    const uint32_t ws_offset = word(kBlockWords * k + 2);
+    const uint32_t ws_bytes = word(kBlockWords * k + 3);
+    if (first < next_free || last < first || last >= ops || last - first > 3)
+      return Fail(Status::kInvalidModel,
+                  "the memory plan fuses operators %u..%u: not an ordered block of 2 to 4 of "
+                  "the %u operators",
+                  first, last, ops);
+    next_free = last + 1;
+    BlockOp block[4];
+    OpOptions options[4];
+    for (uint32_t j = 0; j <= last - first; ++j) {
+      const Node& node = nodes_[first + j];
+      options[j] = DecodeOptions(model_, node.options_type, node.options_pos);
+      block[j] = BlockOp{node.builtin_code, &options[j],     node.inputs,
+                         node.num_inputs,   node.outputs[0], node.op_data};
+    }
+    Bottleneck b;
+    char why[128];
+    if (!MakeBottleneck(block, static_cast<int32_t>(last - first + 1), &b, why, sizeof(why)))
+      return Fail(Status::kInvalidModel,
+                  "the memory plan fuses operators %u..%u, which are not an inverted "
+                  "bottleneck: %s",
+                  first, last, why);
+    // Tensors produced inside the block (all but its output) never exist: nothing else
+    // may read them.
+    for (uint32_t j = first; j < last; ++j) {
+      const Tensor* inner = nodes_[j].outputs[0];
+      bool outside = false;
+      for (uint32_t i = 0; i < model_.num_outputs(); ++i)
+        outside |= model_.output_tensor(i) == inner->index;
+      for (uint32_t o = 0; o < ops && !outside; ++o) {
+        if (o >= first && o <= last) continue;
+        for (int32_t q = 0; q < nodes_[o].num_inputs; ++q) outside |= nodes_[o].inputs[q] == inner;
+      }
+      if (outside)
+        return Fail(Status::kInvalidModel,
+                    "the memory plan fuses operators %u..%u, but tensor '%s' inside the block "
+                    "is read outside it",
+                    first, last, inner->name);
+    }
+    const uint32_t need = BottleneckWorkspaceBytes(b);
+    if (ws_bytes < need || ws_offset > pool || ws_bytes > pool - ws_offset)
+      return Fail(Status::kInvalidModel,
+                  "the memory plan gives the block at operators %u..%u a %u-byte workspace at "
+                  "offset %u of a %u-byte pool; it needs %u bytes inside the pool",
+                  first, last, ws_bytes, ws_offset, pool, need);
+    Bottleneck* stored =
+        static_cast<Bottleneck*>(AllocateTail(sizeof(Bottleneck), alignof(Bottleneck)));
+    if (stored == nullptr)
+      return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for fused block %u",
+                  static_cast<unsigned>(memory_size_), k);
+    b.workspace = Tensor();
+    b.workspace.name = "workspace";
+    b.workspace.index = static_cast<int32_t>(model_.num_tensors() + k);
+    b.workspace.bytes = ws_bytes;
+    b.workspace.offset = ws_offset;
+    b.workspace_offset = ws_offset;
+    b.first_op = first;
+    b.last_op = last;
+    blocks_[k] = b;
+  }
+  return Status::kOk;
+}
+
+// True when tensor t is produced inside a fused block (and so has no bytes in the pool).
+bool Interpreter::InsideBlock(const Tensor& t) const {
+  for (uint32_t k = 0; k < plan_num_blocks_; ++k) {
+    for (uint32_t j = blocks_[k].first_op; j < blocks_[k].last_op; ++j)
+      if (nodes_[j].outputs[0] == &t) return true;
+  }
+  return false;
 }
 
 const int32_t* Interpreter::PlannedOpData(int op_index, uint32_t* words) const {
@@ -495,12 +597,14 @@ Status Interpreter::ApplyPlan(const uint8_t* plan, size_t plan_bytes) {
                 static_cast<unsigned>(head_room + pool + state_bytes_), pool,
                 static_cast<unsigned>(state_bytes_));
   pool_ = reinterpret_cast<uint8_t*>(base);
+  const Status blocks = ApplyBlocks(pool);
+  if (blocks != Status::kOk) return blocks;
   for (uint32_t i = 0; i < n; ++i) {
     Tensor& t = tensors_[i];
     const int32_t offset = static_cast<int32_t>(word(kPlanHeaderWords + i));
     if (t.is_const) continue;
     if (offset < 0 || static_cast<uint32_t>(offset) >= (pool == 0 ? 1 : pool) || t.bytes > pool) {
-      if (offset < 0 && t.bytes == 0) continue;
+      if (offset < 0 && (t.bytes == 0 || InsideBlock(t))) continue;
       return Fail(Status::kInvalidModel,
                   "the memory plan puts tensor '%s' (%u bytes) at offset %d of a %u-byte pool",
                   t.name, static_cast<unsigned>(t.bytes), offset, pool);
@@ -529,6 +633,7 @@ Status Interpreter::Invoke() {
     for (uint32_t k = 0; k < model_.num_inputs(); ++k)
       hazard_->Tag(tensors_[model_.input_tensor(k)]);
   }
+  uint32_t block = 0;  // next fused block
   for (uint32_t i = 0; i < model_.num_operators(); ++i) {
     Node& node = nodes_[i];
     // Options are decoded from the model (flash) again rather than kept in RAM.
@@ -538,6 +643,11 @@ Status Interpreter::Invoke() {
       hazard_->op = static_cast<int32_t>(i);
       ++hazard_->unit;
       hazard_->writing = false;
+    }
+    if (block < plan_num_blocks_ && blocks_[block].first_op == i) {
+      EvalBottleneck(blocks_[block], pool_, static_cast<uint32_t>(pool_bytes_), hazard_);
+      i = blocks_[block++].last_op;
+      continue;
     }
     const Status s = node.kernel->eval(ctx);
     if (s != Status::kOk) return s;

@@ -64,6 +64,13 @@ class RingBytes {
     return scratch;
   }
 
+  // Read view of bytes [i, i + n) of a range that never wraps (a fused kernel's workspace).
+  const int8_t* ReadFlat(uint32_t i, uint32_t n) const {
+    const uint32_t pos = Pos(i);
+    if (hazard_ != nullptr) hazard_->OnRead(*t_, pos, i, n);
+    return reinterpret_cast<const int8_t*>(pool_ + pos);
+  }
+
   int8_t ReadByte(uint32_t i) const {
     const uint32_t pos = Pos(i);
     if (hazard_ != nullptr) hazard_->OnRead(*t_, pos, i, 1);

@@ -94,6 +94,7 @@ def _load_models() -> None:
         conv_ops,  # noqa: F401
         copy_ops,  # noqa: F401
         elementwise_ops,  # noqa: F401
+        fused_ops,  # noqa: F401
     )
 
 

@@ -24,6 +24,17 @@ class Placement:
         return [(self.offset, pool_bytes), (0, end - pool_bytes)]
 
 
+@dataclass(frozen=True)
+class FusedBlock:
+    """Operators first..last run as one fused inverted-bottleneck kernel, with a workspace
+    of workspace_bytes at workspace_offset in the pool (it never wraps)."""
+
+    first: int
+    last: int
+    workspace_offset: int
+    workspace_bytes: int
+
+
 @dataclass
 class Plan:
     pool_bytes: int
@@ -31,6 +42,7 @@ class Plan:
     placements: dict[int, Placement]  # by tensor index
     method: str = "ring"  # "ring" (segment level) or "tensor" (no overlaps)
     op_words: dict[int, np.ndarray] = field(default_factory=dict)  # per-op data for flash
+    blocks: list[FusedBlock] = field(default_factory=list)  # fused inverted bottlenecks
     notes: dict[str, object] = field(default_factory=dict)
 
     def live_at(self, op_index: int) -> list[Placement]:

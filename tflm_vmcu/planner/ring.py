@@ -118,7 +118,7 @@ def _try_place(
     if any(s > pool for s in size.values()):
         return None
     # Callers use model inputs and outputs as flat buffers; linear plans wrap nothing.
-    flat = set(lts) if linear else set(graph.inputs) | set(graph.outputs)
+    flat = set(lts) if linear else set(graph.inputs) | set(graph.outputs) | set(graph.contiguous)
     offset: dict[int, int] = {}
     # Model inputs go at the start, or at the end, so that a chain of outputs can step
     # down behind them.

@@ -28,6 +28,7 @@
 
 namespace tflm_vmcu {
 
+struct Bottleneck;
 struct Kernel;
 struct Node;
 struct HazardState;
@@ -68,6 +69,8 @@ class Interpreter {
   // True when the model carries a memory plan (ring placement); false when the
   // runtime placed tensors itself (tensor-level first fit, no overlaps).
   bool has_plan() const { return has_plan_; }
+  // Inverted-bottleneck blocks the plan runs fused (each as one kernel).
+  size_t fused_blocks() const { return has_plan_ ? plan_num_blocks_ : 0; }
   uint8_t* pool() { return pool_; }
 
   // Host builds: run every kernel under the hazard checker (see ring.h). `state`
@@ -88,6 +91,8 @@ class Interpreter {
   Status PlanActivations();
   Status ReadPlanOpData(const uint8_t* plan, size_t plan_bytes);
   Status ApplyPlan(const uint8_t* plan, size_t plan_bytes);
+  Status ApplyBlocks(uint32_t pool);
+  bool InsideBlock(const Tensor& t) const;
   const int32_t* PlannedOpData(int op_index, uint32_t* words) const;
 
   Model model_;
@@ -103,6 +108,9 @@ class Interpreter {
   const uint8_t* plan_op_starts_ = nullptr;  // in the model: per-op start words
   const uint8_t* plan_op_data_ = nullptr;    // in the model: int32 op data
   uint32_t plan_op_words_ = 0;
+  const uint8_t* plan_blocks_ = nullptr;  // in the model: fused block table
+  uint32_t plan_num_blocks_ = 0;
+  Bottleneck* blocks_ = nullptr;  // the plan's fused blocks, validated (runtime state)
   size_t state_bytes_ = 0;
   Tensor* tensors_ = nullptr;
   Node* nodes_ = nullptr;

@@ -1,0 +1,233 @@
+#include "kernels/inverted_bottleneck.h"
+
+#include "format.h"
+
+namespace tflm_vmcu {
+namespace {
+
+constexpr int32_t kAddCode = 0;
+constexpr int32_t kConv2DCode = 3;
+constexpr int32_t kDepthwiseConv2DCode = 4;
+constexpr int32_t kChannelBlock = 32;  // depthwise accumulators kept on the stack
+
+bool Is4D(const Tensor* t) { return t != nullptr && t->shape.rank == 4 && t->shape.dims[0] == 1; }
+
+BottleneckConv Conv(const BlockOp& op) {
+  BottleneckConv c;
+  c.data = static_cast<const ConvData*>(op.op_data);
+  c.filter = op.inputs[1]->Data<int8_t>();
+  const Tensor* bias = op.num_inputs > 2 ? op.inputs[2] : nullptr;
+  c.bias = bias != nullptr ? bias->Data<int32_t>() : nullptr;
+  return c;
+}
+
+// A 1x1 CONV_2D from `in` (1, ?, ?, in_c) to out_c channels.
+bool IsPointwise(const BlockOp& op, const Tensor* in) {
+  const Tensor* f = op.num_inputs > 1 ? op.inputs[1] : nullptr;
+  return op.builtin_code == kConv2DCode && op.inputs[0] == in && f != nullptr &&
+         f->shape.rank == 4 && f->shape.dims[1] == 1 && f->shape.dims[2] == 1 &&
+         f->shape.dims[3] == in->shape.dims[3] && Is4D(op.output) &&
+         op.output->shape.dims[3] == f->shape.dims[0];
+}
+
+}  // namespace
+
+uint32_t BottleneckWorkspaceBytes(const Bottleneck& b) {
+  return static_cast<uint32_t>(b.kernel_h * b.mid_w * b.mid_c + b.mid_c + b.out_c + b.in_c);
+}
+
+bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* why,
+                    uint32_t why_size) {
+  Bottleneck b;
+  int32_t k = 0;
+  if (count < 2 || count > 4 || ops[0].num_inputs < 1 || !Is4D(ops[0].inputs[0])) {
+    Format(why, why_size, "a block is 2 to 4 operators starting from a 4-D batch-1 tensor");
+    return false;
+  }
+  b.input = ops[0].inputs[0];
+  const Tensor* x = b.input;
+  if (ops[0].builtin_code == kConv2DCode) {
+    if (!IsPointwise(ops[0], x)) {
+      Format(why, why_size, "the expansion is not a 1x1 CONV_2D of the block input");
+      return false;
+    }
+    b.has_expand = true;
+    b.expand = Conv(ops[0]);
+    b.expand_stride_h = ops[0].options->stride_h;
+    b.expand_stride_w = ops[0].options->stride_w;
+    x = ops[0].output;
+    k = 1;
+  }
+  const BlockOp& dw = ops[k];
+  const Tensor* dw_filter = dw.num_inputs > 1 ? dw.inputs[1] : nullptr;
+  if (k >= count || dw.builtin_code != kDepthwiseConv2DCode || dw.inputs[0] != x ||
+      dw_filter == nullptr || dw_filter->shape.rank != 4 || !Is4D(dw.output) ||
+      dw.output->shape.dims[3] != x->shape.dims[3] || dw.options->dilation_h != 1 ||
+      dw.options->dilation_w != 1) {
+    Format(why, why_size, "operator %d is not a depthwise conv (multiplier 1, no dilation) of %s",
+           k, k == 0 ? "the block input" : "the expansion");
+    return false;
+  }
+  b.depthwise = Conv(dw);
+  b.kernel_h = dw_filter->shape.dims[1];
+  b.kernel_w = dw_filter->shape.dims[2];
+  if (b.kernel_h < 1 || b.kernel_h > kMaxBlockKernel || b.kernel_w < 1 ||
+      b.kernel_w > kMaxBlockKernel) {
+    Format(why, why_size, "the depthwise kernel %dx%d is larger than %dx%d", b.kernel_h, b.kernel_w,
+           kMaxBlockKernel, kMaxBlockKernel);
+    return false;
+  }
+  b.stride_h = dw.options->stride_h;
+  b.stride_w = dw.options->stride_w;
+  if (k + 1 >= count || !IsPointwise(ops[k + 1], dw.output) ||
+      ops[k + 1].output->shape.dims[1] != dw.output->shape.dims[1] ||
+      ops[k + 1].output->shape.dims[2] != dw.output->shape.dims[2]) {
+    Format(why, why_size, "the depthwise conv is not followed by a 1x1 stride-1 CONV_2D");
+    return false;
+  }
+  b.project = Conv(ops[k + 1]);
+  b.output = ops[k + 1].output;
+  if (k + 2 < count) {
+    const BlockOp& add = ops[k + 2];
+    const bool first = add.num_inputs == 2 && add.inputs[0] == b.input && add.inputs[1] == b.output;
+    const bool second =
+        add.num_inputs == 2 && add.inputs[1] == b.input && add.inputs[0] == b.output;
+    if (add.builtin_code != kAddCode || !(first || second) || b.input->shape != b.output->shape ||
+        add.output->shape != b.output->shape) {
+      Format(why, why_size, "the last operator is not an ADD of the block input and output");
+      return false;
+    }
+    b.add = static_cast<const AddParams*>(add.op_data);
+    b.input_is_add_input1 = first;
+    b.output = add.output;
+  }
+  if (k + 2 + (b.add != nullptr ? 1 : 0) != count) {
+    Format(why, why_size, "the block has %d operators after its pattern", count);
+    return false;
+  }
+  b.in_h = b.input->shape.dims[1];
+  b.in_w = b.input->shape.dims[2];
+  b.in_c = b.input->shape.dims[3];
+  b.mid_h = x->shape.dims[1];
+  b.mid_w = x->shape.dims[2];
+  b.mid_c = x->shape.dims[3];
+  b.out_h = dw.output->shape.dims[1];
+  b.out_w = dw.output->shape.dims[2];
+  b.out_c = b.output->shape.dims[3];
+  // The expansion's 1x1 taps: B pixel (i, j) is A pixel (i * stride, j * stride).
+  if (b.has_expand && (b.expand_stride_h <= 0 || b.expand_stride_w <= 0 ||
+                       (b.mid_h - 1) * b.expand_stride_h >= b.in_h ||
+                       (b.mid_w - 1) * b.expand_stride_w >= b.in_w)) {
+    Format(why, why_size, "the expansion's strides do not match its shapes");
+    return false;
+  }
+  *out = b;
+  return true;
+}
+
+void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, HazardState* hazard) {
+  const RingBytes in(b.input, pool, pool_size, b.input->offset, hazard);
+  const RingBytes out(b.output, pool, pool_size, b.output->offset, hazard);
+  const RingBytes ws(&b.workspace, pool, pool_size, b.workspace_offset, hazard);
+  const uint32_t in_c = static_cast<uint32_t>(b.in_c);
+  const uint32_t mid_c = static_cast<uint32_t>(b.mid_c);
+  const uint32_t out_c = static_cast<uint32_t>(b.out_c);
+  const uint32_t b_row = static_cast<uint32_t>(b.mid_w) * mid_c;
+  const uint32_t c_at = static_cast<uint32_t>(b.kernel_h) * b_row;
+  const uint32_t d_at = c_at + mid_c;
+  const uint32_t stage_at = d_at + out_c;
+  // Staging for an A pixel that wraps around the pool end (the workspace never wraps).
+  int8_t* stage = ws.BeginWrite(stage_at, in_c, nullptr);
+  const ConvData& e = *b.expand.data;
+  const ConvData& dw = *b.depthwise.data;
+  const ConvData& p = *b.project.data;
+  int32_t next_row = 0;  // next B row to compute
+  for (int32_t oy = 0; oy < b.out_h; ++oy) {
+    const int32_t y0 = oy * b.stride_h - dw.pad_h;
+    int ky0, ky1;
+    ValidTaps(y0, 1, b.kernel_h, b.mid_h, &ky0, &ky1);
+    // The B rows this output row newly needs, each computed once into its ring slot.
+    for (; next_row < y0 + ky1; ++next_row) {
+      const uint32_t slot = static_cast<uint32_t>(next_row % b.kernel_h) * b_row;
+      const int32_t ay = next_row * (b.has_expand ? b.expand_stride_h : 1);
+      for (int32_t bx = 0; bx < b.mid_w; ++bx) {
+        const int32_t ax = bx * (b.has_expand ? b.expand_stride_w : 1);
+        const uint32_t a_at = (static_cast<uint32_t>(ay * b.in_w + ax)) * in_c;
+        const int8_t* a = in.Read(a_at, in_c, stage);
+        int8_t* dst = ws.BeginWrite(slot + static_cast<uint32_t>(bx) * mid_c, mid_c, nullptr);
+        if (!b.has_expand) {
+          memcpy(dst, a, mid_c);
+          continue;
+        }
+        const int8_t* w = b.expand.filter;
+        for (uint32_t oc = 0; oc < mid_c; ++oc, w += in_c) {
+          int32_t acc = DotWithOffset(a, w, static_cast<int>(in_c), e.input_offset);
+          if (b.expand.bias != nullptr) acc += b.expand.bias[oc];
+          dst[oc] = RequantizeChannel(acc, e.multiplier[oc], e.shift[oc], e.output_offset,
+                                      e.act_min, e.act_max);
+        }
+      }
+    }
+    for (int32_t ox = 0; ox < b.out_w; ++ox) {
+      // C pixel: the depthwise window over the ring rows, channel block by channel block.
+      const int32_t x0 = ox * b.stride_w - dw.pad_w;
+      int kx0, kx1;
+      ValidTaps(x0, 1, b.kernel_w, b.mid_w, &kx0, &kx1);
+      const int8_t* rows[kMaxBlockKernel];
+      const uint32_t span = static_cast<uint32_t>(kx1 - kx0) * mid_c;
+      for (int ky = ky0; ky < ky1; ++ky) {
+        const uint32_t slot = static_cast<uint32_t>((y0 + ky) % b.kernel_h) * b_row;
+        rows[ky] = ws.ReadFlat(slot + static_cast<uint32_t>(x0 + kx0) * mid_c, span);
+      }
+      int8_t* c_px = ws.BeginWrite(c_at, mid_c, nullptr);
+      for (uint32_t c0 = 0; c0 < mid_c; c0 += kChannelBlock) {
+        const uint32_t n = mid_c - c0 < kChannelBlock ? mid_c - c0 : kChannelBlock;
+        int32_t acc[kChannelBlock];
+        for (uint32_t c = 0; c < n; ++c) acc[c] = 0;
+        for (int ky = ky0; ky < ky1; ++ky) {
+          for (int kx = kx0; kx < kx1; ++kx) {
+            const int8_t* v = rows[ky] + static_cast<uint32_t>(kx - kx0) * mid_c + c0;
+            const int8_t* w =
+                b.depthwise.filter + static_cast<uint32_t>(ky * b.kernel_w + kx) * mid_c + c0;
+            for (uint32_t c = 0; c < n; ++c) acc[c] += w[c] * (v[c] + dw.input_offset);
+          }
+        }
+        for (uint32_t c = 0; c < n; ++c) {
+          const uint32_t ch = c0 + c;
+          int32_t a = acc[c];
+          if (b.depthwise.bias != nullptr) a += b.depthwise.bias[ch];
+          c_px[ch] = RequantizeChannel(a, dw.multiplier[ch], dw.shift[ch], dw.output_offset,
+                                       dw.act_min, dw.act_max);
+        }
+      }
+      // D pixel: the projection of the C pixel.
+      const int8_t* c_in = ws.ReadFlat(c_at, mid_c);
+      int8_t* d_px = ws.BeginWrite(d_at, out_c, nullptr);
+      const int8_t* w = b.project.filter;
+      for (uint32_t oc = 0; oc < out_c; ++oc, w += mid_c) {
+        int32_t acc = DotWithOffset(c_in, w, static_cast<int>(mid_c), p.input_offset);
+        if (b.project.bias != nullptr) acc += b.project.bias[oc];
+        d_px[oc] = RequantizeChannel(acc, p.multiplier[oc], p.shift[oc], p.output_offset, p.act_min,
+                                     p.act_max);
+      }
+      // The block output pixel: D, or the residual ADD of the A pixel and D.
+      const uint32_t px = static_cast<uint32_t>(oy * b.out_w + ox);
+      const int8_t* d_in = ws.ReadFlat(d_at, out_c);
+      if (b.add != nullptr) {
+        const int8_t* a = in.Read(px * in_c, in_c, stage);
+        int8_t* e_px = ws.BeginWrite(d_at, out_c, nullptr);
+        const AddParams add = *b.add;
+        for (uint32_t c = 0; c < out_c; ++c) {
+          const int32_t s_in = b.input_is_add_input1 ? Scale1(a[c], add) : Scale2(a[c], add);
+          const int32_t s_d = b.input_is_add_input1 ? Scale2(d_in[c], add) : Scale1(d_in[c], add);
+          e_px[c] = AddOutput(b.input_is_add_input1 ? s_in : s_d,
+                              b.input_is_add_input1 ? s_d : s_in, add);
+        }
+        d_in = e_px;
+      }
+      out.Store(px * out_c, d_in, out_c);
+    }
+  }
+}
+
+}  // namespace tflm_vmcu

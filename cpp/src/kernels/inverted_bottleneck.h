@@ -1,0 +1,77 @@
+// The fused inverted bottleneck (MobileNetV2/MCUNet block):
+//
+//   A -> [CONV_2D 1x1 expand] -> B -> DEPTHWISE_CONV_2D KxK -> C -> CONV_2D 1x1 project -> D
+//     [-> ADD(A, D) -> E]
+//
+// run as one kernel that never materialises B, C or D. A small workspace holds a ring of K
+// rows of B, one pixel of C and one of D; the block output is written pixel by pixel into
+// pool bytes of A that no later step reads. Every value is computed with the arithmetic of
+// the unfused kernels (TFLM's reference order and requantisation), so the result is
+// bit-exact with running the ops one by one.
+//
+// Order of work (the access-order model in tflm_vmcu/access/fused_ops.py mirrors it): for
+// each output row, first the B rows it newly needs (each B row once: read its A pixels,
+// write its B pixels into the ring); then for each output pixel, one unit: the depthwise
+// window from the ring -> C pixel -> D pixel -> (read the A pixel, add) -> write the pixel.
+//
+// Workspace layout: [K rows of B: K * mid_w * mid_c][C pixel: mid_c][D pixel: out_c]
+// [staging of a wrapped A pixel: in_c].
+#pragma once
+
+#include <stdint.h>
+
+#include "kernels/add_common.h"
+#include "kernels/conv_common.h"
+#include "kernels/kernel.h"
+
+namespace tflm_vmcu {
+
+// Largest depthwise kernel side the fused kernel runs (its window rows are kept on the stack).
+constexpr int32_t kMaxBlockKernel = 16;
+
+// One convolution of the block: its prepared op data and constant operands.
+struct BottleneckConv {
+  const ConvData* data = nullptr;
+  const int8_t* filter = nullptr;
+  const int32_t* bias = nullptr;  // nullptr: no bias
+};
+
+// One operator of a candidate block, as the interpreter sees it.
+struct BlockOp {
+  int32_t builtin_code;
+  const OpOptions* options;
+  Tensor* const* inputs;
+  int32_t num_inputs;
+  const Tensor* output;
+  const void* op_data;
+};
+
+struct Bottleneck {
+  const Tensor* input = nullptr;   // A [1, in_h, in_w, in_c]
+  const Tensor* output = nullptr;  // E (D without the residual add)
+  Tensor workspace;                // the workspace as a pseudo-tensor (hazard tags)
+  bool has_expand = false;
+  BottleneckConv expand, depthwise, project;
+  const AddParams* add = nullptr;  // nullptr: no residual add
+  bool input_is_add_input1 = false;
+  int32_t in_h = 0, in_w = 0, in_c = 0;
+  int32_t expand_stride_h = 1, expand_stride_w = 1;
+  int32_t mid_h = 0, mid_w = 0, mid_c = 0;  // B (and C's channels)
+  int32_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1;
+  int32_t out_h = 0, out_w = 0, out_c = 0;  // C's rows and columns; D's channels
+  uint32_t workspace_offset = 0;
+  uint32_t first_op = 0;  // the block's operators in the model
+  uint32_t last_op = 0;
+};
+
+// Workspace bytes the kernel needs for a block of this geometry.
+uint32_t BottleneckWorkspaceBytes(const Bottleneck& b);
+
+// Checks that `ops` (consecutive operators) form an inverted bottleneck this kernel runs and
+// fills `out` (everything but the workspace). On failure writes the reason to `why`.
+bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* why,
+                    uint32_t why_size);
+
+void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, HazardState* hazard);
+
+}  // namespace tflm_vmcu

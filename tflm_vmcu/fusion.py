@@ -1,0 +1,217 @@
+"""Inverted-bottleneck blocks: finding them in a graph, and the graph the planner sees when
+they run fused.
+
+A block is consecutive operators
+
+    A -> [CONV_2D 1x1 (expand)] -> B -> DEPTHWISE_CONV_2D KxK -> C -> CONV_2D 1x1 -> D
+      [-> ADD(A, D) -> E]
+
+whose inner tensors (B, C, D) nothing else reads. The runtime's fused kernel
+(cpp/src/kernels/inverted_bottleneck.cc) computes it from a workspace of K rows of B plus
+a few pixels, so B, C and D never exist; the graph itself stays as it was.
+
+For planning, each fused block becomes two virtual operators: WORKSPACE, which produces
+the block's workspace (a tensor that must not wrap), and INVERTED_BOTTLENECK (A,
+workspace) -> E, whose access-order model is tflm_vmcu/access/fused_ops.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .ir import Graph, Operator, Tensor
+
+BLOCK_OP = "INVERTED_BOTTLENECK"
+WORKSPACE_OP = "WORKSPACE"
+MAX_KERNEL = 16  # kMaxBlockKernel in cpp/src/kernels/inverted_bottleneck.h
+_INT8 = 9  # tflite TensorType.INT8
+
+
+@dataclass(frozen=True)
+class Block:
+    ops: tuple[int, ...]  # consecutive operator indices
+    input: int  # A
+    output: int  # E (D without the residual ADD)
+    inner: tuple[int, ...]  # tensors that never exist when the block runs fused
+    has_expand: bool
+    has_residual: bool
+    in_shape: tuple[int, int, int]  # A: rows, columns, channels
+    expand_stride: tuple[int, int]
+    mid_shape: tuple[int, int, int]  # B
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pad: tuple[int, int]  # top, left padding of the depthwise conv
+    out_shape: tuple[int, int, int]  # E
+    names: tuple[str, ...] = field(default=(), compare=False)  # op names, for reports
+
+    @property
+    def workspace_bytes(self) -> int:
+        """BottleneckWorkspaceBytes: K rows of B, a C pixel, a D pixel, an A pixel."""
+        _, mid_w, mid_c = self.mid_shape
+        return self.kernel[0] * mid_w * mid_c + mid_c + self.out_shape[2] + self.in_shape[2]
+
+
+def _pad(size: int, kernel: int, stride: int, out: int, padding: str) -> int:
+    """TFLM's ComputePadding (no dilation) for SAME; 0 for VALID."""
+    if padding != "SAME":
+        return 0
+    return max((out - 1) * stride + kernel - size, 0) // 2
+
+
+def _hwc(graph: Graph, t: int) -> tuple[int, int, int] | None:
+    shape = graph.tensors[t].shape
+    if len(shape) != 4 or shape[0] != 1:
+        return None
+    return shape[1], shape[2], shape[3]
+
+
+def _pointwise(graph: Graph, op: Operator, src: int) -> bool:
+    """A 1x1 CONV_2D reading src."""
+    if op.opcode != "CONV_2D" or op.inputs[0] != src or len(op.inputs) < 2:
+        return False
+    f = graph.tensors[op.inputs[1]].shape
+    x = _hwc(graph, src)
+    return x is not None and len(f) == 4 and f[1:3] == (1, 1) and f[3] == x[2]
+
+
+def _readers(graph: Graph) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {}
+    for op in graph.operators:
+        for t in op.inputs:
+            if t >= 0:
+                out.setdefault(t, []).append(op.index)
+    return out
+
+
+def _block_at(graph: Graph, k: int, readers: dict[int, list[int]]) -> Block | None:
+    ops = graph.operators
+    outputs = set(graph.outputs)
+
+    def private(t: int, reader: int) -> bool:  # read only by `reader`, not a model output
+        return readers.get(t, []) == [reader] and t not in outputs
+
+    first = ops[k]
+    a = first.inputs[0] if first.inputs else -1
+    a_shape = _hwc(graph, a) if a >= 0 and not graph.tensors[a].is_constant else None
+    if a_shape is None:
+        return None
+    i = k
+    has_expand = _pointwise(graph, first, a)
+    if has_expand:
+        i += 1
+        if i >= len(ops) or not private(first.outputs[0], i):
+            return None
+    dw = ops[i] if i < len(ops) else None
+    b = first.outputs[0] if has_expand else a
+    if dw is None or dw.opcode != "DEPTHWISE_CONV_2D" or dw.inputs[0] != b:
+        return None
+    mid, c = _hwc(graph, b), _hwc(graph, dw.outputs[0])
+    kernel = graph.tensors[dw.inputs[1]].shape[1:3]
+    dilation = (dw.options.get("dilation_h_factor", 1), dw.options.get("dilation_w_factor", 1))
+    if mid is None or c is None or c[2] != mid[2] or dilation != (1, 1):
+        return None
+    if not (1 <= kernel[0] <= MAX_KERNEL and 1 <= kernel[1] <= MAX_KERNEL):
+        return None
+    proj = ops[i + 1] if i + 1 < len(ops) else None
+    if proj is None or not private(dw.outputs[0], proj.index):
+        return None
+    if not _pointwise(graph, proj, dw.outputs[0]):
+        return None
+    d = _hwc(graph, proj.outputs[0])
+    if d is None or d[:2] != c[:2]:
+        return None
+    last, out = proj.index, proj.outputs[0]
+    add = ops[i + 2] if i + 2 < len(ops) else None
+    residual = (
+        add is not None
+        and add.opcode == "ADD"
+        and sorted(add.inputs) == sorted((a, out))
+        and a != out
+        and private(out, add.index)
+        and graph.tensors[a].shape
+        == graph.tensors[out].shape
+        == graph.tensors[add.outputs[0]].shape
+    )
+    if residual:
+        assert add is not None
+        last, out = add.index, add.outputs[0]
+    span = tuple(range(k, last + 1))
+    inner = tuple(ops[j].outputs[0] for j in span[:-1])
+    padding = str(dw.options.get("padding", "SAME"))
+    stride = (int(dw.options.get("stride_h", 1)), int(dw.options.get("stride_w", 1)))
+    e_stride = (
+        (int(first.options.get("stride_h", 1)), int(first.options.get("stride_w", 1)))
+        if has_expand
+        else (1, 1)
+    )
+    return Block(
+        ops=span,
+        input=a,
+        output=out,
+        inner=inner,
+        has_expand=has_expand,
+        has_residual=residual,
+        in_shape=a_shape,
+        expand_stride=e_stride,
+        mid_shape=mid,
+        kernel=(kernel[0], kernel[1]),
+        stride=stride,
+        pad=(
+            _pad(mid[0], kernel[0], stride[0], c[0], padding),
+            _pad(mid[1], kernel[1], stride[1], c[1], padding),
+        ),
+        out_shape=d,
+        names=tuple(ops[j].opcode for j in span),
+    )
+
+
+def find_blocks(graph: Graph) -> list[Block]:
+    """Every inverted-bottleneck block of the graph, in order, none overlapping."""
+    readers = _readers(graph)
+    blocks: list[Block] = []
+    k = 0
+    while k < len(graph.operators):
+        b = _block_at(graph, k, readers)
+        if b is None:
+            k += 1
+            continue
+        blocks.append(b)
+        k = b.ops[-1] + 1
+    return blocks
+
+
+def planning_graph(graph: Graph, blocks: Sequence[Block]) -> tuple[Graph, list[tuple[int, int]]]:
+    """The graph the planner sees with `blocks` fused, and for each of its operators the
+    span (first, last) of original operators it stands for."""
+    starts = {b.ops[0]: (j, b) for j, b in enumerate(blocks)}
+    fused = {k for b in blocks for k in b.ops}
+    tensors: list[Tensor] = list(graph.tensors)
+    ops: list[Operator] = []
+    spans: list[tuple[int, int]] = []
+    for op in graph.operators:
+        if op.index in starts:
+            j, b = starts[op.index]
+            ws = len(tensors)
+            tensors.append(
+                Tensor(ws, f"workspace of block {j}", (b.workspace_bytes,), _INT8, None, None)
+            )
+            ops.append(Operator(len(ops), WORKSPACE_OP, -1, (), (ws,)))
+            spans.append((b.ops[0], b.ops[0]))
+            ops.append(Operator(len(ops), BLOCK_OP, -1, (b.input, ws), (b.output,), {"block": b}))
+            spans.append((b.ops[0], b.ops[-1]))
+        elif op.index not in fused:
+            ops.append(
+                Operator(len(ops), op.opcode, op.builtin_code, op.inputs, op.outputs, op.options)
+            )
+            spans.append((op.index, op.index))
+    virtual = Graph(
+        tensors,
+        ops,
+        graph.inputs,
+        graph.outputs,
+        graph.num_subgraphs,
+        graph.metadata,
+        contiguous=tuple(range(len(graph.tensors), len(tensors))),
+    )
+    return virtual, spans

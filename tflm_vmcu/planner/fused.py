@@ -1,0 +1,72 @@
+"""Ring planning with fused inverted bottlenecks: which blocks to fuse, and the plan."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from ..fusion import Block, find_blocks, planning_graph
+from ..ir import Graph
+from .plan import FusedBlock, Plan
+from .ring import plan_ring
+
+
+def plan_with_blocks(graph: Graph, blocks: Sequence[Block]) -> Plan:
+    """The ring plan with `blocks` fused, in terms of the original graph's operators."""
+    virtual, spans = planning_graph(graph, blocks)
+    vplan = plan_ring(virtual)
+    num_ops = len(graph.operators)
+
+    def first(k: int) -> int:
+        return spans[k][0] if k < len(spans) else num_ops
+
+    def last(k: int) -> int:
+        return spans[k][1] if k < len(spans) else num_ops
+
+    real = len(graph.tensors)
+    placements = {
+        t: dataclasses.replace(p, first=first(p.first), last=last(p.last))
+        for t, p in vplan.placements.items()
+        if t < real
+    }
+    fused = [
+        FusedBlock(b.ops[0], b.ops[-1], vplan.placements[real + j].offset, b.workspace_bytes)
+        for j, b in enumerate(blocks)
+    ]
+    return Plan(
+        vplan.pool_bytes,
+        vplan.segment_bytes,
+        placements,
+        vplan.method,
+        blocks=fused,
+        notes=dict(vplan.notes),
+    )
+
+
+def plan_model(graph: Graph, fuse: bool = True) -> Plan:
+    """The ring plan of the runtime: every inverted-bottleneck block is fused where that
+    lowers the pool (a block that does not is left to the unfused kernels). The notes
+    record, per fused block, the pool bytes fusing it saves."""
+    candidates = find_blocks(graph) if fuse else []
+    kept = list(candidates)
+    best = plan_with_blocks(graph, kept)
+    for b in candidates:
+        trial = [x for x in kept if x is not b]
+        plan = plan_with_blocks(graph, trial)
+        if plan.pool_bytes <= best.pool_bytes:
+            kept, best = trial, plan
+    report = []
+    for b in kept:
+        without = plan_with_blocks(graph, [x for x in kept if x is not b])
+        report.append(
+            {
+                "ops": [b.ops[0], b.ops[-1]],
+                "pattern": " > ".join(b.names),
+                "workspace_bytes": b.workspace_bytes,
+                "unfused_pool_bytes": without.pool_bytes,
+                "saved_bytes": without.pool_bytes - best.pool_bytes,
+            }
+        )
+    best.notes["fusion_candidates"] = len(candidates)
+    best.notes["fused_blocks"] = report
+    return best
