@@ -24,6 +24,9 @@ from hypothesis import strategies as st
 import tflm_vmcu
 from tflm_vmcu.compiler import compile_bytes
 from tflm_vmcu.errors import TflmVmcuError
+from tflm_vmcu.fusion import find_blocks
+from tflm_vmcu.plan_format import read_plan, write_plan
+from tflm_vmcu.planner.fused import plan_with_blocks
 from tflm_vmcu.planner.tflm_greedy import tflm_head_bytes
 from tflm_vmcu.synth import ModelBuilder, conv_output_size
 from tflm_vmcu.tflm_reference import TflmResult, TflmSession
@@ -46,6 +49,7 @@ GAINS = st.floats(-3.0, 3.0).map(lambda e: 2.0**e)  # output scale / its estimat
 class Case:
     model: bytes
     ops: list[str]
+    blocks: int = 0  # inverted-bottleneck blocks the model holds
 
 
 @pytest.fixture(scope="module")
@@ -56,19 +60,35 @@ def tflm() -> Iterator[TflmSession]:
 
 def check(case: Case, reference: Callable[[bytes, list[list[np.ndarray]]], TflmResult]) -> None:
     graph = tflm_vmcu.read_model(case.model)
-    result = compile_bytes(case.model)
-    interp = tflm_vmcu.Interpreter(result.model, check_hazards=True)
     inputs = make_inputs(graph, 2, seed=len(case.model))
-    ours = run_ours(interp, inputs)
     ref = reference(case.model, inputs)
+    result = compile_bytes(case.model)
+    _run_and_compare(case, result.model, inputs, ref)
+    assert result.plan.pool_bytes <= tflm_head_bytes(graph), case.ops
+    assert result.plan.pool_bytes <= ref.head_bytes, case.ops
+    if case.blocks:  # also every block fused, whether or not the compiler would fuse it
+        blocks = find_blocks(graph)
+        assert len(blocks) == case.blocks, case.ops
+        fused = write_plan(case.model, plan_with_blocks(graph, blocks))
+        assert _run_and_compare(case, fused, inputs, ref).fused_blocks == case.blocks
+
+
+def _run_and_compare(
+    case: Case, model: bytes, inputs: list[list[np.ndarray]], ref: TflmResult
+) -> tflm_vmcu.Interpreter:
+    """Runs the compiled model under the hazard checker: no hazard, guard zones intact,
+    outputs bit-exact with TFLM's, in the pool its plan gives."""
+    interp = tflm_vmcu.Interpreter(model, check_hazards=True)
+    ours = run_ours(interp, inputs)
     assert interp.hazards == 0, f"{case.ops}: {interp.first_hazard}"
     assert interp.memory_guards_intact
     names = [d["name"] for d in interp.get_output_details()]
     bad = [d for d in compare(ours, ref.outputs, names) if not d.bit_exact]
     assert not bad, f"{case.ops}: {bad}"
-    assert interp.activation_bytes == result.plan.pool_bytes
-    assert result.plan.pool_bytes <= tflm_head_bytes(graph), case.ops
-    assert result.plan.pool_bytes <= ref.head_bytes, case.ops
+    plan = read_plan(tflm_vmcu.read_model(model))
+    assert plan is not None
+    assert interp.activation_bytes == plan.pool_bytes
+    return interp
 
 
 def _image(draw: st.DrawFn, b: ModelBuilder, max_hw: int = 14, max_c: int = 12) -> int:
@@ -226,6 +246,44 @@ def mean_models(draw: st.DrawFn) -> Case:
     return Case(b.build([y]), [f"MEAN {b.shapes[x]} axes {axes}"])
 
 
+@st.composite
+def inverted_bottleneck_models(draw: st.DrawFn) -> Case:
+    """One or two blocks: [1x1 expand (stride 1 or 2)] -> KxK depthwise (stride 1 or 2) ->
+    1x1 project [-> ADD with the block input], after a 3x3 stem conv."""
+    b = ModelBuilder(seed=draw(st.integers(0, 2**16)))
+    x = _image(draw, b, max_hw=12, max_c=4)
+    x = b.conv2d(x, draw(st.integers(1, 16)), (3, 3), scale_factor=draw(GAINS))
+    ops, blocks = [], 0
+    for _ in range(draw(st.integers(1, 2))):
+        a, (h, w, c) = x, b.shapes[x][1:]
+        expand = draw(st.sampled_from([None, 1, 2, 4])) if h * w > 1 else None
+        e_stride = draw(st.sampled_from([1, 1, 2])) if expand else 1
+        k, stride = draw(st.sampled_from([1, 3, 5, 7])), draw(st.integers(1, 2))
+        padding, act = draw(PADDINGS), draw(ACTIVATIONS)
+        y = x
+        if expand:
+            y = b.conv2d(
+                y, c * expand, (1, 1), (e_stride, e_stride), activation=act,
+                scale_factor=draw(GAINS), out_zero_point=draw(ZERO_POINTS),
+            )  # fmt: skip
+        mid = b.shapes[y][1:3]
+        assume(all(conv_output_size(n, k, stride, 1, padding) > 0 for n in mid))
+        y = b.depthwise_conv2d(
+            y, 1, (k, k), (stride, stride), padding, activation=act,
+            scale_factor=draw(GAINS), out_zero_point=draw(ZERO_POINTS),
+        )  # fmt: skip
+        cout = c if draw(st.booleans()) else draw(st.integers(1, 16))
+        y = b.conv2d(
+            y, cout, (1, 1), activation=draw(ACTIVATIONS), scale_factor=draw(GAINS),
+            out_zero_point=draw(ZERO_POINTS),
+        )  # fmt: skip
+        residual = b.shapes[y] == b.shapes[a] and draw(st.booleans())
+        x = b.elementwise("ADD", a, y, out_zero_point=draw(ZERO_POINTS)) if residual else y
+        ops.append(f"block {h}x{w}x{c} e{expand}/s{e_stride} k{k}/s{stride} {padding} -> {cout}")
+        blocks += 1
+    return Case(b.build([b.conv2d(x, 3, (1, 1))]), ops, blocks)
+
+
 FAMILIES = {
     "conv": conv_models(),
     "depthwise": depthwise_models(),
@@ -235,6 +293,7 @@ FAMILIES = {
     "activation": activation_models(),
     "data_movement": data_movement_models(),
     "mean": mean_models(),
+    "inverted_bottleneck": inverted_bottleneck_models(),
 }
 
 

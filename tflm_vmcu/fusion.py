@@ -52,10 +52,8 @@ class Block:
         return self.kernel[0] * mid_w * mid_c + mid_c + self.out_shape[2] + self.in_shape[2]
 
 
-def _pad(size: int, kernel: int, stride: int, out: int, padding: str) -> int:
-    """TFLM's ComputePadding (no dilation) for SAME; 0 for VALID."""
-    if padding != "SAME":
-        return 0
+def _pad(size: int, kernel: int, stride: int, out: int) -> int:
+    """TFLM's ComputePadding (no dilation): 0 for VALID, whose window always fits."""
     return max((out - 1) * stride + kernel - size, 0) // 2
 
 
@@ -138,7 +136,6 @@ def _block_at(graph: Graph, k: int, readers: dict[int, list[int]]) -> Block | No
         last, out = add.index, add.outputs[0]
     span = tuple(range(k, last + 1))
     inner = tuple(ops[j].outputs[0] for j in span[:-1])
-    padding = str(dw.options.get("padding", "SAME"))
     stride = (int(dw.options.get("stride_h", 1)), int(dw.options.get("stride_w", 1)))
     e_stride = (
         (int(first.options.get("stride_h", 1)), int(first.options.get("stride_w", 1)))
@@ -158,8 +155,8 @@ def _block_at(graph: Graph, k: int, readers: dict[int, list[int]]) -> Block | No
         kernel=(kernel[0], kernel[1]),
         stride=stride,
         pad=(
-            _pad(mid[0], kernel[0], stride[0], c[0], padding),
-            _pad(mid[1], kernel[1], stride[1], c[1], padding),
+            _pad(mid[0], kernel[0], stride[0], c[0]),
+            _pad(mid[1], kernel[1], stride[1], c[1]),
         ),
         out_shape=d,
         names=tuple(ops[j].opcode for j in span),

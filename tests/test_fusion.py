@@ -1,0 +1,211 @@
+"""Fused inverted bottlenecks: found in the graph, bit-exact with the unfused ops and with
+the tflite-micro runtime, hazard-free, and their access-order model exact."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from conftest import MODELS
+
+import tflm_vmcu
+from tflm_vmcu.access.fused_ops import block_steps
+from tflm_vmcu.compiler import compile_bytes
+from tflm_vmcu.fusion import Block, find_blocks
+from tflm_vmcu.ir import Graph
+from tflm_vmcu.lifetimes import lifetimes
+from tflm_vmcu.plan_format import write_plan
+from tflm_vmcu.planner.fused import plan_with_blocks
+from tflm_vmcu.planner.plan import FusedBlock, Placement, Plan
+from tflm_vmcu.synth import ModelBuilder
+from tflm_vmcu.tflm_reference import TflmSession
+from tflm_vmcu.validate import compare, make_inputs, run_ours
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    size: int = 9
+    cin: int = 8
+    expand: int | None = 24  # expanded channels; None: no expansion conv
+    expand_stride: int = 1
+    kernel: int = 3
+    stride: int = 1
+    cout: int = 8
+    residual: bool = True
+    padding: str = "SAME"
+    act: str = "RELU6"
+
+
+VARIANTS = [
+    Variant("classic"),
+    Variant("stride2", stride=2, residual=False, cout=12),
+    Variant("k5_relu", kernel=5, act="RELU", residual=False, cout=16),
+    Variant("k7_stride2", kernel=7, stride=2, residual=False, size=15),
+    Variant("no_expand_residual", expand=None),
+    Variant("no_expand_k5_stride2", expand=None, kernel=5, stride=2, residual=False, cout=4),
+    Variant("expand_stride2", expand_stride=2, size=12, cin=3, expand=16, residual=False),
+    Variant("valid_no_activation", padding="VALID", act="NONE", residual=False, size=10),
+    Variant("wide_channels", cin=40, expand=120, cout=40, size=5),
+]
+
+
+def build(v: Variant, seed: int = 0) -> bytes:
+    """input -> 3x3 conv -> block (twice when the shapes allow it) -> 1x1 conv, so that
+    the blocks' inputs and outputs are inner tensors (free to wrap around the pool)."""
+    b = ModelBuilder(seed=seed)
+    x = b.input([1, v.size, v.size, 3], 0.05, -3)
+    x = b.conv2d(x, v.cin, (3, 3), activation="RELU")
+    for _ in range(2 if v.residual else 1):
+        a = x
+        y = x
+        if v.expand is not None:
+            y = b.conv2d(y, v.expand, (1, 1), (v.expand_stride,) * 2, "SAME", activation=v.act)
+        y = b.depthwise_conv2d(
+            y, 1, (v.kernel, v.kernel), (v.stride, v.stride), v.padding, activation=v.act
+        )
+        y = b.conv2d(y, v.cout, (1, 1), out_zero_point=5)
+        x = b.elementwise("ADD", a, y, out_zero_point=-2) if v.residual else y
+    return b.build([b.conv2d(x, 4, (1, 1))])
+
+
+@pytest.fixture(scope="module")
+def tflm() -> Iterator[TflmSession]:
+    with TflmSession() as session:
+        yield session
+
+
+def fused_model(data: bytes) -> tuple[bytes, Plan]:
+    """The model compiled with every block fused (whether or not fusion lowers the pool)."""
+    graph = tflm_vmcu.read_model(data)
+    plan = plan_with_blocks(graph, find_blocks(graph))
+    return write_plan(data, plan), plan
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=[v.name for v in VARIANTS])
+def test_block_is_found_and_runs_fused_bit_exact(v: Variant, tflm: TflmSession) -> None:
+    data = build(v)
+    graph = tflm_vmcu.read_model(data)
+    blocks = find_blocks(graph)
+    assert len(blocks) == (2 if v.residual else 1)
+    assert all(b.has_expand == (v.expand is not None) for b in blocks)
+    assert all(b.has_residual == v.residual for b in blocks)
+    model, plan = fused_model(data)
+    interp = tflm_vmcu.Interpreter(model, check_hazards=True)
+    assert interp.fused_blocks == len(blocks)
+    inputs = make_inputs(graph, 3, seed=1)
+    ours = run_ours(interp, inputs)
+    assert interp.hazards == 0, interp.first_hazard
+    assert interp.memory_guards_intact
+    names = [d["name"] for d in interp.get_output_details()]
+    unfused = run_ours(tflm_vmcu.Interpreter(data), inputs)
+    assert all(d.bit_exact for d in compare(ours, unfused, names))
+    assert all(d.bit_exact for d in compare(ours, tflm.run(data, inputs).outputs, names))
+    # The tensors inside a block have no bytes in the pool.
+    inner = {t for b in blocks for t in b.inner}
+    assert inner
+    assert not inner & set(plan.placements)
+
+
+def test_a_tensor_read_outside_stays_outside_the_block() -> None:
+    """When the expanded tensor is also a model output, the expansion stays unfused (the
+    block starts at the depthwise conv)."""
+    b = ModelBuilder(seed=2)
+    x = b.input([1, 6, 6, 8])
+    e = b.conv2d(x, 16, (1, 1))
+    y = b.conv2d(b.depthwise_conv2d(e, 1), 8, (1, 1))
+    (block,) = find_blocks(tflm_vmcu.read_model(b.build([y, e])))
+    assert (block.ops, block.input, block.has_expand) == ((1, 2), e, False)
+    (block,) = find_blocks(tflm_vmcu.read_model(b.build([y])))
+    assert (block.ops, block.input, block.has_expand) == ((0, 1, 2), x, True)
+
+
+def probe_plan(graph: Graph, block: Block, d: int, rotate: bool) -> Plan:
+    """Every live tensor in its own bytes, the workspace after them, and the block output
+    exactly d bytes before the block input (the pair wrapped around the pool end with
+    `rotate`)."""
+    lts = {lt.tensor: lt for lt in lifetimes(graph) if lt.tensor not in block.inner}
+    offsets: dict[int, int] = {}
+    at = 0
+    for t in lts:
+        if t not in (block.input, block.output):
+            offsets[t] = at
+            at += -(-lts[t].nbytes // 4) * 4
+    workspace = at
+    region = workspace + block.workspace_bytes
+    offsets[block.output] = region
+    offsets[block.input] = region + d
+    pool = region + max(d + lts[block.input].nbytes, lts[block.output].nbytes)
+    if rotate:  # the shared region straddles the pool end; the rest stays flat
+        shift = (pool - region) // 2
+        offsets = {t: (o + shift) % pool for t, o in offsets.items()}
+        workspace += shift
+    placements = {
+        t: Placement(t, graph.tensors[t].name, offsets[t], lt.nbytes, lt.first, lt.last)
+        for t, lt in lts.items()
+    }
+    fused = FusedBlock(block.ops[0], block.ops[-1], workspace, block.workspace_bytes)
+    return Plan(pool, 1, placements, "probe", blocks=[fused])
+
+
+def _probe(data: bytes, graph: Graph, plan: Plan) -> tuple[int, str, list[np.ndarray]]:
+    interp = tflm_vmcu.Interpreter(write_plan(data, plan), check_hazards=True)
+    assert interp.fused_blocks == 1
+    outputs = run_ours(interp, make_inputs(graph, 1, 0))[0]
+    return interp.hazards, interp.first_hazard, outputs
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=[v.name for v in VARIANTS])
+def test_block_access_model_is_safe_and_tight(v: Variant) -> None:
+    """The block output placed exactly the modelled displacement behind its input runs
+    hazard-free and unchanged (also wrapped around the pool end); one byte closer, the
+    hazard checker catches it."""
+    data = build(v)
+    graph = tflm_vmcu.read_model(data)
+    block = find_blocks(graph)[0]
+    d = block_steps(block).min_displacement()
+    reference = run_ours(tflm_vmcu.Interpreter(data), make_inputs(graph, 1, 0))[0]
+    for rotate in (False, True):
+        hazards, first, outputs = _probe(data, graph, probe_plan(graph, block, d, rotate))
+        assert hazards == 0, f"d={d}, wrapped={rotate}: {first}"
+        assert all(np.array_equal(a, b) for a, b in zip(outputs, reference, strict=True))
+    if d > 0:
+        hazards, _, _ = _probe(data, graph, probe_plan(graph, block, d - 1, False))
+        assert hazards > 0, f"d={d - 1} not caught"
+
+
+def test_workspace_over_a_live_tensor_is_caught() -> None:
+    data = build(VARIANTS[0])
+    graph = tflm_vmcu.read_model(data)
+    block = find_blocks(graph)[0]
+    plan = probe_plan(graph, block, block_steps(block).min_displacement(), False)
+    ws = plan.blocks[0]
+    # Move the workspace onto the block input (read while the workspace is in use).
+    moved = FusedBlock(ws.first, ws.last, plan.placements[block.input].offset, ws.workspace_bytes)
+    bad = dataclasses.replace(plan, blocks=[moved], pool_bytes=plan.pool_bytes + ws.workspace_bytes)
+    hazards, first, _ = _probe(data, graph, bad)
+    assert hazards > 0
+    assert first.startswith("operator ")
+
+
+def test_compiler_fuses_mobilenet_blocks_where_that_lowers_the_pool(tflm: TflmSession) -> None:
+    data = (MODELS / "mobilenetv2_small.tflite").read_bytes()
+    graph = tflm_vmcu.read_model(data)
+    fused = compile_bytes(data)
+    unfused = compile_bytes(data, fuse=False)
+    assert fused.plan.blocks
+    assert not unfused.plan.blocks
+    assert fused.plan.pool_bytes < unfused.plan.pool_bytes
+    notes = fused.plan.notes["fused_blocks"]
+    assert isinstance(notes, list)
+    assert len(notes) == len(fused.plan.blocks)
+    assert all(n["saved_bytes"] > 0 for n in notes)
+    interp = tflm_vmcu.Interpreter(fused.model, check_hazards=True)
+    inputs = make_inputs(graph, 3, seed=5)
+    ours = run_ours(interp, inputs)
+    assert interp.hazards == 0, interp.first_hazard
+    assert interp.fused_blocks == len(fused.plan.blocks)
+    names = [d["name"] for d in interp.get_output_details()]
+    assert all(d.bit_exact for d in compare(ours, tflm.run(data, inputs).outputs, names))
