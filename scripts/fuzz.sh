@@ -17,6 +17,24 @@ for m in models/op_*.tflite models/dscnn_kws.tflite; do
   cp "$m" "$out/seeds/"
   tflm-vmcu compile "$m" -o "$out/seeds/vmcu_$(basename "$m")" > /dev/null
 done
+# A model with a fused inverted-bottleneck block (fused-block table coverage).
+python3 - "$out/seeds/vmcu_block.tflite" <<'PY'
+import sys
+from pathlib import Path
+
+import tflm_vmcu
+from tflm_vmcu.fusion import find_blocks
+from tflm_vmcu.plan_format import write_plan
+from tflm_vmcu.planner.fused import plan_with_blocks
+from tflm_vmcu.synth import ModelBuilder
+
+b = ModelBuilder(seed=1)
+x = b.conv2d(b.input([1, 6, 6, 3]), 8, (3, 3))
+y = b.conv2d(b.depthwise_conv2d(b.conv2d(x, 24, (1, 1)), 1), 8, (1, 1))
+data = b.build([b.elementwise("ADD", x, y)])
+graph = tflm_vmcu.read_model(data)
+Path(sys.argv[1]).write_bytes(write_plan(data, plan_with_blocks(graph, find_blocks(graph))))
+PY
 if [[ -d ../shared/models ]]; then cp ../shared/models/*.tflite "$out/seeds/"; fi
 log="$out/fuzz.log"
 set +e

@@ -19,7 +19,9 @@ from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as sch
 
 import tflm_vmcu
 from tflm_vmcu.compiler import compile_bytes
+from tflm_vmcu.fusion import find_blocks
 from tflm_vmcu.plan_format import PLAN_METADATA, write_metadata, write_plan
+from tflm_vmcu.planner.fused import plan_with_blocks
 from tflm_vmcu.synth import ModelBuilder
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -90,6 +92,20 @@ def _placement_outside_pool(plan: tflm_vmcu.planner.plan.Plan) -> object:
     t, p = next(iter(plan.placements.items()))
     moved = dataclasses.replace(p, offset=plan.pool_bytes * 4)
     return dataclasses.replace(plan, placements={**plan.placements, t: moved})
+
+
+def _block(**changes: int) -> bytes:
+    """A model with one inverted-bottleneck block (3x3 conv, 1x1 expand, depthwise, 1x1
+    project, residual ADD, 1x1 conv), compiled with the block fused; `changes` edits the
+    plan's fused-block entry."""
+    b = ModelBuilder(seed=13)
+    x = b.conv2d(b.input([1, 6, 6, 3]), 8, (3, 3))
+    y = b.conv2d(b.depthwise_conv2d(b.conv2d(x, 24, (1, 1)), 1), 8, (1, 1))
+    data = b.build([b.conv2d(b.elementwise("ADD", x, y), 4, (1, 1))])
+    graph = tflm_vmcu.read_model(data)
+    plan = plan_with_blocks(graph, find_blocks(graph))
+    plan.blocks = [dataclasses.replace(plan.blocks[0], **changes)]
+    return write_plan(data, plan)
 
 
 def _run_with(memory: int | None = None, inputs: list[np.ndarray] | None = None) -> object:
@@ -173,6 +189,22 @@ CASES: list[tuple[str, Callable[[], object]]] = [
     (
         "Plan with a pool too small for its tensors",
         lambda: tflm_vmcu.Interpreter(_plan_edit(lambda p: dataclasses.replace(p, pool_bytes=64))),
+    ),
+    (
+        "Plan fuses operators that are not an inverted bottleneck",
+        lambda: tflm_vmcu.Interpreter(_block(first=0, last=2)),
+    ),
+    (
+        "Plan fuses a block but omits its last operator",
+        lambda: tflm_vmcu.Interpreter(_block(last=3)),
+    ),
+    (
+        "Plan gives a fused block a workspace outside the pool",
+        lambda: tflm_vmcu.Interpreter(_block(workspace_offset=1 << 20)),
+    ),
+    (
+        "Plan gives a fused block too small a workspace",
+        lambda: tflm_vmcu.Interpreter(_block(workspace_bytes=16)),
     ),
     ("Memory block too small", lambda: _run_with(memory=1000)),
     (

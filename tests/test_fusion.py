@@ -37,6 +37,7 @@ class Variant:
     residual: bool = True
     padding: str = "SAME"
     act: str = "RELU6"
+    pad: tuple[int, int, int, int] | None = None  # PAD before the depthwise conv: t, b, l, r
 
 
 VARIANTS = [
@@ -49,6 +50,11 @@ VARIANTS = [
     Variant("expand_stride2", expand_stride=2, size=12, cin=3, expand=16, residual=False),
     Variant("valid_no_activation", padding="VALID", act="NONE", residual=False, size=10),
     Variant("wide_channels", cin=40, expand=120, cout=40, size=5),
+    Variant("pad_valid_stride2", pad=(0, 1, 0, 1), padding="VALID", stride=2, residual=False),
+    Variant("pad_same_k5", pad=(2, 1, 1, 0), kernel=5, residual=False, cout=6),
+    Variant("pad_no_expand", pad=(1, 1, 1, 1), padding="VALID", expand=None),
+    # Windows entirely in the padding (found by the property tests).
+    Variant("windows_in_padding", pad=(2, 3, 2, 3), kernel=1, padding="VALID", residual=False),
 ]
 
 
@@ -63,6 +69,9 @@ def build(v: Variant, seed: int = 0) -> bytes:
         y = x
         if v.expand is not None:
             y = b.conv2d(y, v.expand, (1, 1), (v.expand_stride,) * 2, "SAME", activation=v.act)
+        if v.pad is not None:
+            top, bottom, left, right = v.pad
+            y = b.pad(y, [(0, 0), (top, bottom), (left, right), (0, 0)])
         y = b.depthwise_conv2d(
             y, 1, (v.kernel, v.kernel), (v.stride, v.stride), v.padding, activation=v.act
         )

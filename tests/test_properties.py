@@ -248,8 +248,8 @@ def mean_models(draw: st.DrawFn) -> Case:
 
 @st.composite
 def inverted_bottleneck_models(draw: st.DrawFn) -> Case:
-    """One or two blocks: [1x1 expand (stride 1 or 2)] -> KxK depthwise (stride 1 or 2) ->
-    1x1 project [-> ADD with the block input], after a 3x3 stem conv."""
+    """One or two blocks: [1x1 expand (stride 1 or 2)] -> [PAD] -> KxK depthwise (stride 1
+    or 2) -> 1x1 project [-> ADD with the block input], after a 3x3 stem conv."""
     b = ModelBuilder(seed=draw(st.integers(0, 2**16)))
     x = _image(draw, b, max_hw=12, max_c=4)
     x = b.conv2d(x, draw(st.integers(1, 16)), (3, 3), scale_factor=draw(GAINS))
@@ -266,6 +266,9 @@ def inverted_bottleneck_models(draw: st.DrawFn) -> Case:
                 y, c * expand, (1, 1), (e_stride, e_stride), activation=act,
                 scale_factor=draw(GAINS), out_zero_point=draw(ZERO_POINTS),
             )  # fmt: skip
+        if draw(st.booleans()):  # an explicit PAD of rows and columns, as converters emit
+            pads = [(0, 0), *((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in "hw")]
+            y = b.pad(y, [*pads, (0, 0)])
         mid = b.shapes[y][1:3]
         assume(all(conv_output_size(n, k, stride, 1, padding) > 0 for n in mid))
         y = b.depthwise_conv2d(

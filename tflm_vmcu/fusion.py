@@ -3,10 +3,10 @@ they run fused.
 
 A block is consecutive operators
 
-    A -> [CONV_2D 1x1 (expand)] -> B -> DEPTHWISE_CONV_2D KxK -> C -> CONV_2D 1x1 -> D
-      [-> ADD(A, D) -> E]
+    A -> [CONV_2D 1x1 (expand)] -> B [-> PAD (rows, columns)] -> DEPTHWISE_CONV_2D KxK
+      -> C -> CONV_2D 1x1 -> D [-> ADD(A, D) -> E]
 
-whose inner tensors (B, C, D) nothing else reads. The runtime's fused kernel
+whose inner tensors (B, the padded B, C, D) nothing else reads. The runtime's fused kernel
 (cpp/src/kernels/inverted_bottleneck.cc) computes it from a workspace of K rows of B plus
 a few pixels, so B, C and D never exist; the graph itself stays as it was.
 
@@ -20,11 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from .ir import Graph, Operator, Tensor
 
 BLOCK_OP = "INVERTED_BOTTLENECK"
 WORKSPACE_OP = "WORKSPACE"
 MAX_KERNEL = 16  # kMaxBlockKernel in cpp/src/kernels/inverted_bottleneck.h
+MAX_PAD = 64  # kMaxWindowParameter in cpp/src/kernels/kernel_util.h
 _INT8 = 9  # tflite TensorType.INT8
 
 
@@ -73,6 +76,22 @@ def _pointwise(graph: Graph, op: Operator, src: int) -> bool:
     return x is not None and len(f) == 4 and f[1:3] == (1, 1) and f[3] == x[2]
 
 
+def _spatial_pad(graph: Graph, op: Operator, src: int) -> tuple[int, int] | None:
+    """(top, left) of a PAD of src's rows and columns only (IsSpatialPad in
+    cpp/src/kernels/inverted_bottleneck.cc): its pad value is its output zero point, which
+    the depthwise conv's input offset cancels, so its taps add 0 like padding taps."""
+    pads_t = graph.tensors[op.inputs[1]] if len(op.inputs) == 2 else None
+    if op.inputs[0] != src or pads_t is None or pads_t.data is None:
+        return None
+    dtype = np.int64 if pads_t.itemsize == 8 else np.int32
+    pads = [int(v) for v in np.frombuffer(pads_t.data, dtype=dtype)]
+    if len(pads) != 8 or any(pads[i] for i in (0, 1, 6, 7)) or min(pads) < 0:
+        return None
+    if pads[2] > MAX_PAD or pads[4] > MAX_PAD or _hwc(graph, op.outputs[0]) is None:
+        return None
+    return pads[2], pads[4]
+
+
 def _readers(graph: Graph) -> dict[int, list[int]]:
     out: dict[int, list[int]] = {}
     for op in graph.operators:
@@ -100,14 +119,21 @@ def _block_at(graph: Graph, k: int, readers: dict[int, list[int]]) -> Block | No
         i += 1
         if i >= len(ops) or not private(first.outputs[0], i):
             return None
-    dw = ops[i] if i < len(ops) else None
     b = first.outputs[0] if has_expand else a
-    if dw is None or dw.opcode != "DEPTHWISE_CONV_2D" or dw.inputs[0] != b:
+    dw_in, pad_before = b, (0, 0)
+    if i < len(ops) and ops[i].opcode == "PAD":
+        spatial = _spatial_pad(graph, ops[i], b)
+        if spatial is None or i + 1 >= len(ops) or not private(ops[i].outputs[0], i + 1):
+            return None
+        dw_in, pad_before = ops[i].outputs[0], spatial
+        i += 1
+    dw = ops[i] if i < len(ops) else None
+    if dw is None or dw.opcode != "DEPTHWISE_CONV_2D" or dw.inputs[0] != dw_in:
         return None
-    mid, c = _hwc(graph, b), _hwc(graph, dw.outputs[0])
+    mid, padded, c = _hwc(graph, b), _hwc(graph, dw_in), _hwc(graph, dw.outputs[0])
     kernel = graph.tensors[dw.inputs[1]].shape[1:3]
     dilation = (dw.options.get("dilation_h_factor", 1), dw.options.get("dilation_w_factor", 1))
-    if mid is None or c is None or c[2] != mid[2] or dilation != (1, 1):
+    if mid is None or padded is None or c is None or c[2] != mid[2] or dilation != (1, 1):
         return None
     if not (1 <= kernel[0] <= MAX_KERNEL and 1 <= kernel[1] <= MAX_KERNEL):
         return None
@@ -155,8 +181,8 @@ def _block_at(graph: Graph, k: int, readers: dict[int, list[int]]) -> Block | No
         kernel=(kernel[0], kernel[1]),
         stride=stride,
         pad=(
-            _pad(mid[0], kernel[0], stride[0], c[0]),
-            _pad(mid[1], kernel[1], stride[1], c[1]),
+            pad_before[0] + _pad(padded[0], kernel[0], stride[0], c[0]),
+            pad_before[1] + _pad(padded[1], kernel[1], stride[1], c[1]),
         ),
         out_shape=d,
         names=tuple(ops[j].opcode for j in span),

@@ -502,14 +502,15 @@ Status Interpreter::ApplyBlocks(uint32_t pool) {
     const uint32_t last = word(kBlockWords * k + 1);
     const uint32_t ws_offset = word(kBlockWords * k + 2);
     const uint32_t ws_bytes = word(kBlockWords * k + 3);
-    if (first < next_free || last < first || last >= ops || last - first > 3)
+    if (first < next_free || last <= first || last >= ops ||
+        last - first >= static_cast<uint32_t>(kMaxBlockOps))
       return Fail(Status::kInvalidModel,
-                  "the memory plan fuses operators %u..%u: not an ordered block of 2 to 4 of "
+                  "the memory plan fuses operators %u..%u: not an ordered block of 2 to %d of "
                   "the %u operators",
-                  first, last, ops);
+                  first, last, kMaxBlockOps, ops);
     next_free = last + 1;
-    BlockOp block[4];
-    OpOptions options[4];
+    BlockOp block[kMaxBlockOps];
+    OpOptions options[kMaxBlockOps];
     for (uint32_t j = 0; j <= last - first; ++j) {
       const Node& node = nodes_[first + j];
       options[j] = DecodeOptions(model_, node.options_type, node.options_pos);

@@ -2,7 +2,8 @@
 inverted_bottleneck.cc), for its input A and output E (the workspace never overlaps).
 
 Units, in execution order, for each output row:
-  - each B row the row newly needs (rows up to its last valid depthwise tap), in order:
+  - each B row the row newly needs (rows up to its last valid depthwise tap; none when its
+    window lies entirely in the padding), in order:
     reads the A row it is computed from (lowest byte: the row's first pixel), writes only
     the workspace;
   - each output pixel: reads the workspace and, with the residual ADD, the A pixel at the
@@ -34,8 +35,10 @@ def block_steps(b: Block) -> Steps:
     next_row = 0
     for oy in range(out_h):
         y0 = oy * b.stride[0] - b.pad[0]
-        last_tap = min(b.kernel[0], mid_h - y0)  # one past the last valid tap (ValidTaps)
-        while next_row < y0 + last_tap:
+        first_tap = max(0, -y0)  # valid taps [first_tap, last_tap): ValidTaps
+        last_tap = min(b.kernel[0], mid_h - y0)
+        need = y0 + last_tap if last_tap > first_tap else next_row
+        while next_row < need:
             read_lo.append(next_row * b.expand_stride[0] * in_w * in_c)
             write_hi.append(NO_WRITE)
             next_row += 1

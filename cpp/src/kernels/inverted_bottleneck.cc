@@ -1,11 +1,15 @@
 #include "kernels/inverted_bottleneck.h"
 
+#include <string.h>
+
 #include "format.h"
+#include "kernels/kernel_util.h"
 
 namespace tflm_vmcu {
 namespace {
 
 constexpr int32_t kAddCode = 0;
+constexpr int32_t kPadCode = 34;
 constexpr int32_t kConv2DCode = 3;
 constexpr int32_t kDepthwiseConv2DCode = 4;
 constexpr int32_t kChannelBlock = 32;  // depthwise accumulators kept on the stack
@@ -30,6 +34,33 @@ bool IsPointwise(const BlockOp& op, const Tensor* in) {
          op.output->shape.dims[3] == f->shape.dims[0];
 }
 
+// Element i of a PAD op's constant int32 or int64 paddings.
+int64_t Padding(const Tensor* paddings, int i) {
+  if (paddings->type == DType::kInt64) {
+    int64_t v;
+    memcpy(&v, paddings->data + 8 * i, 8);
+    return v;
+  }
+  int32_t v;
+  memcpy(&v, paddings->data + 4 * i, 4);
+  return v;
+}
+
+// A PAD of rows and columns only (batch and channels unpadded) of `in`, whose pad value (its
+// output zero point) is what the depthwise conv's input offset cancels: its taps add 0, as
+// the depthwise conv's own padding taps, which TFLM skips.
+bool IsSpatialPad(const BlockOp& op, const Tensor* in, int32_t* top, int32_t* left) {
+  const Tensor* p = op.num_inputs == 2 ? op.inputs[1] : nullptr;
+  if (op.builtin_code != kPadCode || op.inputs[0] != in || !Is4D(op.output) || p == nullptr ||
+      !p->is_const || p->shape.rank != 2 || p->shape.dims[0] != 4 || p->shape.dims[1] != 2)
+    return false;
+  if (Padding(p, 0) != 0 || Padding(p, 1) != 0 || Padding(p, 6) != 0 || Padding(p, 7) != 0)
+    return false;
+  *top = static_cast<int32_t>(Padding(p, 2));
+  *left = static_cast<int32_t>(Padding(p, 4));
+  return *top >= 0 && *left >= 0 && *top <= kMaxWindowParameter && *left <= kMaxWindowParameter;
+}
+
 }  // namespace
 
 uint32_t BottleneckWorkspaceBytes(const Bottleneck& b) {
@@ -40,8 +71,9 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
                     uint32_t why_size) {
   Bottleneck b;
   int32_t k = 0;
-  if (count < 2 || count > 4 || ops[0].num_inputs < 1 || !Is4D(ops[0].inputs[0])) {
-    Format(why, why_size, "a block is 2 to 4 operators starting from a 4-D batch-1 tensor");
+  if (count < 2 || count > kMaxBlockOps || ops[0].num_inputs < 1 || !Is4D(ops[0].inputs[0])) {
+    Format(why, why_size, "a block is 2 to %d operators starting from a 4-D batch-1 tensor",
+           kMaxBlockOps);
     return false;
   }
   b.input = ops[0].inputs[0];
@@ -58,10 +90,25 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
     x = ops[0].output;
     k = 1;
   }
+  const Tensor* mid = x;  // B, unpadded
+  int32_t pad_top = 0;
+  int32_t pad_left = 0;
+  if (k < count && ops[k].builtin_code == kPadCode) {
+    if (!IsSpatialPad(ops[k], x, &pad_top, &pad_left)) {
+      Format(why, why_size, "operator %d is not a PAD of rows and columns only", k);
+      return false;
+    }
+    x = ops[k].output;
+    ++k;
+  }
+  if (k >= count) {
+    Format(why, why_size, "the block ends before its depthwise conv");
+    return false;
+  }
   const BlockOp& dw = ops[k];
   const Tensor* dw_filter = dw.num_inputs > 1 ? dw.inputs[1] : nullptr;
-  if (k >= count || dw.builtin_code != kDepthwiseConv2DCode || dw.inputs[0] != x ||
-      dw_filter == nullptr || dw_filter->shape.rank != 4 || !Is4D(dw.output) ||
+  if (dw.builtin_code != kDepthwiseConv2DCode || dw.inputs[0] != x || dw_filter == nullptr ||
+      dw_filter->shape.rank != 4 || !Is4D(dw.output) ||
       dw.output->shape.dims[3] != x->shape.dims[3] || dw.options->dilation_h != 1 ||
       dw.options->dilation_w != 1) {
     Format(why, why_size, "operator %d is not a depthwise conv (multiplier 1, no dilation) of %s",
@@ -108,9 +155,11 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
   b.in_h = b.input->shape.dims[1];
   b.in_w = b.input->shape.dims[2];
   b.in_c = b.input->shape.dims[3];
-  b.mid_h = x->shape.dims[1];
-  b.mid_w = x->shape.dims[2];
-  b.mid_c = x->shape.dims[3];
+  b.mid_h = mid->shape.dims[1];
+  b.mid_w = mid->shape.dims[2];
+  b.mid_c = mid->shape.dims[3];
+  b.pad_h = b.depthwise.data->pad_h + pad_top;
+  b.pad_w = b.depthwise.data->pad_w + pad_left;
   b.out_h = dw.output->shape.dims[1];
   b.out_w = dw.output->shape.dims[2];
   b.out_c = b.output->shape.dims[3];
@@ -143,11 +192,13 @@ void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, Haza
   const ConvData& p = *b.project.data;
   int32_t next_row = 0;  // next B row to compute
   for (int32_t oy = 0; oy < b.out_h; ++oy) {
-    const int32_t y0 = oy * b.stride_h - dw.pad_h;
+    const int32_t y0 = oy * b.stride_h - b.pad_h;
     int ky0, ky1;
     ValidTaps(y0, 1, b.kernel_h, b.mid_h, &ky0, &ky1);
-    // The B rows this output row newly needs, each computed once into its ring slot.
-    for (; next_row < y0 + ky1; ++next_row) {
+    // The B rows this output row newly needs, each computed once into its ring slot (none
+    // when its window lies entirely in the padding).
+    const int32_t need = ky1 > ky0 ? y0 + ky1 : next_row;
+    for (; next_row < need; ++next_row) {
       const uint32_t slot = static_cast<uint32_t>(next_row % b.kernel_h) * b_row;
       const int32_t ay = next_row * (b.has_expand ? b.expand_stride_h : 1);
       for (int32_t bx = 0; bx < b.mid_w; ++bx) {
@@ -170,12 +221,13 @@ void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, Haza
     }
     for (int32_t ox = 0; ox < b.out_w; ++ox) {
       // C pixel: the depthwise window over the ring rows, channel block by channel block.
-      const int32_t x0 = ox * b.stride_w - dw.pad_w;
+      const int32_t x0 = ox * b.stride_w - b.pad_w;
       int kx0, kx1;
       ValidTaps(x0, 1, b.kernel_w, b.mid_w, &kx0, &kx1);
       const int8_t* rows[kMaxBlockKernel];
-      const uint32_t span = static_cast<uint32_t>(kx1 - kx0) * mid_c;
-      for (int ky = ky0; ky < ky1; ++ky) {
+      // A window entirely in the padding (kx0 >= kx1) reads nothing: C = bias.
+      const uint32_t span = kx1 > kx0 ? static_cast<uint32_t>(kx1 - kx0) * mid_c : 0;
+      for (int ky = ky0; ky < ky1 && span > 0; ++ky) {
         const uint32_t slot = static_cast<uint32_t>((y0 + ky) % b.kernel_h) * b_row;
         rows[ky] = ws.ReadFlat(slot + static_cast<uint32_t>(x0 + kx0) * mid_c, span);
       }

@@ -1,7 +1,7 @@
 // The fused inverted bottleneck (MobileNetV2/MCUNet block):
 //
-//   A -> [CONV_2D 1x1 expand] -> B -> DEPTHWISE_CONV_2D KxK -> C -> CONV_2D 1x1 project -> D
-//     [-> ADD(A, D) -> E]
+//   A -> [CONV_2D 1x1 expand] -> B [-> PAD] -> DEPTHWISE_CONV_2D KxK -> C
+//     -> CONV_2D 1x1 project -> D [-> ADD(A, D) -> E]
 //
 // run as one kernel that never materialises B, C or D. A small workspace holds a ring of K
 // rows of B, one pixel of C and one of D; the block output is written pixel by pixel into
@@ -28,6 +28,8 @@ namespace tflm_vmcu {
 
 // Largest depthwise kernel side the fused kernel runs (its window rows are kept on the stack).
 constexpr int32_t kMaxBlockKernel = 16;
+// Operators in a block: expand, PAD, depthwise, project, ADD.
+constexpr int32_t kMaxBlockOps = 5;
 
 // One convolution of the block: its prepared op data and constant operands.
 struct BottleneckConv {
@@ -58,6 +60,7 @@ struct Bottleneck {
   int32_t expand_stride_h = 1, expand_stride_w = 1;
   int32_t mid_h = 0, mid_w = 0, mid_c = 0;  // B (and C's channels)
   int32_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1;
+  int32_t pad_h = 0, pad_w = 0;  // top/left padding of the depthwise conv (its own + PAD's)
   int32_t out_h = 0, out_w = 0, out_c = 0;  // C's rows and columns; D's channels
   uint32_t workspace_offset = 0;
   uint32_t first_op = 0;  // the block's operators in the model
