@@ -272,9 +272,9 @@ def plan_ring(
         method = "tensor"
         # Bisection on the pool size (the greedy walk is not strictly monotone in it,
         # so this finds a small feasible size, not always the smallest).
-        strategies = [
-            (g, e) for g in (False, True) for e in ((False, True) if linear else (False,))
-        ]
+        # Model inputs first or last in the pool: last lets a chain of outputs step down
+        # behind them without wrapping (model inputs and outputs must stay flat).
+        strategies = [(g, e) for g in (False, True) for e in (False, True)]
         for gap_first, at_end in strategies:
             lo = max(_ceil(bound, seg), seg)
             while lo < hi:

@@ -34,6 +34,46 @@ bool IsPointwise(const BlockOp& op, const Tensor* in) {
          op.output->shape.dims[3] == f->shape.dims[0];
 }
 
+// acc[i] += w[i] * (x[i] + offset) over a fixed-size run: the constant trip count lets
+// compilers vectorise (operands fit in int16, so the products widen int16 -> int32).
+template <int kN>
+inline void MacRun(const int8_t* x, const int8_t* w, int16_t offset, int32_t* acc) {
+  for (int i = 0; i < kN; ++i) {
+    acc[i] += static_cast<int16_t>(x[i] + offset) * static_cast<int16_t>(w[i]);
+  }
+}
+
+// One depthwise tap over n <= kChannelBlock channels: acc[i] += w[i] * (x[i] + offset).
+inline void MacTap(const int8_t* x, const int8_t* w, int n, int32_t offset, int32_t* acc) {
+#if TFLM_VMCU_DSP
+  dsp::DepthwiseTap(x, w, n, offset, acc);
+#else
+  const int16_t off = static_cast<int16_t>(offset);
+  int i = 0;
+  if (n == kChannelBlock) {
+    MacRun<kChannelBlock>(x, w, off, acc);
+    return;
+  }
+  for (; i + 8 <= n; i += 8) MacRun<8>(x + i, w + i, off, acc + i);
+  for (; i < n; ++i) acc[i] += w[i] * (x[i] + offset);
+#endif
+}
+
+// One pixel of a 1x1 conv: out[oc] = requantised(bias[oc] + sum(w[oc] * (x + offset))) for
+// every output channel. Kept out of line: inlined into the block's loop nest, compilers stop
+// vectorising the dot products.
+__attribute__((noinline)) void PointwisePixel(const int8_t* x, int n, const BottleneckConv& conv,
+                                              int out_c, int8_t* out) {
+  const ConvData& d = *conv.data;
+  const int8_t* w = conv.filter;
+  for (int oc = 0; oc < out_c; ++oc, w += n) {
+    int32_t acc = DotWithOffset(x, w, n, d.input_offset);
+    if (conv.bias != nullptr) acc += conv.bias[oc];
+    out[oc] = RequantizeChannel(acc, d.multiplier[oc], d.shift[oc], d.output_offset, d.act_min,
+                                d.act_max);
+  }
+}
+
 // Element i of a PAD op's constant int32 or int64 paddings.
 int64_t Padding(const Tensor* paddings, int i) {
   if (paddings->type == DType::kInt64) {
@@ -187,9 +227,7 @@ void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, Haza
   const uint32_t stage_at = d_at + out_c;
   // Staging for an A pixel that wraps around the pool end (the workspace never wraps).
   int8_t* stage = ws.BeginWrite(stage_at, in_c, nullptr);
-  const ConvData& e = *b.expand.data;
   const ConvData& dw = *b.depthwise.data;
-  const ConvData& p = *b.project.data;
   int32_t next_row = 0;  // next B row to compute
   for (int32_t oy = 0; oy < b.out_h; ++oy) {
     const int32_t y0 = oy * b.stride_h - b.pad_h;
@@ -210,13 +248,7 @@ void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, Haza
           memcpy(dst, a, mid_c);
           continue;
         }
-        const int8_t* w = b.expand.filter;
-        for (uint32_t oc = 0; oc < mid_c; ++oc, w += in_c) {
-          int32_t acc = DotWithOffset(a, w, static_cast<int>(in_c), e.input_offset);
-          if (b.expand.bias != nullptr) acc += b.expand.bias[oc];
-          dst[oc] = RequantizeChannel(acc, e.multiplier[oc], e.shift[oc], e.output_offset,
-                                      e.act_min, e.act_max);
-        }
+        PointwisePixel(a, static_cast<int>(in_c), b.expand, static_cast<int>(mid_c), dst);
       }
     }
     for (int32_t ox = 0; ox < b.out_w; ++ox) {
@@ -241,7 +273,7 @@ void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, Haza
             const int8_t* v = rows[ky] + static_cast<uint32_t>(kx - kx0) * mid_c + c0;
             const int8_t* w =
                 b.depthwise.filter + static_cast<uint32_t>(ky * b.kernel_w + kx) * mid_c + c0;
-            for (uint32_t c = 0; c < n; ++c) acc[c] += w[c] * (v[c] + dw.input_offset);
+            MacTap(v, w, static_cast<int>(n), dw.input_offset, acc);
           }
         }
         for (uint32_t c = 0; c < n; ++c) {
@@ -255,13 +287,7 @@ void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, Haza
       // D pixel: the projection of the C pixel.
       const int8_t* c_in = ws.ReadFlat(c_at, mid_c);
       int8_t* d_px = ws.BeginWrite(d_at, out_c, nullptr);
-      const int8_t* w = b.project.filter;
-      for (uint32_t oc = 0; oc < out_c; ++oc, w += mid_c) {
-        int32_t acc = DotWithOffset(c_in, w, static_cast<int>(mid_c), p.input_offset);
-        if (b.project.bias != nullptr) acc += b.project.bias[oc];
-        d_px[oc] = RequantizeChannel(acc, p.multiplier[oc], p.shift[oc], p.output_offset, p.act_min,
-                                     p.act_max);
-      }
+      PointwisePixel(c_in, static_cast<int>(mid_c), b.project, static_cast<int>(out_c), d_px);
       // The block output pixel: D, or the residual ADD of the A pixel and D.
       const uint32_t px = static_cast<uint32_t>(oy * b.out_w + ox);
       const int8_t* d_in = ws.ReadFlat(d_at, out_c);
