@@ -45,7 +45,7 @@ Status ConvPrepare(OpContext& ctx) {
     return ctx.Fail(Status::kInvalidShape, "filter '%s' has an empty dimension", filter->name);
   }
   // Grouped convolution as in TFLM: input channels are a multiple of the filter's.
-  if (in_d % f_in_d != 0 || out_d % (in_d / f_in_d) != 0) {
+  if (in_d < f_in_d || in_d % f_in_d != 0 || out_d % (in_d / f_in_d) != 0) {
     return ctx.Fail(Status::kInvalidShape,
                     "input has %d channels, filter '%s' has %d input and %d output channels "
                     "(need input channels = groups * filter channels, output channels "

@@ -104,7 +104,10 @@ bool IsSpatialPad(const BlockOp& op, const Tensor* in, int32_t* top, int32_t* le
 }  // namespace
 
 uint32_t BottleneckWorkspaceBytes(const Bottleneck& b) {
-  return static_cast<uint32_t>(b.kernel_h * b.mid_w * b.mid_c + b.mid_c + b.out_c + b.in_c);
+  // In 64 bits: a hostile model's shapes must not overflow (the plan's workspace, which
+  // must hold this many bytes inside the pool, is at most 2 GiB).
+  const int64_t bytes = int64_t{b.kernel_h} * b.mid_w * b.mid_c + b.mid_c + b.out_c + b.in_c;
+  return bytes > 0x7fffffff ? 0xffffffffu : static_cast<uint32_t>(bytes);
 }
 
 bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* why,
@@ -205,8 +208,8 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
   b.out_c = b.output->shape.dims[3];
   // The expansion's 1x1 taps: B pixel (i, j) is A pixel (i * stride, j * stride).
   if (b.has_expand && (b.expand_stride_h <= 0 || b.expand_stride_w <= 0 ||
-                       (b.mid_h - 1) * b.expand_stride_h >= b.in_h ||
-                       (b.mid_w - 1) * b.expand_stride_w >= b.in_w)) {
+                       int64_t{b.mid_h - 1} * b.expand_stride_h >= b.in_h ||
+                       int64_t{b.mid_w - 1} * b.expand_stride_w >= b.in_w)) {
     Format(why, why_size, "the expansion's strides do not match its shapes");
     return false;
   }
