@@ -39,7 +39,7 @@ if [[ -d ../shared/models ]]; then cp ../shared/models/*.tflite "$out/seeds/"; f
 log="$out/fuzz.log"
 set +e
 "$out/fuzz_interpreter" "$out/corpus" "$out/seeds" -runs="$runs" -max_len=400000 \
-  -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 > "$log" 2>&1
+  -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 -artifact_prefix="$out/" > "$log" 2>&1
 status=$?
 set -e
 execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)

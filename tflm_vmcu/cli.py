@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from . import ops
 from .errors import TflmVmcuError
@@ -78,6 +79,17 @@ def cmd_compile(args: argparse.Namespace) -> int:
     )
     print(f"tensor-level lower bound (peak live bytes): {result.peak_live_bytes:,}")
     print(f"segment-level lower bound: {result.segment_bound_bytes:,}")
+    fused: list[dict[str, Any]] = plan.notes.get("fused_blocks", [])  # type: ignore[assignment]
+    print(
+        f"inverted-bottleneck blocks: {plan.notes.get('fusion_candidates', 0)} found, "
+        f"{len(fused)} fused (where fusing lowers the pool)"
+    )
+    for b in fused:
+        first, last = b["ops"]
+        print(
+            f"  ops {first}-{last} ({b['pattern']}): saves {b['saved_bytes']:,} pool bytes "
+            f"(workspace {b['workspace_bytes']:,})"
+        )
     print(f"wrote {args.output}")
     if args.report:
         cmd_report(argparse.Namespace(model=args.model, out=args.report, json=False))

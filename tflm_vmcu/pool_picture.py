@@ -180,7 +180,8 @@ def pool_table(plan: Plan, op_names: list[str], graph: Graph | None = None) -> s
 
 
 def _ordered(plan: Plan) -> list[Placement]:
-    return sorted(plan.placements.values(), key=lambda p: (p.first, p.last, p.tensor))
+    areas = [*plan.placements.values(), *plan.workspaces()]
+    return sorted(areas, key=lambda p: (p.first, p.last, p.tensor))
 
 
 def _live_bytes(plan: Plan, k: int) -> int:
@@ -225,7 +226,10 @@ def _shorten(name: str, limit: int) -> str:
 
 
 def _tensor_label(p: Placement) -> str:
-    """Tensor index and a short name: the last two path components of the TFLite name."""
+    """Tensor index and a short name: the last two path components of the TFLite name
+    (a fused block's workspace, which is no tensor, by its name alone)."""
+    if p.tensor < 0:
+        return p.name
     name = (p.name or f"t{p.tensor}").split(";")[0].removesuffix(":0")
     parts = [s for s in name.split("/") if s]
     short = "/".join(parts[-2:]) if parts else name  # ".../conv1/Relu6" -> "conv1/Relu6"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Sequence
 
 from ..fusion import Block, find_blocks, planning_graph
@@ -47,6 +48,7 @@ def plan_model(graph: Graph, fuse: bool = True) -> Plan:
     """The ring plan of the runtime: every inverted-bottleneck block is fused where that
     lowers the pool (a block that does not is left to the unfused kernels). The notes
     record, per fused block, the pool bytes fusing it saves."""
+    start = time.perf_counter()
     candidates = find_blocks(graph) if fuse else []
     kept = list(candidates)
     best = plan_with_blocks(graph, kept)
@@ -69,4 +71,5 @@ def plan_model(graph: Graph, fuse: bool = True) -> Plan:
         )
     best.notes["fusion_candidates"] = len(candidates)
     best.notes["fused_blocks"] = report
+    best.notes["planning_seconds"] = time.perf_counter() - start
     return best

@@ -45,5 +45,15 @@ class Plan:
     blocks: list[FusedBlock] = field(default_factory=list)  # fused inverted bottlenecks
     notes: dict[str, object] = field(default_factory=dict)
 
+    def workspaces(self) -> list[Placement]:
+        """The fused blocks' workspaces, as placements of no tensor (index -1)."""
+        return [
+            Placement(-1, f"workspace of ops {b.first}-{b.last}", b.workspace_offset,
+                      b.workspace_bytes, b.first, b.last)
+            for b in self.blocks
+        ]  # fmt: skip
+
     def live_at(self, op_index: int) -> list[Placement]:
-        return [p for p in self.placements.values() if p.first <= op_index <= p.last]
+        """Tensors and workspaces that hold pool bytes while op `op_index` runs."""
+        areas = [*self.placements.values(), *self.workspaces()]
+        return [p for p in areas if p.first <= op_index <= p.last]
