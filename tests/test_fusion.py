@@ -86,22 +86,30 @@ def tflm() -> Iterator[TflmSession]:
         yield session
 
 
-def fused_model(data: bytes) -> tuple[bytes, Plan]:
+def fused_model(data: bytes, window: bool = False) -> tuple[bytes, Plan]:
     """The model compiled with every block fused (whether or not fusion lowers the pool)."""
     graph = tflm_vmcu.read_model(data)
-    plan = plan_with_blocks(graph, find_blocks(graph))
+    blocks = [dataclasses.replace(b, window=window) for b in find_blocks(graph)]
+    plan = plan_with_blocks(graph, blocks)
     return write_plan(data, plan), plan
 
 
+MODES = pytest.mark.parametrize("window", [False, True], ids=["rows", "window"])
+
+
+@MODES
 @pytest.mark.parametrize("v", VARIANTS, ids=[v.name for v in VARIANTS])
-def test_block_is_found_and_runs_fused_bit_exact(v: Variant, tflm: TflmSession) -> None:
+def test_block_is_found_and_runs_fused_bit_exact(
+    v: Variant, window: bool, tflm: TflmSession
+) -> None:
     data = build(v)
     graph = tflm_vmcu.read_model(data)
     blocks = find_blocks(graph)
     assert len(blocks) == (2 if v.residual else 1)
     assert all(b.has_expand == (v.expand is not None) for b in blocks)
     assert all(b.has_residual == v.residual for b in blocks)
-    model, plan = fused_model(data)
+    model, plan = fused_model(data, window)
+    assert all(b.window == window for b in plan.blocks)
     interp = tflm_vmcu.Interpreter(model, check_hazards=True)
     assert interp.fused_blocks == len(blocks)
     inputs = make_inputs(graph, 3, seed=1)
@@ -155,7 +163,9 @@ def probe_plan(graph: Graph, block: Block, d: int, rotate: bool) -> Plan:
         t: Placement(t, graph.tensors[t].name, offsets[t], lt.nbytes, lt.first, lt.last)
         for t, lt in lts.items()
     }
-    fused = FusedBlock(block.ops[0], block.ops[-1], workspace, block.workspace_bytes)
+    fused = FusedBlock(
+        block.ops[0], block.ops[-1], workspace, block.workspace_bytes, window=block.window
+    )
     return Plan(pool, 1, placements, "probe", blocks=[fused])
 
 
@@ -166,14 +176,15 @@ def _probe(data: bytes, graph: Graph, plan: Plan) -> tuple[int, str, list[np.nda
     return interp.hazards, interp.first_hazard, outputs
 
 
+@MODES
 @pytest.mark.parametrize("v", VARIANTS, ids=[v.name for v in VARIANTS])
-def test_block_access_model_is_safe_and_tight(v: Variant) -> None:
+def test_block_access_model_is_safe_and_tight(v: Variant, window: bool) -> None:
     """The block output placed exactly the modelled displacement behind its input runs
     hazard-free and unchanged (also wrapped around the pool end); one byte closer, the
     hazard checker catches it."""
     data = build(v)
     graph = tflm_vmcu.read_model(data)
-    block = find_blocks(graph)[0]
+    block = dataclasses.replace(find_blocks(graph)[0], window=window)
     d = block_steps(block).min_displacement()
     reference = run_ours(tflm_vmcu.Interpreter(data), make_inputs(graph, 1, 0))[0]
     for rotate in (False, True):

@@ -11,6 +11,7 @@ Profiles (HYPOTHESIS_PROFILE): "ci" (default) runs 500 derandomised cases per fa
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -66,11 +67,13 @@ def check(case: Case, reference: Callable[[bytes, list[list[np.ndarray]]], TflmR
     _run_and_compare(case, result.model, inputs, ref)
     assert result.plan.pool_bytes <= tflm_head_bytes(graph), case.ops
     assert result.plan.pool_bytes <= ref.head_bytes, case.ops
-    if case.blocks:  # also every block fused, whether or not the compiler would fuse it
+    if case.blocks:  # also every block fused (both modes), whether or not the compiler would
         blocks = find_blocks(graph)
         assert len(blocks) == case.blocks, case.ops
-        fused = write_plan(case.model, plan_with_blocks(graph, blocks))
-        assert _run_and_compare(case, fused, inputs, ref).fused_blocks == case.blocks
+        for window in (False, True):
+            mode = [dataclasses.replace(b, window=window) for b in blocks]
+            fused = write_plan(case.model, plan_with_blocks(graph, mode))
+            assert _run_and_compare(case, fused, inputs, ref).fused_blocks == case.blocks
 
 
 def _run_and_compare(

@@ -47,12 +47,17 @@ class Block:
     pad: tuple[int, int]  # top, left padding of the depthwise conv
     out_shape: tuple[int, int, int]  # E
     names: tuple[str, ...] = field(default=(), compare=False)  # op names, for reports
+    # Window mode: each output pixel's K x K window of B is recomputed (less memory, more
+    # work); else rows mode: a ring of K rows of B, each row computed once.
+    window: bool = False
 
     @property
     def workspace_bytes(self) -> int:
-        """BottleneckWorkspaceBytes: K rows of B, a C pixel, a D pixel, an A pixel."""
+        """BottleneckWorkspaceBytes: K rows (or one window) of B, a C pixel, a D pixel and
+        an A pixel."""
         _, mid_w, mid_c = self.mid_shape
-        return self.kernel[0] * mid_w * mid_c + mid_c + self.out_shape[2] + self.in_shape[2]
+        b_bytes = self.kernel[0] * (self.kernel[1] if self.window else mid_w) * mid_c
+        return b_bytes + mid_c + self.out_shape[2] + self.in_shape[2]
 
 
 def _pad(size: int, kernel: int, stride: int, out: int) -> int:

@@ -7,7 +7,8 @@ read by Interpreter::ApplyPlan in cpp/src/interpreter.cc):
     [magic "VMCP", version 3, pool bytes, segment bytes, graph digest, tensor count,
      offset of tensor 0, ..., offset of tensor n-1,   (offset -1: not in the pool)
      op count, start word of op 0's data, ..., of op m-1's (-1: none),
-     fused block count, per block: first op, last op, workspace offset, workspace bytes,
+     fused block count, per block: first op, last op, mode (0: rows, 1: window),
+       workspace offset, workspace bytes,
      data words]
 
 Tensors produced inside a fused block (tflm_vmcu.fusion) never exist and have offset -1.
@@ -74,7 +75,7 @@ def encode_plan(plan: Plan, num_tensors: int, num_ops: int, digest: int) -> byte
             at += len(data)
     blob = np.concatenate(words).tobytes() if words else b""
     blocks = struct.pack("<I", len(plan.blocks)) + b"".join(
-        struct.pack("<4I", b.first, b.last, b.workspace_offset, b.workspace_bytes)
+        struct.pack("<5I", b.first, b.last, int(b.window), b.workspace_offset, b.workspace_bytes)
         for b in plan.blocks
     )
     return (
@@ -109,9 +110,12 @@ def decode_plan(data: bytes, graph: Graph) -> Plan:
     if num_ops != len(graph.operators) or len(data) < at + 4:
         raise ModelError(f"metadata '{PLAN_METADATA}' is truncated")
     count = struct.unpack_from("<I", data, at)[0]
-    if len(data) < at + 4 + 16 * count:
+    if len(data) < at + 4 + 20 * count:
         raise ModelError(f"metadata '{PLAN_METADATA}' is truncated")
-    blocks = [FusedBlock(*struct.unpack_from("<4I", data, at + 4 + 16 * k)) for k in range(count)]
+    blocks = []
+    for k in range(count):
+        first, last, mode, offset, size = struct.unpack_from("<5I", data, at + 4 + 20 * k)
+        blocks.append(FusedBlock(first, last, offset, size, window=mode == 1))
     return Plan(pool, segment, placements, blocks=blocks)
 
 

@@ -438,7 +438,8 @@ Status Interpreter::PlanActivations() {
 //   [magic 'VMCP', version 3, pool bytes, segment bytes, graph digest, tensor count,
 //    offset per tensor,
 //    op count, start word of each op's data (-1: none),
-//    fused block count, per block (first op, last op, workspace offset, workspace bytes),
+//    fused block count, per block (first op, last op, mode, workspace offset, workspace
+//    bytes; mode 0: rows, 1: window),
 //    data words]
 // with offset -1 for tensors outside the pool (constants, and the tensors inside a fused
 // block, which never exist). Every offset is checked before use.
@@ -446,7 +447,7 @@ namespace {
 constexpr uint32_t kPlanMagic = 0x50434D56;  // "VMCP"
 constexpr size_t kPlanHeaderWords = 6;
 constexpr uint32_t kPlanVersion = 3;
-constexpr size_t kBlockWords = 4;
+constexpr size_t kBlockWords = 5;
 }  // namespace
 
 Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
@@ -500,8 +501,9 @@ Status Interpreter::ApplyBlocks(uint32_t pool) {
   for (uint32_t k = 0; k < plan_num_blocks_; ++k) {
     const uint32_t first = word(kBlockWords * k);
     const uint32_t last = word(kBlockWords * k + 1);
-    const uint32_t ws_offset = word(kBlockWords * k + 2);
-    const uint32_t ws_bytes = word(kBlockWords * k + 3);
+    const uint32_t mode = word(kBlockWords * k + 2);
+    const uint32_t ws_offset = word(kBlockWords * k + 3);
+    const uint32_t ws_bytes = word(kBlockWords * k + 4);
     if (first < next_free || last <= first || last >= ops ||
         last - first >= static_cast<uint32_t>(kMaxBlockOps))
       return Fail(Status::kInvalidModel,
@@ -541,6 +543,11 @@ Status Interpreter::ApplyBlocks(uint32_t pool) {
                     "is read outside it",
                     first, last, inner->name);
     }
+    if (mode > 1)
+      return Fail(Status::kInvalidModel,
+                  "the memory plan runs the block at operators %u..%u in unknown mode %u", first,
+                  last, mode);
+    b.window = mode == 1;
     const uint32_t need = BottleneckWorkspaceBytes(b);
     if (ws_bytes < need || ws_offset > pool || ws_bytes > pool - ws_offset)
       return Fail(Status::kInvalidModel,

@@ -31,7 +31,9 @@ def plan_with_blocks(graph: Graph, blocks: Sequence[Block]) -> Plan:
         if t < real
     }
     fused = [
-        FusedBlock(b.ops[0], b.ops[-1], vplan.placements[real + j].offset, b.workspace_bytes)
+        FusedBlock(
+            b.ops[0], b.ops[-1], vplan.placements[real + j].offset, b.workspace_bytes, b.window
+        )
         for j, b in enumerate(blocks)
     ]
     return Plan(
@@ -46,8 +48,9 @@ def plan_with_blocks(graph: Graph, blocks: Sequence[Block]) -> Plan:
 
 def plan_model(graph: Graph, fuse: bool = True) -> Plan:
     """The ring plan of the runtime: every inverted-bottleneck block is fused where that
-    lowers the pool (a block that does not is left to the unfused kernels). The notes
-    record, per fused block, the pool bytes fusing it saves."""
+    lowers the pool (a block that does not is left to the unfused kernels), in rows mode,
+    or in window mode where that lowers the pool further. The notes record, per fused
+    block, the pool bytes fusing it saves."""
     start = time.perf_counter()
     candidates = find_blocks(graph) if fuse else []
     kept = list(candidates)
@@ -57,6 +60,11 @@ def plan_model(graph: Graph, fuse: bool = True) -> Plan:
         plan = plan_with_blocks(graph, trial)
         if plan.pool_bytes <= best.pool_bytes:
             kept, best = trial, plan
+    for j, b in enumerate(kept):  # window mode trades work for memory: only where it pays
+        trial = [*kept[:j], dataclasses.replace(b, window=True), *kept[j + 1 :]]
+        plan = plan_with_blocks(graph, trial)
+        if plan.pool_bytes < best.pool_bytes:
+            kept, best = trial, plan
     report = []
     for b in kept:
         without = plan_with_blocks(graph, [x for x in kept if x is not b])
@@ -64,6 +72,7 @@ def plan_model(graph: Graph, fuse: bool = True) -> Plan:
             {
                 "ops": [b.ops[0], b.ops[-1]],
                 "pattern": " > ".join(b.names),
+                "mode": "window" if b.window else "rows",
                 "workspace_bytes": b.workspace_bytes,
                 "unfused_pool_bytes": without.pool_bytes,
                 "saved_bytes": without.pool_bytes - best.pool_bytes,

@@ -27,12 +27,14 @@ class Placement:
 @dataclass(frozen=True)
 class FusedBlock:
     """Operators first..last run as one fused inverted-bottleneck kernel, with a workspace
-    of workspace_bytes at workspace_offset in the pool (it never wraps)."""
+    of workspace_bytes at workspace_offset in the pool (it never wraps), in window mode
+    (recomputing each output pixel's window) or rows mode."""
 
     first: int
     last: int
     workspace_offset: int
     workspace_bytes: int
+    window: bool = False
 
 
 @dataclass

@@ -106,7 +106,8 @@ bool IsSpatialPad(const BlockOp& op, const Tensor* in, int32_t* top, int32_t* le
 uint32_t BottleneckWorkspaceBytes(const Bottleneck& b) {
   // In 64 bits: a hostile model's shapes must not overflow (the plan's workspace, which
   // must hold this many bytes inside the pool, is at most 2 GiB).
-  const int64_t bytes = int64_t{b.kernel_h} * b.mid_w * b.mid_c + b.mid_c + b.out_c + b.in_c;
+  const int64_t b_bytes = int64_t{b.kernel_h} * (b.window ? b.kernel_w : b.mid_w) * b.mid_c;
+  const int64_t bytes = b_bytes + b.mid_c + b.out_c + b.in_c;
   return bytes > 0x7fffffff ? 0xffffffffu : static_cast<uint32_t>(bytes);
 }
 
@@ -217,97 +218,162 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
   return true;
 }
 
-void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, HazardState* hazard) {
-  const RingBytes in(b.input, pool, pool_size, b.input->offset, hazard);
-  const RingBytes out(b.output, pool, pool_size, b.output->offset, hazard);
-  const RingBytes ws(&b.workspace, pool, pool_size, b.workspace_offset, hazard);
-  const uint32_t in_c = static_cast<uint32_t>(b.in_c);
-  const uint32_t mid_c = static_cast<uint32_t>(b.mid_c);
-  const uint32_t out_c = static_cast<uint32_t>(b.out_c);
-  const uint32_t b_row = static_cast<uint32_t>(b.mid_w) * mid_c;
-  const uint32_t c_at = static_cast<uint32_t>(b.kernel_h) * b_row;
-  const uint32_t d_at = c_at + mid_c;
-  const uint32_t stage_at = d_at + out_c;
-  // Staging for an A pixel that wraps around the pool end (the workspace never wraps).
-  int8_t* stage = ws.BeginWrite(stage_at, in_c, nullptr);
-  const ConvData& dw = *b.depthwise.data;
-  int32_t next_row = 0;  // next B row to compute
-  for (int32_t oy = 0; oy < b.out_h; ++oy) {
-    const int32_t y0 = oy * b.stride_h - b.pad_h;
-    int ky0, ky1;
-    ValidTaps(y0, 1, b.kernel_h, b.mid_h, &ky0, &ky1);
-    // The B rows this output row newly needs, each computed once into its ring slot (none
-    // when its window lies entirely in the padding).
-    const int32_t need = ky1 > ky0 ? y0 + ky1 : next_row;
-    for (; next_row < need; ++next_row) {
-      const uint32_t slot = static_cast<uint32_t>(next_row % b.kernel_h) * b_row;
-      const int32_t ay = next_row * (b.has_expand ? b.expand_stride_h : 1);
-      for (int32_t bx = 0; bx < b.mid_w; ++bx) {
-        const int32_t ax = bx * (b.has_expand ? b.expand_stride_w : 1);
-        const uint32_t a_at = (static_cast<uint32_t>(ay * b.in_w + ax)) * in_c;
-        const int8_t* a = in.Read(a_at, in_c, stage);
-        int8_t* dst = ws.BeginWrite(slot + static_cast<uint32_t>(bx) * mid_c, mid_c, nullptr);
-        if (!b.has_expand) {
-          memcpy(dst, a, mid_c);
-          continue;
+namespace {
+
+// One evaluation of a block: the views and the steps both modes share.
+class BlockRun {
+ public:
+  BlockRun(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, HazardState* hazard)
+      : b_(b),
+        in_(b.input, pool, pool_size, b.input->offset, hazard),
+        out_(b.output, pool, pool_size, b.output->offset, hazard),
+        ws_(&b.workspace, pool, pool_size, b.workspace_offset, hazard),
+        in_c_(static_cast<uint32_t>(b.in_c)),
+        mid_c_(static_cast<uint32_t>(b.mid_c)),
+        out_c_(static_cast<uint32_t>(b.out_c)),
+        c_at_(b.window ? static_cast<uint32_t>(b.kernel_h * b.kernel_w) * mid_c_
+                       : static_cast<uint32_t>(b.kernel_h * b.mid_w) * mid_c_),
+        d_at_(c_at_ + mid_c_),
+        // Staging for an A pixel that wraps around the pool end (the workspace never wraps).
+        stage_(ws_.BeginWrite(d_at_ + out_c_, in_c_, nullptr)) {}
+
+  // Writes B pixel (by, bx) to workspace byte `at`: the expansion of its A pixel (or the A
+  // pixel itself without an expansion).
+  void ComputeB(int32_t by, int32_t bx, uint32_t at) {
+    const int32_t ay = by * (b_.has_expand ? b_.expand_stride_h : 1);
+    const int32_t ax = bx * (b_.has_expand ? b_.expand_stride_w : 1);
+    const int8_t* a = in_.Read(static_cast<uint32_t>(ay * b_.in_w + ax) * in_c_, in_c_, stage_);
+    int8_t* dst = ws_.BeginWrite(at, mid_c_, nullptr);
+    if (b_.has_expand) {
+      PointwisePixel(a, static_cast<int>(in_c_), b_.expand, static_cast<int>(mid_c_), dst);
+    } else {
+      memcpy(dst, a, mid_c_);
+    }
+  }
+
+  // Output pixel (oy, ox) from its valid depthwise taps [ky0, ky1) x [kx0, kx1): B pixel
+  // (row ky, column kx) is at workspace byte row_at[ky] + (kx - kx0) * mid_c.
+  void FinishPixel(int32_t oy, int32_t ox, const uint32_t* row_at, int ky0, int ky1, int kx0,
+                   int kx1) {
+    const ConvData& dw = *b_.depthwise.data;
+    const int8_t* rows[kMaxBlockKernel];
+    // A window entirely in the padding (no valid tap) reads nothing: C = bias.
+    const uint32_t span = kx1 > kx0 ? static_cast<uint32_t>(kx1 - kx0) * mid_c_ : 0;
+    for (int ky = ky0; ky < ky1 && span > 0; ++ky) rows[ky] = ws_.ReadFlat(row_at[ky], span);
+    int8_t* c_px = ws_.BeginWrite(c_at_, mid_c_, nullptr);
+    for (uint32_t c0 = 0; c0 < mid_c_; c0 += kChannelBlock) {
+      const uint32_t n = mid_c_ - c0 < kChannelBlock ? mid_c_ - c0 : kChannelBlock;
+      int32_t acc[kChannelBlock];
+      for (uint32_t c = 0; c < n; ++c) acc[c] = 0;
+      for (int ky = ky0; ky < ky1 && span > 0; ++ky) {
+        for (int kx = kx0; kx < kx1; ++kx) {
+          const int8_t* v = rows[ky] + static_cast<uint32_t>(kx - kx0) * mid_c_ + c0;
+          const int8_t* w =
+              b_.depthwise.filter + static_cast<uint32_t>(ky * b_.kernel_w + kx) * mid_c_ + c0;
+          MacTap(v, w, static_cast<int>(n), dw.input_offset, acc);
         }
-        PointwisePixel(a, static_cast<int>(in_c), b.expand, static_cast<int>(mid_c), dst);
+      }
+      for (uint32_t c = 0; c < n; ++c) {
+        const uint32_t ch = c0 + c;
+        int32_t a = acc[c];
+        if (b_.depthwise.bias != nullptr) a += b_.depthwise.bias[ch];
+        c_px[ch] = RequantizeChannel(a, dw.multiplier[ch], dw.shift[ch], dw.output_offset,
+                                     dw.act_min, dw.act_max);
       }
     }
-    for (int32_t ox = 0; ox < b.out_w; ++ox) {
-      // C pixel: the depthwise window over the ring rows, channel block by channel block.
-      const int32_t x0 = ox * b.stride_w - b.pad_w;
-      int kx0, kx1;
-      ValidTaps(x0, 1, b.kernel_w, b.mid_w, &kx0, &kx1);
-      const int8_t* rows[kMaxBlockKernel];
-      // A window entirely in the padding (kx0 >= kx1) reads nothing: C = bias.
-      const uint32_t span = kx1 > kx0 ? static_cast<uint32_t>(kx1 - kx0) * mid_c : 0;
-      for (int ky = ky0; ky < ky1 && span > 0; ++ky) {
-        const uint32_t slot = static_cast<uint32_t>((y0 + ky) % b.kernel_h) * b_row;
-        rows[ky] = ws.ReadFlat(slot + static_cast<uint32_t>(x0 + kx0) * mid_c, span);
+    // D pixel: the projection of the C pixel.
+    const int8_t* c_in = ws_.ReadFlat(c_at_, mid_c_);
+    int8_t* d_px = ws_.BeginWrite(d_at_, out_c_, nullptr);
+    PointwisePixel(c_in, static_cast<int>(mid_c_), b_.project, static_cast<int>(out_c_), d_px);
+    // The block output pixel: D, or the residual ADD of the A pixel and D.
+    const uint32_t px = static_cast<uint32_t>(oy * b_.out_w + ox);
+    const int8_t* d_in = ws_.ReadFlat(d_at_, out_c_);
+    if (b_.add != nullptr) {
+      const int8_t* a = in_.Read(px * in_c_, in_c_, stage_);
+      int8_t* e_px = ws_.BeginWrite(d_at_, out_c_, nullptr);
+      const AddParams add = *b_.add;
+      const bool first = b_.input_is_add_input1;
+      for (uint32_t c = 0; c < out_c_; ++c) {
+        const int32_t s_in = first ? Scale1(a[c], add) : Scale2(a[c], add);
+        const int32_t s_d = first ? Scale2(d_in[c], add) : Scale1(d_in[c], add);
+        e_px[c] = AddOutput(first ? s_in : s_d, first ? s_d : s_in, add);
       }
-      int8_t* c_px = ws.BeginWrite(c_at, mid_c, nullptr);
-      for (uint32_t c0 = 0; c0 < mid_c; c0 += kChannelBlock) {
-        const uint32_t n = mid_c - c0 < kChannelBlock ? mid_c - c0 : kChannelBlock;
-        int32_t acc[kChannelBlock];
-        for (uint32_t c = 0; c < n; ++c) acc[c] = 0;
-        for (int ky = ky0; ky < ky1; ++ky) {
+      d_in = e_px;
+    }
+    out_.Store(px * out_c_, d_in, out_c_);
+  }
+
+  // Rows mode: a ring of kernel_h rows of B, each row computed once.
+  void Rows() {
+    const uint32_t b_row = static_cast<uint32_t>(b_.mid_w) * mid_c_;
+    int32_t next_row = 0;  // next B row to compute
+    for (int32_t oy = 0; oy < b_.out_h; ++oy) {
+      const int32_t y0 = oy * b_.stride_h - b_.pad_h;
+      int ky0, ky1;
+      ValidTaps(y0, 1, b_.kernel_h, b_.mid_h, &ky0, &ky1);
+      // The B rows this output row newly needs (none when its window lies entirely in the
+      // padding).
+      const int32_t need = ky1 > ky0 ? y0 + ky1 : next_row;
+      for (; next_row < need; ++next_row) {
+        const uint32_t slot = static_cast<uint32_t>(next_row % b_.kernel_h) * b_row;
+        for (int32_t bx = 0; bx < b_.mid_w; ++bx) {
+          ComputeB(next_row, bx, slot + static_cast<uint32_t>(bx) * mid_c_);
+        }
+      }
+      for (int32_t ox = 0; ox < b_.out_w; ++ox) {
+        const int32_t x0 = ox * b_.stride_w - b_.pad_w;
+        int kx0, kx1;
+        ValidTaps(x0, 1, b_.kernel_w, b_.mid_w, &kx0, &kx1);
+        uint32_t row_at[kMaxBlockKernel];
+        for (int ky = ky0; ky < ky1 && kx1 > kx0; ++ky) {
+          row_at[ky] = static_cast<uint32_t>((y0 + ky) % b_.kernel_h) * b_row +
+                       static_cast<uint32_t>(x0 + kx0) * mid_c_;
+        }
+        FinishPixel(oy, ox, row_at, ky0, ky1, kx0, kx1);
+      }
+    }
+  }
+
+  // Window mode: each output pixel's kernel_h x kernel_w window of B computed afresh (B
+  // pixels are recomputed for every window that covers them: less memory, more work).
+  void Window() {
+    const uint32_t row_stride = static_cast<uint32_t>(b_.kernel_w) * mid_c_;
+    for (int32_t oy = 0; oy < b_.out_h; ++oy) {
+      const int32_t y0 = oy * b_.stride_h - b_.pad_h;
+      int ky0, ky1;
+      ValidTaps(y0, 1, b_.kernel_h, b_.mid_h, &ky0, &ky1);
+      for (int32_t ox = 0; ox < b_.out_w; ++ox) {
+        const int32_t x0 = ox * b_.stride_w - b_.pad_w;
+        int kx0, kx1;
+        ValidTaps(x0, 1, b_.kernel_w, b_.mid_w, &kx0, &kx1);
+        uint32_t row_at[kMaxBlockKernel];
+        for (int ky = ky0; ky < ky1 && kx1 > kx0; ++ky) {
+          row_at[ky] = static_cast<uint32_t>(ky) * row_stride + static_cast<uint32_t>(kx0) * mid_c_;
           for (int kx = kx0; kx < kx1; ++kx) {
-            const int8_t* v = rows[ky] + static_cast<uint32_t>(kx - kx0) * mid_c + c0;
-            const int8_t* w =
-                b.depthwise.filter + static_cast<uint32_t>(ky * b.kernel_w + kx) * mid_c + c0;
-            MacTap(v, w, static_cast<int>(n), dw.input_offset, acc);
+            ComputeB(y0 + ky, x0 + kx, row_at[ky] + static_cast<uint32_t>(kx - kx0) * mid_c_);
           }
         }
-        for (uint32_t c = 0; c < n; ++c) {
-          const uint32_t ch = c0 + c;
-          int32_t a = acc[c];
-          if (b.depthwise.bias != nullptr) a += b.depthwise.bias[ch];
-          c_px[ch] = RequantizeChannel(a, dw.multiplier[ch], dw.shift[ch], dw.output_offset,
-                                       dw.act_min, dw.act_max);
-        }
+        FinishPixel(oy, ox, row_at, ky0, ky1, kx0, kx1);
       }
-      // D pixel: the projection of the C pixel.
-      const int8_t* c_in = ws.ReadFlat(c_at, mid_c);
-      int8_t* d_px = ws.BeginWrite(d_at, out_c, nullptr);
-      PointwisePixel(c_in, static_cast<int>(mid_c), b.project, static_cast<int>(out_c), d_px);
-      // The block output pixel: D, or the residual ADD of the A pixel and D.
-      const uint32_t px = static_cast<uint32_t>(oy * b.out_w + ox);
-      const int8_t* d_in = ws.ReadFlat(d_at, out_c);
-      if (b.add != nullptr) {
-        const int8_t* a = in.Read(px * in_c, in_c, stage);
-        int8_t* e_px = ws.BeginWrite(d_at, out_c, nullptr);
-        const AddParams add = *b.add;
-        for (uint32_t c = 0; c < out_c; ++c) {
-          const int32_t s_in = b.input_is_add_input1 ? Scale1(a[c], add) : Scale2(a[c], add);
-          const int32_t s_d = b.input_is_add_input1 ? Scale2(d_in[c], add) : Scale1(d_in[c], add);
-          e_px[c] = AddOutput(b.input_is_add_input1 ? s_in : s_d,
-                              b.input_is_add_input1 ? s_d : s_in, add);
-        }
-        d_in = e_px;
-      }
-      out.Store(px * out_c, d_in, out_c);
     }
+  }
+
+ private:
+  const Bottleneck& b_;
+  const RingBytes in_, out_, ws_;
+  const uint32_t in_c_, mid_c_, out_c_;
+  const uint32_t c_at_, d_at_;
+  int8_t* const stage_;
+};
+
+}  // namespace
+
+void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, HazardState* hazard) {
+  BlockRun run(b, pool, pool_size, hazard);
+  if (b.window) {
+    run.Window();
+  } else {
+    run.Rows();
   }
 }
 

@@ -9,13 +9,17 @@
 // the unfused kernels (TFLM's reference order and requantisation), so the result is
 // bit-exact with running the ops one by one.
 //
-// Order of work (the access-order model in tflm_vmcu/access/fused_ops.py mirrors it): for
-// each output row, first the B rows it newly needs (each B row once: read its A pixels,
-// write its B pixels into the ring); then for each output pixel, one unit: the depthwise
-// window from the ring -> C pixel -> D pixel -> (read the A pixel, add) -> write the pixel.
+// Two modes (the access-order model in tflm_vmcu/access/fused_ops.py mirrors both):
+// - rows: for each output row, first the B rows it newly needs (each B row computed once:
+//   read its A pixels, write its B pixels into a ring of K rows); then for each output
+//   pixel: the depthwise window from the ring -> C pixel -> D pixel -> (read the A pixel,
+//   add) -> write the pixel. As fast as the unfused ops.
+// - window: for each output pixel, its K x K window of B computed afresh from A (B pixels
+//   are recomputed by every window that covers them), then as above. The workspace holds
+//   one window instead of K rows: less memory, more work.
 //
-// Workspace layout: [K rows of B: K * mid_w * mid_c][C pixel: mid_c][D pixel: out_c]
-// [staging of a wrapped A pixel: in_c].
+// Workspace layout: [B: K rows (K * mid_w * mid_c) or one window (K * K * mid_c)]
+// [C pixel: mid_c][D pixel: out_c][staging of a wrapped A pixel: in_c].
 #pragma once
 
 #include <stdint.h>
@@ -62,6 +66,7 @@ struct Bottleneck {
   int32_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1;
   int32_t pad_h = 0, pad_w = 0;  // top/left padding of the depthwise conv (its own + PAD's)
   int32_t out_h = 0, out_w = 0, out_c = 0;  // C's rows and columns; D's channels
+  bool window = false;                      // window mode (else rows mode)
   uint32_t workspace_offset = 0;
   uint32_t first_op = 0;  // the block's operators in the model
   uint32_t last_op = 0;
