@@ -45,6 +45,7 @@ from tflm_vmcu.firmware import (
     host_run,
     invoke_sites,
     io_header,
+    kernel_calls,
     missing_tools,
     op_macs,
     plugin_arguments,
@@ -129,7 +130,7 @@ def test_model_bit_exact_under_qemu(
         # Exact count (plugin): one entry per operator, and the SysTick estimate agrees
         # up to its fixed overhead (the calls around Invoke()) and one tick.
         assert r.instructions_method == PLUGIN_METHOD
-        assert len(r.ops) == len(read_model(host.model).operators)
+        assert len(r.ops) == len(kernel_calls(read_model(host.model)))
         assert r.interpreter_instructions is not None
         assert r.interpreter_instructions > 0
         assert r.instructions == r.interpreter_instructions + sum(o.instructions for o in r.ops)
@@ -527,10 +528,26 @@ def test_attribute_splits_invoke_into_ops() -> None:
     assert invoke == 100 * n
     assert [o.instructions for o in ops] == [49] * n  # the blx itself is not the kernel's
     assert [o.opcode for o in ops] == [op.opcode for op in graph.operators]
-    with pytest.raises(TflmVmcuError, match="ran 0 of"):
+    with pytest.raises(TflmVmcuError, match="made 0 of"):
         attribute(InstructionCounts(0, [(0x100, 0), (0x20, 5)], {}), sites, graph)
     with pytest.raises(TflmVmcuError, match="never reached"):
         attribute(InstructionCounts(0, [], {}), sites, graph)
+
+
+def test_kernel_calls_count_a_fused_block_once() -> None:
+    from tflm_vmcu.compiler import compile_bytes
+
+    compiled = compile_bytes(_model("mobilenetv2_small.tflite").read_bytes())
+    graph = read_model(compiled.model)
+    calls = kernel_calls(graph)
+    blocks = compiled.plan.blocks
+    assert blocks
+    assert len(calls) == len(graph.operators) - sum(b.last - b.first for b in blocks)
+    fused = [c for c in calls if c[1].startswith("FUSED ")]
+    assert [c[0] for c in fused] == [b.first for b in blocks]
+    b = blocks[0]
+    parts = [op_macs(graph, op) or 0 for op in graph.operators[b.first : b.last + 1]]
+    assert fused[0][2] == sum(parts) > 0
 
 
 def test_plugin_arguments(tmp_path: Path) -> None:

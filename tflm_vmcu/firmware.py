@@ -52,7 +52,7 @@ from .errors import TflmVmcuError
 from .export import c_source
 from .ir import Graph, Operator
 from .lifetimes import lifetimes
-from .plan_format import write_plan
+from .plan_format import read_plan, write_plan
 from .planner.plan import Placement, Plan
 from .planner.ring import flat_offsets
 from .quant import channel_params
@@ -455,6 +455,7 @@ def flash_bytes(sizes: dict[str, int]) -> int:
 
 PLUGIN_SOURCE = Path("tools") / "qemu_insn_plugin" / "insn_count.c"
 INVOKE_SYMBOL = "_ZN9tflm_vmcu11Interpreter6InvokeEv"  # tflm_vmcu::Interpreter::Invoke()
+FUSED_SYMBOL = "_ZN9tflm_vmcu14EvalBottleneck"  # tflm_vmcu::EvalBottleneck(...)
 _HOST_COMPILERS = ("cc", "gcc", "clang")
 _DISASM_LINE = re.compile(r"^\s*([0-9a-f]+):\s+(\S+)\s*(.*)$")
 
@@ -544,10 +545,12 @@ def invoke_sites(elf: Path) -> InvokeSites:
         if mnemonic.startswith("bl") and f"<{INVOKE_SYMBOL}>" in operands
     ]
     invoke = _disassemble(elf, INVOKE_SYMBOL)
+    # Kernel calls: through a kernel's eval pointer, or to the fused inverted bottleneck.
     calls = tuple(
         (addr, invoke[i + 1][0])
         for i, (addr, mnemonic, operands) in enumerate(invoke[:-1])
-        if mnemonic == "blx" and re.fullmatch(r"r\d+|ip|lr", operands.strip())
+        if (mnemonic == "blx" and re.fullmatch(r"r\d+|ip|lr", operands.strip()))
+        or (mnemonic.startswith("bl") and FUSED_SYMBOL in operands)
     )
     if len(returns) != 1 or not calls:
         raise PluginError(
@@ -590,7 +593,8 @@ def read_counts(path: Path) -> InstructionCounts:
 
 @dataclass
 class OpCount:
-    """Instructions of one operator: its kernel's eval and everything it calls."""
+    """Instructions of one operator (or one fused block, indexed by its first operator): its
+    kernel's eval and everything it calls."""
 
     index: int
     opcode: str
@@ -619,15 +623,38 @@ def op_macs(graph: Graph, op: Operator) -> int | None:
     return outputs * int(flt[-1])  # FULLY_CONNECTED: filter [units, depth]
 
 
+def kernel_calls(graph: Graph) -> list[tuple[int, str, int | None]]:
+    """(first operator, name, MACs) of each kernel call Invoke() makes, in order: one per
+    operator, except one per fused block of the model's plan."""
+    plan = read_plan(graph)
+    blocks = {b.first: b for b in plan.blocks} if plan is not None else {}
+    out: list[tuple[int, str, int | None]] = []
+    k = 0
+    while k < len(graph.operators):
+        b = blocks.get(k)
+        if b is None:
+            op = graph.operators[k]
+            out.append((k, op.opcode, op_macs(graph, op)))
+            k += 1
+            continue
+        fused = graph.operators[b.first : b.last + 1]
+        macs = [op_macs(graph, op) for op in fused]
+        name = "FUSED " + " > ".join(op.opcode for op in fused)
+        out.append((k, name, sum(m for m in macs if m is not None)))
+        k = b.last + 1
+    return out
+
+
 def attribute(
     counts: InstructionCounts, sites: InvokeSites, graph: Graph
 ) -> tuple[int, list[OpCount]]:
     """Instructions of the first Invoke() (its first instruction up to its return) and of
-    each operator in it (from its kernel's first instruction up to its return)."""
+    each kernel call in it (from its kernel's first instruction up to its return)."""
     if counts.events_dropped:
         raise TflmVmcuError(f"the plugin dropped {counts.events_dropped} marks")
     calls = {c for c, _ in sites.eval_calls}
     rets = {r for _, r in sites.eval_calls}
+    expected = kernel_calls(graph)
     start = next((i for i, (a, _) in enumerate(counts.events) if a == sites.invoke_entry), None)
     if start is None:
         raise TflmVmcuError("Invoke() was never reached")
@@ -636,18 +663,17 @@ def attribute(
     pending: int | None = None
     for addr, count in counts.events[start + 1 :]:
         if addr == sites.invoke_return:
-            if pending is not None or len(ops) != len(graph.operators):
-                raise TflmVmcuError(f"Invoke() ran {len(ops)} of {len(graph.operators)} operators")
+            if pending is not None or len(ops) != len(expected):
+                raise TflmVmcuError(f"Invoke() made {len(ops)} of {len(expected)} kernel calls")
             return count - entry, ops
         if addr in calls and pending is None:
             pending = count
         elif addr in rets and pending is not None:
-            k = len(ops)
-            if k >= len(graph.operators):
+            if len(ops) >= len(expected):
                 raise TflmVmcuError("more kernel calls than operators")
-            op = graph.operators[k]
+            index, name, macs = expected[len(ops)]
             # count - pending covers the blx itself and the kernel: count the kernel only.
-            ops.append(OpCount(k, op.opcode, count - pending - 1, op_macs(graph, op)))
+            ops.append(OpCount(index, name, count - pending - 1, macs))
             pending = None
         else:
             raise TflmVmcuError(f"unexpected mark at {addr:#x} inside Invoke()")
