@@ -214,7 +214,7 @@ def test_compiler_fuses_mobilenet_blocks_where_that_lowers_the_pool(tflm: TflmSe
     data = (MODELS / "mobilenetv2_small.tflite").read_bytes()
     graph = tflm_vmcu.read_model(data)
     fused = compile_bytes(data)
-    unfused = compile_bytes(data, fuse=False)
+    unfused = compile_bytes(data, fusion="off")
     assert fused.plan.blocks
     assert not unfused.plan.blocks
     assert fused.plan.pool_bytes < unfused.plan.pool_bytes

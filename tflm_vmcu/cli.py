@@ -70,7 +70,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         return _compile_tflm(args)
     from .compiler import compile_model
 
-    result = compile_model(args.model, args.output)
+    result = compile_model(args.model, args.output, args.fusion)
     plan = result.plan
     print(f"model: {args.model}")
     print(
@@ -82,12 +82,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
     fused: list[dict[str, Any]] = plan.notes.get("fused_blocks", [])  # type: ignore[assignment]
     print(
         f"inverted-bottleneck blocks: {plan.notes.get('fusion_candidates', 0)} found, "
-        f"{len(fused)} fused (where fusing lowers the pool)"
+        f"{len(fused)} fused (where fusing lowers the pool; --fusion {args.fusion})"
     )
     for b in fused:
         first, last = b["ops"]
         print(
-            f"  ops {first}-{last} ({b['pattern']}): saves {b['saved_bytes']:,} pool bytes "
+            f"  ops {first}-{last} ({b['pattern']}, {b['mode']} mode): saves "
+            f"{b['saved_bytes']:,} pool bytes "
             f"(workspace {b['workspace_bytes']:,})"
         )
     print(f"wrote {args.output}")
@@ -240,6 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["reference", "portable"],
         default="reference",
         help="with --target tflm: the kernel library the plan must be safe for",
+    )
+    p.add_argument(
+        "--fusion",
+        choices=["rows", "window", "off"],
+        default="rows",
+        help="inverted-bottleneck blocks: rows (fused where that lowers the pool, as fast as "
+        "unfused), window (also recompute each output's window where that saves more: "
+        "least memory, slower blocks), off",
     )
     p.add_argument("--unsafe-shift", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_compile)

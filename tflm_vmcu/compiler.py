@@ -22,9 +22,11 @@ class CompileResult:
     segment_bound_bytes: int  # segment-level lower bound
 
 
-def compile_bytes(data: bytes, fuse: bool = True) -> CompileResult:
+def compile_bytes(data: bytes, fusion: str = "rows") -> CompileResult:
+    """Plans the pool (fusion: "rows", "window" or "off"; see planner.fused.plan_model) and
+    returns the model with its plan."""
     graph = read_model(data)
-    plan = plan_model(graph, fuse)
+    plan = plan_model(graph, fusion)
     for op in graph.operators:
         words = channel_params(graph, op)
         if words is not None:
@@ -38,7 +40,7 @@ def compile_bytes(data: bytes, fuse: bool = True) -> CompileResult:
     )
 
 
-def compile_model(model: str | Path, output: str | Path) -> CompileResult:
-    result = compile_bytes(load_bytes(model))
+def compile_model(model: str | Path, output: str | Path, fusion: str = "rows") -> CompileResult:
+    result = compile_bytes(load_bytes(model), fusion)
     Path(output).write_bytes(result.model)
     return result

@@ -46,13 +46,20 @@ def plan_with_blocks(graph: Graph, blocks: Sequence[Block]) -> Plan:
     )
 
 
-def plan_model(graph: Graph, fuse: bool = True) -> Plan:
-    """The ring plan of the runtime: every inverted-bottleneck block is fused where that
-    lowers the pool (a block that does not is left to the unfused kernels), in rows mode,
-    or in window mode where that lowers the pool further. The notes record, per fused
-    block, the pool bytes fusing it saves."""
+FUSION_MODES = ("rows", "window", "off")
+
+
+def plan_model(graph: Graph, fusion: str = "rows") -> Plan:
+    """The ring plan of the runtime. With fusion "rows", every inverted-bottleneck block is
+    fused where that lowers the pool (a block that does not is left to the unfused
+    kernels), in rows mode: as fast as the unfused ops. With "window", blocks also run in
+    window mode where that lowers the pool further (less memory, several times more work
+    in those blocks). "off" fuses nothing. The notes record, per fused block, the pool
+    bytes fusing it saves."""
+    if fusion not in FUSION_MODES:
+        raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, not '{fusion}'")
     start = time.perf_counter()
-    candidates = find_blocks(graph) if fuse else []
+    candidates = find_blocks(graph) if fusion != "off" else []
     kept = list(candidates)
     best = plan_with_blocks(graph, kept)
     for b in candidates:
@@ -60,7 +67,7 @@ def plan_model(graph: Graph, fuse: bool = True) -> Plan:
         plan = plan_with_blocks(graph, trial)
         if plan.pool_bytes <= best.pool_bytes:
             kept, best = trial, plan
-    for j, b in enumerate(kept):  # window mode trades work for memory: only where it pays
+    for j, b in enumerate(kept if fusion == "window" else []):  # only where it pays
         trial = [*kept[:j], dataclasses.replace(b, window=True), *kept[j + 1 :]]
         plan = plan_with_blocks(graph, trial)
         if plan.pool_bytes < best.pool_bytes:
