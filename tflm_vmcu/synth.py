@@ -149,6 +149,19 @@ class ModelBuilder:
         spread = _INT8_STD * _INT8_STD * math.sqrt(fan_in) * self.quant[x][0] * w_scale
         return spread / 40.0 * scale_factor
 
+    def _window_output(
+        self,
+        x: int,
+        kernel: tuple[int, int],
+        stride: tuple[int, int],
+        dilation: tuple[int, int],
+        padding: str,
+    ) -> tuple[int, int, int]:
+        """Output rows and columns of a windowed op over NHWC tensor x, and x's channels."""
+        _, h, w, c = self.shapes[x]
+        oh = conv_output_size(h, kernel[0], stride[0], dilation[0], padding)
+        return oh, conv_output_size(w, kernel[1], stride[1], dilation[1], padding), c
+
     # --- ops ---------------------------------------------------------------------------
 
     def conv2d(
@@ -165,9 +178,7 @@ class ModelBuilder:
         out_zero_point: int = 0,
         bias: bool = True,
     ) -> int:
-        _, h, w, c = self.shapes[x]
-        oh = conv_output_size(h, kernel[0], stride[0], dilation[0], padding)
-        ow = conv_output_size(w, kernel[1], stride[1], dilation[1], padding)
+        oh, ow, c = self._window_output(x, kernel, stride, dilation, padding)
         wt = self._weights([filters, kernel[0], kernel[1], c], 0, filters, per_channel)
         inputs = [x, wt, self._bias(x, wt, filters, kernel[0] * kernel[1] * c) if bias else -1]
         scale = self._acc_scale(x, wt, kernel[0] * kernel[1] * c, scale_factor)
@@ -191,10 +202,8 @@ class ModelBuilder:
         scale_factor: float = 1.0,
         out_zero_point: int = 0,
     ) -> int:
-        _, h, w, c = self.shapes[x]
+        oh, ow, c = self._window_output(x, kernel, stride, dilation, padding)
         oc = c * multiplier
-        oh = conv_output_size(h, kernel[0], stride[0], dilation[0], padding)
-        ow = conv_output_size(w, kernel[1], stride[1], dilation[1], padding)
         wt = self._weights([1, kernel[0], kernel[1], oc], 3, oc, per_channel)
         inputs = [x, wt, self._bias(x, wt, oc, kernel[0] * kernel[1])]
         scale = self._acc_scale(x, wt, kernel[0] * kernel[1], scale_factor)
@@ -240,9 +249,7 @@ class ModelBuilder:
         activation: str = "NONE",
     ) -> int:
         """kind: "AVERAGE" or "MAX"; the output keeps the input's quantisation."""
-        _, h, w, c = self.shapes[x]
-        oh = conv_output_size(h, size[0], stride[0], 1, padding)
-        ow = conv_output_size(w, size[1], stride[1], 1, padding)
+        oh, ow, c = self._window_output(x, size, stride, (1, 1), padding)
         out = self._activation([1, oh, ow, c], *self.quant[x])
         opt = schema.Pool2DOptionsT()
         opt.padding, opt.fusedActivationFunction = _PADDINGS[padding], _ACTIVATIONS[activation]

@@ -74,18 +74,6 @@ __attribute__((noinline)) void PointwisePixel(const int8_t* x, int n, const Bott
   }
 }
 
-// Element i of a PAD op's constant int32 or int64 paddings.
-int64_t Padding(const Tensor* paddings, int i) {
-  if (paddings->type == DType::kInt64) {
-    int64_t v;
-    memcpy(&v, paddings->data + 8 * i, 8);
-    return v;
-  }
-  int32_t v;
-  memcpy(&v, paddings->data + 4 * i, 4);
-  return v;
-}
-
 // A PAD of rows and columns only (batch and channels unpadded) of `in`, whose pad value (its
 // output zero point) is what the depthwise conv's input offset cancels: its taps add 0, as
 // the depthwise conv's own padding taps, which TFLM skips.
@@ -94,10 +82,11 @@ bool IsSpatialPad(const BlockOp& op, const Tensor* in, int32_t* top, int32_t* le
   if (op.builtin_code != kPadCode || op.inputs[0] != in || !Is4D(op.output) || p == nullptr ||
       !p->is_const || p->shape.rank != 2 || p->shape.dims[0] != 4 || p->shape.dims[1] != 2)
     return false;
-  if (Padding(p, 0) != 0 || Padding(p, 1) != 0 || Padding(p, 6) != 0 || Padding(p, 7) != 0)
+  if (LoadPadding(p, 0) != 0 || LoadPadding(p, 1) != 0 || LoadPadding(p, 6) != 0 ||
+      LoadPadding(p, 7) != 0)
     return false;
-  *top = static_cast<int32_t>(Padding(p, 2));
-  *left = static_cast<int32_t>(Padding(p, 4));
+  *top = static_cast<int32_t>(LoadPadding(p, 2));
+  *left = static_cast<int32_t>(LoadPadding(p, 4));
   return *top >= 0 && *left >= 0 && *top <= kMaxWindowParameter && *left <= kMaxWindowParameter;
 }
 

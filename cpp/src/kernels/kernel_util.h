@@ -2,6 +2,7 @@
 #pragma once
 
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/kernel.h"
 
@@ -14,6 +15,18 @@ constexpr int32_t kMaxWindowParameter = 1 << 6;
 // TFLM's ComputeOutSize / ComputePadding (tensorflow/lite/kernels/padding.h), computed
 // in 64 bits: a hostile model's stride or dilation must not overflow (same results for
 // every valid model). Results are clamped to [-1, INT32_MAX]; callers reject sizes <= 0.
+// Element i of a PAD op's constant int32 or int64 paddings (possibly unaligned in the model).
+inline int64_t LoadPadding(const Tensor* paddings, int i) {
+  if (paddings->type == DType::kInt64) {
+    int64_t v;
+    memcpy(&v, paddings->data + 8 * i, 8);
+    return v;
+  }
+  int32_t v;
+  memcpy(&v, paddings->data + 4 * i, 4);
+  return v;
+}
+
 inline int ClampSize(int64_t v) {
   return v < -1 ? -1 : (v > INT32_MAX ? INT32_MAX : static_cast<int>(v));
 }

@@ -19,17 +19,6 @@ struct OpData {
   int32_t elem;  // bytes per element
 };
 
-int64_t LoadPadding(const Tensor* paddings, int i) {
-  if (paddings->type == DType::kInt64) {
-    int64_t v;
-    memcpy(&v, paddings->data + 8 * i, 8);
-    return v;
-  }
-  int32_t v;
-  memcpy(&v, paddings->data + 4 * i, 4);
-  return v;
-}
-
 Status Prepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 2, 1);
   if (s != Status::kOk) return s;
