@@ -17,8 +17,10 @@ for m in models/op_*.tflite models/dscnn_kws.tflite; do
   cp "$m" "$out/seeds/"
   tflm-vmcu compile "$m" -o "$out/seeds/vmcu_$(basename "$m")" > /dev/null
 done
-# A model with a fused inverted-bottleneck block (fused-block table coverage).
-python3 - "$out/seeds/vmcu_block.tflite" <<'PY'
+# A model with a fused inverted-bottleneck block (fused-block table coverage). Run from the
+# fuzz directory: the installed package, not the source tree in the working directory.
+seeds="$(cd "$out/seeds" && pwd)"
+(cd "$seeds" && python3 - "$seeds/vmcu_block.tflite") <<'PY'
 import sys
 from pathlib import Path
 
