@@ -22,6 +22,7 @@ from tflm_vmcu.compiler import compile_bytes
 from tflm_vmcu.fusion import find_blocks
 from tflm_vmcu.plan_format import PLAN_METADATA, write_metadata, write_plan
 from tflm_vmcu.planner.fused import plan_with_blocks
+from tflm_vmcu.planner.plan import FusedBlock
 from tflm_vmcu.synth import ModelBuilder
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -105,6 +106,17 @@ def _block(**changes: int) -> bytes:
     graph = tflm_vmcu.read_model(data)
     plan = plan_with_blocks(graph, find_blocks(graph))
     plan.blocks = [dataclasses.replace(plan.blocks[0], **changes)]
+    return write_plan(data, plan)
+
+
+def _block_on_constant() -> bytes:
+    """A plan that fuses 1x1 conv -> depthwise -> 1x1 conv whose input is a constant."""
+    b = ModelBuilder(seed=14)
+    x = b.unary("RELU", b.input([1, 4, 4, 8]))
+    y = b.conv2d(b.depthwise_conv2d(b.conv2d(b.constant([1, 4, 4, 8]), 16, (1, 1)), 1), 8, (1, 1))
+    data = b.build([x, y])
+    plan = plan_with_blocks(tflm_vmcu.read_model(data), [])
+    plan.blocks = [FusedBlock(1, 3, 0, 4096)]
     return write_plan(data, plan)
 
 
@@ -193,6 +205,10 @@ CASES: list[tuple[str, Callable[[], object]]] = [
     (
         "Plan fuses operators that are not an inverted bottleneck",
         lambda: tflm_vmcu.Interpreter(_block(first=0, last=2)),
+    ),
+    (
+        "Plan fuses a block that starts from a constant",
+        lambda: tflm_vmcu.Interpreter(_block_on_constant()),
     ),
     (
         "Plan fuses a block but omits its last operator",

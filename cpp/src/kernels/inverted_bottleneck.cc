@@ -85,9 +85,12 @@ bool IsSpatialPad(const BlockOp& op, const Tensor* in, int32_t* top, int32_t* le
   if (LoadPadding(p, 0) != 0 || LoadPadding(p, 1) != 0 || LoadPadding(p, 6) != 0 ||
       LoadPadding(p, 7) != 0)
     return false;
-  *top = static_cast<int32_t>(LoadPadding(p, 2));
-  *left = static_cast<int32_t>(LoadPadding(p, 4));
-  return *top >= 0 && *left >= 0 && *top <= kMaxWindowParameter && *left <= kMaxWindowParameter;
+  const int64_t t = LoadPadding(p, 2);
+  const int64_t l = LoadPadding(p, 4);
+  if (t < 0 || l < 0 || t > kMaxWindowParameter || l > kMaxWindowParameter) return false;
+  *top = static_cast<int32_t>(t);
+  *left = static_cast<int32_t>(l);
+  return true;
 }
 
 }  // namespace
@@ -104,8 +107,10 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
                     uint32_t why_size) {
   Bottleneck b;
   int32_t k = 0;
-  if (count < 2 || count > kMaxBlockOps || ops[0].num_inputs < 1 || !Is4D(ops[0].inputs[0])) {
-    Format(why, why_size, "a block is 2 to %d operators starting from a 4-D batch-1 tensor",
+  if (count < 2 || count > kMaxBlockOps || ops[0].num_inputs < 1 || !Is4D(ops[0].inputs[0]) ||
+      ops[0].inputs[0]->is_const) {
+    Format(why, why_size,
+           "a block is 2 to %d operators starting from a 4-D batch-1 activation tensor",
            kMaxBlockOps);
     return false;
   }
