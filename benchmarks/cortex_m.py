@@ -80,7 +80,17 @@ KINDS = (POINTWISE, CONV3X3, CONV_OTHER, DEPTHWISE, FC)
 # The speedup below which a pointwise or 3x3 conv layer is listed in the summary.
 SLOW_SPEEDUP = 2.0
 # Variants run per model and core: (key, plan, DSP kernels).
-VARIANTS = (("ring", "ring", True), ("flat", "flat", True), ("portable", "ring", False))
+# (key, plan, DSP kernels). "ring" and "flat" compare plans on the same (unfused) kernels,
+# "portable" the kernels on the same plan; "fused" is what `tflm-vmcu compile` gives, with
+# inverted-bottleneck blocks fused where that lowers the pool.
+VARIANTS = (
+    ("ring", "ring-unfused", True),
+    ("flat", "flat", True),
+    ("portable", "ring-unfused", False),
+    ("fused", "ring", True),
+)
+# The variants whose kernel calls are one per operator (per-op and per-layer tables).
+UNFUSED = ("ring", "flat", "portable")
 assert {plan for _, plan, _ in VARIANTS} == set(PLANS)
 
 
@@ -209,7 +219,7 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in results:
         if "skipped" in r:
             continue
-        ring, flat = r["ring"], r["flat"]
+        ring, flat, fused = r["ring"], r["flat"], r["fused"]
         rows.append(
             {
                 "model": r["model"],
@@ -227,8 +237,14 @@ def summary_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "instructions_ring": ring["instructions"],
                 "instructions_flat": flat["instructions"],
                 "instructions_ratio": ratio(ring["instructions"], flat["instructions"]),
+                "fused_blocks": len(
+                    [op for op in fused["ops"] if op["opcode"].startswith("FUSED")]
+                ),
+                "ram_fused": fused["ram_bytes"],
+                "instructions_fused": fused["instructions"],
+                "fused_ratio": ratio(fused["instructions"], ring["instructions"]),
                 "icount_ring": ring["instructions_icount"],
-                "bit_exact": ring["bit_exact"] and flat["bit_exact"],
+                "bit_exact": ring["bit_exact"] and flat["bit_exact"] and fused["bit_exact"],
             }
         )
     return rows
@@ -275,7 +291,7 @@ def op_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in results:
         if "skipped" in r:
             continue
-        types = {key: r[key]["op_types"] for key, _, _ in VARIANTS}
+        types = {key: r[key]["op_types"] for key in UNFUSED}
         for name, t in types["ring"].items():
             rows.append(
                 {
@@ -295,10 +311,7 @@ def op_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "cpu": r["cpu"],
                 "op": "(interpreter)",
                 "ops": "",
-                **{
-                    f"instructions_{key}": r[key]["interpreter_instructions"]
-                    for key, _, _ in VARIANTS
-                },
+                **{f"instructions_{key}": r[key]["interpreter_instructions"] for key in UNFUSED},
                 "macs": "",
             }
         )
@@ -331,7 +344,7 @@ def layer_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
             for cpu, r in runs.items():
                 if r is None:
                     continue
-                counts = {key: r[key]["ops"][k]["instructions"] for key, _, _ in VARIANTS}
+                counts = {key: r[key]["ops"][k]["instructions"] for key in UNFUSED}
                 for key, n in counts.items():
                     row[f"{cpu}_{key}"] = n
                 row[f"{cpu}_per_mac_portable"] = counts["portable"] / op["macs"]
@@ -383,8 +396,11 @@ def ring_flat_section(results: list[dict[str, Any]]) -> list[str]:
     lines = [
         "## Ring plan against flat plan",
         "",
-        "Both plans on the same runtime and the same (DSP) kernels. Instructions: exact count "
-        "of one Invoke(). RAM: pool + runtime state + stack high-water mark.",
+        "Both plans on the same runtime and the same (DSP) kernels, without fused blocks. "
+        "Instructions: exact count of one Invoke(). RAM: pool + runtime state + stack "
+        "high-water mark. Fused: the model as `tflm-vmcu compile` gives it, with "
+        "inverted-bottleneck blocks fused where that lowers the pool (fused/ring: its "
+        "instructions over the unfused ring plan's).",
         "",
     ]
     header = [
@@ -397,6 +413,9 @@ def ring_flat_section(results: list[dict[str, Any]]) -> list[str]:
         "instructions ring",
         "instructions flat",
         "ring/flat",
+        "fused blocks",
+        "RAM fused",
+        "fused/ring",
         "bit-exact",
     ]
     rows = [
@@ -410,6 +429,9 @@ def ring_flat_section(results: list[dict[str, Any]]) -> list[str]:
             r["instructions_ring"],
             r["instructions_flat"],
             r["instructions_ratio"],
+            r["fused_blocks"],
+            r["ram_fused"],
+            r["fused_ratio"],
             r["bit_exact"],
         ]
         for r in sorted(summary, key=lambda r: (r["cpu"], r["model"]))
