@@ -13,6 +13,9 @@ constexpr int32_t kPadCode = 34;
 constexpr int32_t kConv2DCode = 3;
 constexpr int32_t kDepthwiseConv2DCode = 4;
 constexpr int32_t kChannelBlock = 32;  // depthwise accumulators kept on the stack
+#if TFLM_VMCU_DSP
+constexpr int kMaxExtended = 512;  // pointwise inputs extended at once (1 KB of stack)
+#endif
 
 bool Is4D(const Tensor* t) { return t != nullptr && t->shape.rank == 4 && t->shape.dims[0] == 1; }
 
@@ -65,6 +68,24 @@ inline void MacTap(const int8_t* x, const int8_t* w, int n, int32_t offset, int3
 __attribute__((noinline)) void PointwisePixel(const int8_t* x, int n, const BottleneckConv& conv,
                                               int out_c, int8_t* out) {
   const ConvData& d = *conv.data;
+#if TFLM_VMCU_DSP
+  // As CONV_2D's DSP path: the input pixel extended to 16-bit pairs once, then dot products
+  // of four output channels at a time.
+  if (n <= kMaxExtended) {
+    uint32_t extended[kMaxExtended / 2];
+    dsp::Extend(x, n, d.input_offset, extended);
+    for (int oc = 0; oc < out_c; oc += kChannelBlock) {
+      const int channels = out_c - oc < kChannelBlock ? out_c - oc : kChannelBlock;
+      int32_t acc[kChannelBlock];
+      dsp::AddDotsExtended(extended, x, n, d.input_offset,
+                           conv.filter + static_cast<size_t>(oc) * n, n, channels,
+                           conv.bias != nullptr ? conv.bias + oc : nullptr, acc);
+      dsp::RequantizeBlock(acc, channels, d.multiplier + oc, d.shift + oc, 1, d.output_offset,
+                           d.act_min, d.act_max, out + oc);
+    }
+    return;
+  }
+#endif
   const int8_t* w = conv.filter;
   for (int oc = 0; oc < out_c; ++oc, w += n) {
     int32_t acc = DotWithOffset(x, w, n, d.input_offset);
