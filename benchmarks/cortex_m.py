@@ -91,7 +91,7 @@ VARIANTS = (
 )
 # The variants whose kernel calls are one per operator (per-op and per-layer tables).
 UNFUSED = ("ring", "flat", "portable")
-assert {plan for _, plan, _ in VARIANTS} == set(PLANS)
+assert {plan for _, plan, _ in VARIANTS} <= set(PLANS)
 
 
 # What the firmware build reads (firmware/CMakeLists.txt adds the top-level project).

@@ -50,7 +50,9 @@ from tflm_vmcu.firmware import (
     op_macs,
     plugin_arguments,
 )
+from tflm_vmcu.plan_format import read_plan
 from tflm_vmcu.reader import read_model
+from tflm_vmcu.synth import ModelBuilder
 
 CPUS = ["cortex-m4", "cortex-m7"]
 MODELS = committed_models() + [p for p in shared_models() if p.name not in UNSUPPORTED_SHARED]
@@ -191,6 +193,28 @@ def test_cli_json(
     assert Path(out["elf"]).is_file()
     assert (tmp_path / "model_data.h").is_file()
     assert (tmp_path / "model_io.h").is_file()
+
+
+@pytest.mark.qemu
+@requires_tools
+@pytest.mark.parametrize("cpu", CPUS)
+def test_window_mode_blocks_bit_exact_under_qemu(
+    cpu: str, build_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A block in window mode (--fusion window: a 5x5 block whose output outgrows its
+    input, as the paper's B5) runs bit-exact on the core, in a smaller pool."""
+    b = ModelBuilder(seed=8)
+    x = b.conv2d(b.input([1, 14, 14, 3]), 8, (3, 3), activation="RELU")
+    y = b.conv2d(b.depthwise_conv2d(b.conv2d(x, 32, (1, 1)), 1, (5, 5)), 12, (1, 1))
+    model = tmp_path / "block.tflite"
+    model.write_bytes(b.build([y]))
+    host = host_run(model, seed=0, plan="ring-window")
+    plan = read_plan(read_model(host.model))
+    assert plan is not None
+    assert any(block.window for block in plan.blocks)
+    r = firmware(model, cpu, build_dir=build_dirs[cpu], out_dir=tmp_path, host=host)
+    assert r.bit_exact, f"{r.verdict}\n{r.console}"
+    assert r.pool_bytes == host.pool_bytes < host_run(model, seed=0).pool_bytes
 
 
 @pytest.mark.qemu

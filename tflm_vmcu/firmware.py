@@ -72,7 +72,7 @@ DEFAULT_TIMEOUT_S = 120.0
 # Memory plans the firmware can run: the ring plan of `tflm-vmcu compile`, or a flat,
 # tensor-level plan (every live tensor in its own bytes: no overlaps, nothing wraps) for
 # the same runtime and kernels.
-PLANS = ("ring", "ring-unfused", "flat")
+PLANS = ("ring", "ring-window", "ring-unfused", "flat")
 FLAT_SEGMENT_BYTES = 16  # flat plan: tensors 16-byte aligned, as TFLM's planner
 # Cores with the Armv7E-M DSP extension: their kernels use the DSP loops unless the
 # runtime is built with NO_DSP_FLAG (firmware(dsp=False), `--no-dsp`).
@@ -196,15 +196,17 @@ def flat_plan(graph: Graph, segment_bytes: int = FLAT_SEGMENT_BYTES) -> Plan:
 
 
 def compile_for_plan(data: bytes, plan: str = "ring") -> bytes:
-    """The model with its `plan` ("ring": `tflm-vmcu compile`; "ring-unfused": the same
-    with `--fusion off`; "flat": flat_plan())."""
+    """The model with its `plan` ("ring": `tflm-vmcu compile`; "ring-window" and
+    "ring-unfused": the same with `--fusion window` and `--fusion off`; "flat":
+    flat_plan())."""
     if plan not in PLANS:
         raise TflmVmcuError(f"unknown plan '{plan}' (choose from {', '.join(PLANS)})")
     if plan == "flat":
         return write_plan(data, flat_plan(read_model(data)))
     from .compiler import compile_bytes
 
-    return compile_bytes(data, "off" if plan == "ring-unfused" else "rows").model
+    fusion = {"ring": "rows", "ring-window": "window", "ring-unfused": "off"}[plan]
+    return compile_bytes(data, fusion).model
 
 
 def host_run(
@@ -1007,8 +1009,9 @@ def add_firmware_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--plan",
         choices=list(PLANS),
         default="ring",
-        help="memory plan: ring (tflm-vmcu compile), ring-unfused (the same, no fused "
-        "blocks) or flat (tensor level: no overlaps, no wrap; same kernels)",
+        help="memory plan: ring (tflm-vmcu compile), ring-window / ring-unfused (the same "
+        "with --fusion window / off) or flat (tensor level: no overlaps, no wrap; same "
+        "kernels)",
     )
     p.add_argument(
         "--no-dsp",
