@@ -89,8 +89,9 @@ def run_checked(data: bytes, model: bytes, tflm: TflmSession) -> dict[str, Any]:
 
 def measure(name: str, data: bytes, tflm: TflmSession, runs: int, timed: bool) -> dict[str, Any]:
     graph = tflm_vmcu.read_model(data)
+    rows_model = compile_bytes(data).model
     row: dict[str, Any] = {"name": name}
-    row.update(run_checked(data, compile_bytes(data).model, tflm))
+    row.update(run_checked(data, rows_model, tflm))
     row["in_place_dw"] = plan_ring(
         graph, segments=(1,), rule=in_place_depthwise, linear=True
     ).pool_bytes
@@ -102,7 +103,7 @@ def measure(name: str, data: bytes, tflm: TflmSession, runs: int, timed: bool) -
         row["window_pool_vs_head"] = row["window_pool"] / row["tflm_head"]
         inputs = make_inputs(graph, 1, seed=0)[0]
         unfused = compile_bytes(data, fusion="off").model
-        row["rows_time"] = fused_over_unfused(compile_bytes(data).model, unfused, inputs, runs)
+        row["rows_time"] = fused_over_unfused(rows_model, unfused, inputs, runs)
         row["window_time"] = fused_over_unfused(window, unfused, inputs, runs)
     return row
 

@@ -59,22 +59,30 @@ def plan_model(graph: Graph, fusion: str = "rows") -> Plan:
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, not '{fusion}'")
     start = time.perf_counter()
+    plans: dict[tuple[Block, ...], Plan] = {}
+
+    def plan_for(blocks: list[Block]) -> Plan:  # each set of fused blocks planned once
+        key = tuple(blocks)
+        if key not in plans:
+            plans[key] = plan_with_blocks(graph, blocks)
+        return plans[key]
+
     candidates = find_blocks(graph) if fusion != "off" else []
     kept = list(candidates)
-    best = plan_with_blocks(graph, kept)
+    best = plan_for(kept)
     for b in candidates:
         trial = [x for x in kept if x is not b]
-        plan = plan_with_blocks(graph, trial)
+        plan = plan_for(trial)
         if plan.pool_bytes <= best.pool_bytes:
             kept, best = trial, plan
     for j, b in enumerate(kept if fusion == "window" else []):  # only where it pays
         trial = [*kept[:j], dataclasses.replace(b, window=True), *kept[j + 1 :]]
-        plan = plan_with_blocks(graph, trial)
+        plan = plan_for(trial)
         if plan.pool_bytes < best.pool_bytes:
             kept, best = trial, plan
     report = []
     for b in kept:
-        without = plan_with_blocks(graph, [x for x in kept if x is not b])
+        without = plan_for([x for x in kept if x is not b])
         report.append(
             {
                 "ops": [b.ops[0], b.ops[-1]],

@@ -318,19 +318,23 @@ class BlockRun {
     out_.Store(px * out_c_, d_in, out_c_);
   }
 
-  // Rows mode: a ring of kernel_h rows of B, each row computed once.
-  void Rows() {
-    const uint32_t b_row = static_cast<uint32_t>(b_.mid_w) * mid_c_;
-    int32_t next_row = 0;  // next B row to compute
+  // Output pixels in row-major order. Rows mode: a ring of kernel_h rows of B, each B row
+  // computed once, when an output row first needs it. Window mode: each output pixel's
+  // kernel_h x kernel_w window of B computed afresh (B pixels are recomputed for every
+  // window that covers them: less memory, more work).
+  void Run() {
+    const uint32_t ring_row = static_cast<uint32_t>(b_.mid_w) * mid_c_;
+    const uint32_t window_row = static_cast<uint32_t>(b_.kernel_w) * mid_c_;
+    int32_t next_row = 0;  // rows mode: next B row to compute
     for (int32_t oy = 0; oy < b_.out_h; ++oy) {
       const int32_t y0 = oy * b_.stride_h - b_.pad_h;
       int ky0, ky1;
       ValidTaps(y0, 1, b_.kernel_h, b_.mid_h, &ky0, &ky1);
       // The B rows this output row newly needs (none when its window lies entirely in the
       // padding).
-      const int32_t need = ky1 > ky0 ? y0 + ky1 : next_row;
+      const int32_t need = !b_.window && ky1 > ky0 ? y0 + ky1 : next_row;
       for (; next_row < need; ++next_row) {
-        const uint32_t slot = static_cast<uint32_t>(next_row % b_.kernel_h) * b_row;
+        const uint32_t slot = static_cast<uint32_t>(next_row % b_.kernel_h) * ring_row;
         for (int32_t bx = 0; bx < b_.mid_w; ++bx) {
           ComputeB(next_row, bx, slot + static_cast<uint32_t>(bx) * mid_c_);
         }
@@ -341,29 +345,12 @@ class BlockRun {
         ValidTaps(x0, 1, b_.kernel_w, b_.mid_w, &kx0, &kx1);
         uint32_t row_at[kMaxBlockKernel];
         for (int ky = ky0; ky < ky1 && kx1 > kx0; ++ky) {
-          row_at[ky] = static_cast<uint32_t>((y0 + ky) % b_.kernel_h) * b_row +
-                       static_cast<uint32_t>(x0 + kx0) * mid_c_;
-        }
-        FinishPixel(oy, ox, row_at, ky0, ky1, kx0, kx1);
-      }
-    }
-  }
-
-  // Window mode: each output pixel's kernel_h x kernel_w window of B computed afresh (B
-  // pixels are recomputed for every window that covers them: less memory, more work).
-  void Window() {
-    const uint32_t row_stride = static_cast<uint32_t>(b_.kernel_w) * mid_c_;
-    for (int32_t oy = 0; oy < b_.out_h; ++oy) {
-      const int32_t y0 = oy * b_.stride_h - b_.pad_h;
-      int ky0, ky1;
-      ValidTaps(y0, 1, b_.kernel_h, b_.mid_h, &ky0, &ky1);
-      for (int32_t ox = 0; ox < b_.out_w; ++ox) {
-        const int32_t x0 = ox * b_.stride_w - b_.pad_w;
-        int kx0, kx1;
-        ValidTaps(x0, 1, b_.kernel_w, b_.mid_w, &kx0, &kx1);
-        uint32_t row_at[kMaxBlockKernel];
-        for (int ky = ky0; ky < ky1 && kx1 > kx0; ++ky) {
-          row_at[ky] = static_cast<uint32_t>(ky) * row_stride + static_cast<uint32_t>(kx0) * mid_c_;
+          if (!b_.window) {
+            row_at[ky] = static_cast<uint32_t>((y0 + ky) % b_.kernel_h) * ring_row +
+                         static_cast<uint32_t>(x0 + kx0) * mid_c_;
+            continue;
+          }
+          row_at[ky] = static_cast<uint32_t>(ky) * window_row + static_cast<uint32_t>(kx0) * mid_c_;
           for (int kx = kx0; kx < kx1; ++kx) {
             ComputeB(y0 + ky, x0 + kx, row_at[ky] + static_cast<uint32_t>(kx - kx0) * mid_c_);
           }
@@ -384,12 +371,7 @@ class BlockRun {
 }  // namespace
 
 void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, HazardState* hazard) {
-  BlockRun run(b, pool, pool_size, hazard);
-  if (b.window) {
-    run.Window();
-  } else {
-    run.Rows();
-  }
+  BlockRun(b, pool, pool_size, hazard).Run();
 }
 
 }  // namespace tflm_vmcu
