@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import UNSUPPORTED_SHARED, committed_models, model_params, shared_models
@@ -215,6 +216,59 @@ def test_window_mode_blocks_bit_exact_under_qemu(
     r = firmware(model, cpu, build_dir=build_dirs[cpu], out_dir=tmp_path, host=host)
     assert r.bit_exact, f"{r.verdict}\n{r.console}"
     assert r.pool_bytes == host.pool_bytes < host_run(model, seed=0).pool_bytes
+
+
+def dsp_paths_model() -> bytes:
+    """CONV_2D layers that take every branch of the DSP conv loops (kernels/dsp_pairs.h and
+    the single-pixel loops): an odd number of pixels (the last one alone), an odd number of
+    output channels, receptive fields that are not a multiple of four values, dilation, a
+    receptive field too large for the pair loops (n > 256), and single pixels with few
+    output channels. Every layer's output is a model output, so the firmware compares each."""
+    b = ModelBuilder(seed=11)
+    x = b.input([1, 5, 7, 7])  # 35 pixels, n = 7 for a 1x1 filter
+    outputs = [b.conv2d(x, 5, (1, 1), activation="RELU")]
+    layers: list[dict[str, Any]] = [
+        dict(filters=3, kernel=(3, 3), stride=(2, 2)),  # 3x4 pixels, n = 45
+        dict(filters=12, kernel=(3, 3), dilation=(2, 2)),  # n = 27
+        dict(filters=150, kernel=(1, 1)),  # a pair writes 300 bytes
+        dict(filters=40, kernel=(1, 1), activation="RELU6"),  # n = 150
+        dict(filters=8, kernel=(3, 3)),  # n = 360: one pixel at a time, extended
+        dict(filters=3, kernel=(3, 4), padding="VALID"),  # one pixel, 3 channels: not extended
+        dict(filters=2, kernel=(1, 1)),
+    ]
+    for layer in layers:
+        outputs.append(b.conv2d(outputs[-1], **layer))
+    return b.build(outputs)
+
+
+def dsp_wrap_model() -> bytes:
+    """A 1x1 CONV_2D whose 150-channel output wraps the pool end in the ring plan: the pair
+    of pixels holding the wrap writes more bytes than the staging buffer takes, so it is
+    written one pixel at a time."""
+    b = ModelBuilder(seed=12)
+    x = b.conv2d(b.input([1, 3, 5, 40]), 150, (1, 1))
+    return b.build([b.conv2d(x, 40, (1, 1))])
+
+
+@pytest.mark.qemu
+@requires_tools
+@pytest.mark.parametrize("cpu", CPUS)
+@pytest.mark.parametrize("case", ["paths", "wrap"])
+def test_dsp_conv_paths_bit_exact_under_qemu(
+    case: str, cpu: str, build_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    model = tmp_path / f"dsp_{case}.tflite"
+    model.write_bytes(dsp_paths_model() if case == "paths" else dsp_wrap_model())
+    host = host_run(model, seed=3)
+    if case == "wrap":
+        plan = read_plan(read_model(host.model))
+        assert plan is not None
+        wide = 3 * 5 * 150  # bytes of the 150-channel tensor
+        assert any(
+            p.nbytes == wide and p.offset + wide > host.pool_bytes for p in plan.placements.values()
+        )
+    r = firmware(model, cpu, build_dir=build_dirs[cpu], out_dir=tmp_path, host=host)
+    assert r.bit_exact, f"{r.verdict}\n{r.console}"
 
 
 @pytest.mark.qemu

@@ -125,6 +125,9 @@ class RingBytes {
   // is off; nullptr otherwise. Kernels may then run flat loops with the same unit order.
   uint8_t* Flat() const { return hazard_ == nullptr && Contiguous() ? pool_ + start_ : nullptr; }
 
+  // True when bytes [i, i + n) wrap around the pool end (a view of them would be staged).
+  bool Wraps(uint32_t i, uint32_t n) const { return size_ - Pos(i) < n; }
+
   // True when no view of this tensor can wrap (kernels may then take one view of the
   // whole tensor).
   bool Contiguous() const { return size_ - start_ >= t_->bytes; }

@@ -11,6 +11,7 @@
 
 #include "kernels/conv_common.h"
 #include "kernels/dsp.h"
+#include "kernels/dsp_pairs.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
@@ -249,6 +250,73 @@ Status ConvEval(OpContext& ctx) {
 #endif
   int8_t out_scratch[kOutChunk];
 
+#if TFLM_VMCU_DSP
+  if (use_patch && groups == 1) {
+    // Pixels in raster order, two at a time where the receptive field fits the pair loops
+    // (dsp_pairs.h). The unit of work is then the pair: both receptive fields are read
+    // before either pixel's bytes are written, which only delays writes (a write never
+    // lands earlier than one pixel at a time would have it).
+    const int n = filter_oc_stride;
+    const int pixels = batches * out_h * out_w;
+    // Pixel p's receptive field, all channels of every tap: read in place when it is one run
+    // of input bytes, else gathered into `buf`.
+    auto pixel_patch = [&](int p, int8_t* buf) -> const int8_t* {
+      const int out_x = p % out_w;
+      const int out_y = (p / out_w) % out_h;
+      const uint32_t batch_at = static_cast<uint32_t>(p / (out_w * out_h)) * in_h * in_row_stride;
+      const int in_y_origin = out_y * stride_h - d.pad_h;
+      const int in_x_origin = out_x * stride_w - d.pad_w;
+      int fy_start, fy_end, fx_start, fx_end;
+      ValidTaps(in_y_origin, dil_h, f_h, in_h, &fy_start, &fy_end);
+      ValidTaps(in_x_origin, dil_w, f_w, in_w, &fx_start, &fx_end);
+      if (single_run && fx_start == 0 && fx_end == f_w && fy_start < fy_end) {
+        return in.Read(batch_at + in_y_origin * in_row_stride + in_x_origin * in_d, f_w * in_d,
+                       buf);
+      }
+      GatherPatch(in, batch_at, in_y_origin, in_x_origin, fy_start, fy_end, fx_start, fx_end, f_h,
+                  f_w, in_d, in_row_stride, dil_h, dil_w, pad_value, buf);
+      return buf;
+    };
+    int8_t pair_patches[2][dsp::kPairPatch];
+    // Extending a single pixel's input pays for itself from about four output channels on.
+    const bool few_channels = out_d <= 4;
+    for (int p = 0; p < pixels;) {
+      const uint32_t at = static_cast<uint32_t>(p) * out_d;
+      if (n <= dsp::kPairPatch && p + 1 < pixels &&
+          (2 * out_d <= kOutChunk || !out.Wraps(at, 2 * out_d))) {
+        const int8_t* xa = pixel_patch(p, pair_patches[0]);
+        const int8_t* xb = pixel_patch(p + 1, pair_patches[1]);
+        dsp::ExtendPair(xa, xb, n, input_offset, extended);
+        int8_t* dst = out.BeginWrite(at, 2 * out_d, out_scratch);
+        dsp::PairOutputs(extended, xa, xb, n, filter_data, n, out_d, bias_data, d, dst,
+                         dst + out_d);
+        out.EndWrite(at, 2 * out_d, dst);
+        p += 2;
+        continue;
+      }
+      // One pixel. With more than a few output channels, its input is extended once for all
+      // of them; from there on, x holds only its int8 tail (bytes from n & ~3), the rest is in
+      // `extended`.
+      const int8_t* x = pixel_patch(p, patch);
+      if (!few_channels) dsp::Extend(x, n, input_offset, extended);
+      WriteBlocks(
+          out, at, out_d, out_step, out_scratch,
+          [&](int oc, int channels, int32_t* acc) {
+            const int8_t* w = filter_data + static_cast<size_t>(oc) * n;
+            const int32_t* init = bias_data != nullptr ? bias_data + oc : nullptr;
+            if (few_channels) {
+              dsp::AddDots(x, n, input_offset, w, n, channels, init, acc);
+            } else {
+              dsp::AddDotsExtended(extended, x, n, input_offset, w, n, channels, init, acc);
+            }
+          },
+          d);
+      ++p;
+    }
+    return Status::kOk;
+  }
+#endif
+
   uint32_t out_at = 0;
   for (int b = 0; b < batches; ++b) {
     const uint32_t batch_at = static_cast<uint32_t>(b) * in_h * in_row_stride;
@@ -275,25 +343,10 @@ Status ConvEval(OpContext& ctx) {
                         f_h, f_w, in_d, in_row_stride, dil_h, dil_w, pad_value, patch);
           }
           if (groups == 1) {
-#if TFLM_VMCU_DSP
-            // Extended once for every output channel; from here on, x holds only its int8
-            // tail (bytes from n & ~3), the rest is in `extended`.
-            const int n = filter_oc_stride;
-            dsp::Extend(x, n, input_offset, extended);
-            WriteBlocks(
-                out, out_at, out_d, out_step, out_scratch,
-                [&](int oc, int channels, int32_t* acc) {
-                  dsp::AddDotsExtended(extended, x, n, input_offset,
-                                       filter_data + static_cast<size_t>(oc) * n, n, channels,
-                                       bias_data != nullptr ? bias_data + oc : nullptr, acc);
-                },
-                d);
-#else
             WriteBytes(out, out_at, out_d, out_step, out_scratch, [&](int oc) {
               const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;
               return requantize(DotWithOffset(x, w_oc, filter_oc_stride, input_offset), oc);
             });
-#endif
           } else {
             WriteBytes(out, out_at, out_d, out_step, out_scratch, [&](int oc) {
               const int8_t* w_oc = filter_data + static_cast<size_t>(oc) * filter_oc_stride;

@@ -318,6 +318,81 @@ inline void AddDotsExtended(const uint32_t* xq, const int8_t* x, int n, int32_t 
   }
 }
 
+// acc[0] += x . w and acc[1] += x . (w + w_stride) over n inputs taken as int8 (filters
+// without an offset): for an input run used by few filter rows, where extending it first
+// (Extend) costs more than it saves. Per four inputs, one input load and two SXTAB16, then per
+// row one LDR, two SXTB16 and two SMLAD.
+inline void Dot2Strided(const int8_t* x, int n, int32_t x_offset, const int8_t* w, int w_stride,
+                        int32_t* acc) {
+  const int n4 = n & ~3;
+  const int8_t* w0 = w;
+  const int8_t* x0 = x;
+  int32_t a0 = acc[0];
+  int32_t a1 = acc[1];
+  const uint32_t x_off2 = Pack2(x_offset);
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && defined(__thumb2__)
+  // GCC spills the C loop's registers (11 here).
+  if (n4 > 0) {
+    int count = n4 >> 2;
+    uint32_t xe, xo, wv, t;
+    __asm__(
+        "1:\n\t"
+        "ldr %[xo], [%[x]], #4\n\t"
+        "sxtab16 %[xe], %[off], %[xo]\n\t"
+        "sxtab16 %[xo], %[off], %[xo], ror #8\n\t"
+        "ldr %[wv], [%[w], %[s]]\n\t"
+        "sxtb16 %[t], %[wv]\n\t"
+        "smlad %[a1], %[xe], %[t], %[a1]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad %[a1], %[xo], %[wv], %[a1]\n\t"
+        "ldr %[wv], [%[w]], #4\n\t"
+        "sxtb16 %[t], %[wv]\n\t"
+        "smlad %[a0], %[xe], %[t], %[a0]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad %[a0], %[xo], %[wv], %[a0]\n\t"
+        "subs %[count], %[count], #1\n\t"
+        "bne 1b"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [x] "+r"(x), [w] "+r"(w), [count] "+r"(count),
+          [xe] "=&r"(xe), [xo] "=&r"(xo), [wv] "=&r"(wv), [t] "=&r"(t)
+        : [s] "r"(w_stride), [off] "r"(x_off2)
+        : "cc", "memory");
+  }
+#else
+  for (int i = 0; i < n4; i += 4) {
+    const uint32_t xv = Load4(x + i);
+    const uint32_t xe = Sxtab16(x_off2, xv);
+    const uint32_t xo = Sxtab16Odd(x_off2, xv);
+    a0 = Mac4<false>(xe, xo, w + i, 0, a0);
+    a1 = Mac4<false>(xe, xo, w + w_stride + i, 0, a1);
+  }
+#endif
+  for (int i = n4; i < n; ++i) {
+    const int32_t xi = x0[i] + x_offset;
+    a0 += w0[i] * xi;
+    a1 += w0[w_stride + i] * xi;
+  }
+  acc[0] = a0;
+  acc[1] = a1;
+}
+
+// AddDotsExtended without the extended copy (Dot2Strided per pair of filter rows): for an
+// input run used by at most a few filter rows.
+inline void AddDots(const int8_t* x, int n, int32_t x_offset, const int8_t* w, int w_stride,
+                    int channels, const int32_t* init, int32_t* acc) {
+  for (int k = 0; k < channels; k += 2) {
+    const int8_t* w_k = w + static_cast<size_t>(k) * w_stride;
+    int32_t pair[2] = {init != nullptr ? init[k] : 0, 0};
+    if (k + 1 < channels) {
+      pair[1] = init != nullptr ? init[k + 1] : 0;
+      Dot2Strided(x, n, x_offset, w_k, w_stride, pair);
+      acc[k + 1] = pair[1];
+    } else {
+      pair[0] += Dot<false>(x, w_k, n, x_offset, 0);
+    }
+    acc[k] = pair[0];
+  }
+}
+
 // v << s for s in [0, 32]: LSL by a register gives 0 for a shift of 32 (a C shift of 32 is
 // undefined).
 inline uint32_t ShiftLeft(uint32_t v, uint32_t s) {
@@ -343,9 +418,14 @@ inline uint32_t ShiftLeft(uint32_t v, uint32_t s) {
 //   2^(e-1) - 1 + (v < 0). With r at the top of a word (t = r * 2^(32-e), 0 when e = 0), that
 //   is t + 2^31 - (v < 0) >= 2^32 (t is a multiple of 2^(32-e), so t > 2^31 and
 //   t >= 2^31 + 2^(32-e) are the same): the carry of one addition.
-inline int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t multiplier, int32_t shift) {
-  const uint32_t left = __usat(shift, 5);
-  const uint32_t right = __usat(static_cast<int32_t>(0u - static_cast<uint32_t>(shift)), 5);
+// ScaleShifted takes the two clamped shifts (LeftShift, RightShift of `shift`), for callers
+// that scale several sums by one channel's multiplier.
+inline uint32_t LeftShift(int32_t shift) { return __usat(shift, 5); }
+inline uint32_t RightShift(int32_t shift) {
+  return __usat(static_cast<int32_t>(0u - static_cast<uint32_t>(shift)), 5);
+}
+
+inline int32_t ScaleShifted(int32_t x, int32_t multiplier, uint32_t left, uint32_t right) {
   const int32_t a = static_cast<int32_t>(static_cast<uint32_t>(x) << left);
   const uint64_t p =
       static_cast<uint64_t>(static_cast<int64_t>(a) * multiplier + (int64_t{1} << 30));
@@ -355,6 +435,10 @@ inline int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t multiplier, int3
   const uint32_t rem_top = ShiftLeft(static_cast<uint32_t>(v), 32 - right);
   const uint32_t sum = rem_top + (0x80000000u - (static_cast<uint32_t>(v) >> 31));
   return (v >> right) + (sum < rem_top ? 1 : 0);
+}
+
+inline int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t multiplier, int32_t shift) {
+  return ScaleShifted(x, multiplier, LeftShift(shift), RightShift(shift));
 }
 
 // dst[i] = the int8 output of sum acc[i] (bias included) for i < n: requantised with
