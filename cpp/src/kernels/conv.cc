@@ -278,8 +278,9 @@ Status ConvEval(OpContext& ctx) {
       return buf;
     };
     int8_t pair_patches[2][dsp::kPairPatch];
-    // Extending a single pixel's input pays for itself from about four output channels on.
-    const bool few_channels = out_d <= 4;
+    const dsp::OutputScale scale = {d.multiplier,    d.shift,   1,
+                                    d.output_offset, d.act_min, d.act_max};
+    const bool few_channels = out_d <= dsp::kFewRows;
     for (int p = 0; p < pixels;) {
       const uint32_t at = static_cast<uint32_t>(p) * out_d;
       if (n <= dsp::kPairPatch && p + 1 < pixels &&
@@ -288,8 +289,8 @@ Status ConvEval(OpContext& ctx) {
         const int8_t* xb = pixel_patch(p + 1, pair_patches[1]);
         dsp::ExtendPair(xa, xb, n, input_offset, extended);
         int8_t* dst = out.BeginWrite(at, 2 * out_d, out_scratch);
-        dsp::PairOutputs(extended, xa, xb, n, filter_data, n, out_d, bias_data, d, dst,
-                         dst + out_d);
+        dsp::PairOutputs(extended, xa, xb, n, input_offset, filter_data, n, out_d, bias_data, scale,
+                         dst, dst + out_d);
         out.EndWrite(at, 2 * out_d, dst);
         p += 2;
         continue;

@@ -201,21 +201,43 @@ inline int32_t DotExtended(const uint32_t* xq, const int8_t* x, int n, int32_t x
 
 inline void Dot2Extended(const uint32_t* xq, const int8_t* x, int n, int32_t x_offset,
                          const int8_t* w0, const int8_t* w1, const int32_t* init, int32_t* acc) {
+  const int n4 = n & ~3;
   int32_t a0 = init != nullptr ? init[0] : 0;
   int32_t a1 = init != nullptr ? init[1] : 0;
-  int i = 0;
-  for (; i + 8 <= n; i += 8, xq += 4) {
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && defined(__thumb2__)
+  // GCC spills the C loop's registers; this one needs 10.
+  if (n4 > 0) {
+    int count = n4 >> 2;
+    const int8_t* p0 = w0;
+    const int8_t* p1 = w1;
+    uint32_t xe, xo, wv, t;
+    __asm__(
+        "1:\n\t"
+        "ldrd %[xe], %[xo], [%[xq]], #8\n\t"
+        "ldr %[wv], [%[p1]], #4\n\t"
+        "sxtb16 %[t], %[wv]\n\t"
+        "smlad %[a1], %[xe], %[t], %[a1]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad %[a1], %[xo], %[wv], %[a1]\n\t"
+        "ldr %[wv], [%[p0]], #4\n\t"
+        "sxtb16 %[t], %[wv]\n\t"
+        "smlad %[a0], %[xe], %[t], %[a0]\n\t"
+        "sxtb16 %[wv], %[wv], ror #8\n\t"
+        "smlad %[a0], %[xo], %[wv], %[a0]\n\t"
+        "subs %[count], %[count], #1\n\t"
+        "bne 1b"
+        : [a0] "+r"(a0), [a1] "+r"(a1), [xq] "+r"(xq), [p0] "+r"(p0), [p1] "+r"(p1),
+          [count] "+r"(count), [xe] "=&r"(xe), [xo] "=&r"(xo), [wv] "=&r"(wv), [t] "=&r"(t)
+        :
+        : "cc", "memory");
+  }
+#else
+  for (int i = 0; i < n4; i += 4, xq += 2) {
     a0 = Mac4<false>(xq[0], xq[1], w0 + i, 0, a0);
     a1 = Mac4<false>(xq[0], xq[1], w1 + i, 0, a1);
-    a0 = Mac4<false>(xq[2], xq[3], w0 + i + 4, 0, a0);
-    a1 = Mac4<false>(xq[2], xq[3], w1 + i + 4, 0, a1);
   }
-  if (i + 4 <= n) {
-    a0 = Mac4<false>(xq[0], xq[1], w0 + i, 0, a0);
-    a1 = Mac4<false>(xq[0], xq[1], w1 + i, 0, a1);
-    i += 4;
-  }
-  for (; i < n; ++i) {
+#endif
+  for (int i = n4; i < n; ++i) {
     const int32_t xi = x[i] + x_offset;
     a0 += w0[i] * xi;
     a1 += w1[i] * xi;
@@ -375,8 +397,12 @@ inline void Dot2Strided(const int8_t* x, int n, int32_t x_offset, const int8_t* 
   acc[1] = a1;
 }
 
+// Filter rows up to which an input run is cheaper used as it is (AddDots) than extended first
+// (Extend, AddDotsExtended): extending costs about as much as it saves per four rows.
+constexpr int kFewRows = 4;
+
 // AddDotsExtended without the extended copy (Dot2Strided per pair of filter rows): for an
-// input run used by at most a few filter rows.
+// input run used by at most kFewRows filter rows.
 inline void AddDots(const int8_t* x, int n, int32_t x_offset, const int8_t* w, int w_stride,
                     int channels, const int32_t* init, int32_t* acc) {
   for (int k = 0; k < channels; k += 2) {

@@ -15,7 +15,6 @@
 
 #include <stdint.h>
 
-#include "kernels/conv_common.h"
 #include "kernels/dsp.h"
 
 #if TFLM_VMCU_DSP
@@ -41,6 +40,18 @@ inline void ExtendPair(const int8_t* xa, const int8_t* xb, int n, int32_t x_offs
     q[3] = Sxtab16Odd(x_off2, b);
   }
 }
+
+// How output channel k's sum becomes an int8: scaled by multiplier[k * step] and
+// shift[k * step] (step 1: per channel, 0: per tensor), plus the output offset, clamped to
+// [act_min, act_max].
+struct OutputScale {
+  const int32_t* multiplier;
+  const int32_t* shift;
+  int step;
+  int32_t offset;
+  int32_t act_min;
+  int32_t act_max;
+};
 
 // acc[0..3] += (A . w0, B . w0, A . w1, B . w1) over the first n4 inputs (a multiple of 4)
 // of a pair extended by ExtendPair; w1 = w0 + w_stride.
@@ -114,21 +125,22 @@ inline void Dot1x2(const uint32_t* q, int n4, const int8_t* w, int32_t* acc) {
 
 // Two pixels' output bytes for output channels [0, channels): dst_a[k] from xa . w_k and
 // dst_b[k] from xb . w_k, where w_k = w + k * w_stride (n values; filters without an offset),
-// plus bias[k] (when given), requantised with d's channel k multiplier and shift, output
-// offset and activation range (kClamp: a range narrower than int8). q: the pair extended by
-// ExtendPair; xa, xb: the int8 runs, for their last n % 4 values.
-template <bool kClamp>
+// plus bias[k] (when given), requantised by `scale` (kClamp: an activation range narrower
+// than int8; kPerChannel: scale.step is 1, else 0). q: the pair extended by ExtendPair (with
+// x_offset); xa, xb: the int8 runs, for their last n % 4 values.
+template <bool kClamp, bool kPerChannel>
 inline void PairOutputs(const uint32_t* q, const int8_t* xa, const int8_t* xb, int n,
-                        const int8_t* w, int w_stride, int channels, const int32_t* bias,
-                        const ConvData& d, int8_t* dst_a, int8_t* dst_b) {
+                        int32_t x_offset, const int8_t* w, int w_stride, int channels,
+                        const int32_t* bias, const OutputScale& scale, int8_t* dst_a,
+                        int8_t* dst_b) {
   const int n4 = n & ~3;
-  // Locals, not d's fields: the int8 stores below may alias anything, and GCC would reload.
-  const int32_t x_offset = d.input_offset;
-  const int32_t* const multiplier = d.multiplier;
-  const int32_t* const shift = d.shift;
-  const int32_t output_offset = d.output_offset;
-  const int32_t act_min = d.act_min;
-  const int32_t act_max = d.act_max;
+  // Locals, not scale's fields: the int8 stores below may alias anything, and GCC would
+  // reload them.
+  const int32_t* const multiplier = scale.multiplier;
+  const int32_t* const shift = scale.shift;
+  const int32_t output_offset = scale.offset;
+  const int32_t act_min = scale.act_min;
+  const int32_t act_max = scale.act_max;
   auto requantize = [&](int32_t acc, int32_t m, uint32_t left, uint32_t right) {
     int32_t v = __ssat(ScaleShifted(acc, m, left, right) + output_offset, 8);
     if (kClamp) {
@@ -139,9 +151,10 @@ inline void PairOutputs(const uint32_t* q, const int8_t* xa, const int8_t* xb, i
   };
   // Channel k's two outputs, sharing its multiplier and shifts.
   auto store = [&](int k, int32_t acc_a, int32_t acc_b) {
-    const int32_t m = multiplier[k];
-    const uint32_t left = LeftShift(shift[k]);
-    const uint32_t right = RightShift(shift[k]);
+    const int c = kPerChannel ? k : 0;
+    const int32_t m = multiplier[c];
+    const uint32_t left = LeftShift(shift[c]);
+    const uint32_t right = RightShift(shift[c]);
     const int8_t a = requantize(acc_a, m, left, right);
     const int8_t b = requantize(acc_b, m, left, right);
     dst_a[k] = a;
@@ -174,12 +187,18 @@ inline void PairOutputs(const uint32_t* q, const int8_t* xa, const int8_t* xb, i
 }
 
 inline void PairOutputs(const uint32_t* q, const int8_t* xa, const int8_t* xb, int n,
-                        const int8_t* w, int w_stride, int channels, const int32_t* bias,
-                        const ConvData& d, int8_t* dst_a, int8_t* dst_b) {
-  if (d.act_min == INT8_MIN && d.act_max == INT8_MAX) {
-    PairOutputs<false>(q, xa, xb, n, w, w_stride, channels, bias, d, dst_a, dst_b);
+                        int32_t x_offset, const int8_t* w, int w_stride, int channels,
+                        const int32_t* bias, const OutputScale& scale, int8_t* dst_a,
+                        int8_t* dst_b) {
+  const bool clamp = scale.act_min != INT8_MIN || scale.act_max != INT8_MAX;
+  if (scale.step == 1) {
+    (clamp ? PairOutputs<true, true> : PairOutputs<false, true>)(q, xa, xb, n, x_offset, w,
+                                                                 w_stride, channels, bias, scale,
+                                                                 dst_a, dst_b);
   } else {
-    PairOutputs<true>(q, xa, xb, n, w, w_stride, channels, bias, d, dst_a, dst_b);
+    (clamp ? PairOutputs<true, false> : PairOutputs<false, false>)(q, xa, xb, n, x_offset, w,
+                                                                   w_stride, channels, bias, scale,
+                                                                   dst_a, dst_b);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <math.h>
 
 #include "kernels/dsp.h"
+#include "kernels/dsp_pairs.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
@@ -103,6 +104,8 @@ inline void RowOutputs(const FullyConnectedData& d, const int8_t* x, const int8_
         acc[k] +=
             dsp::Dot<true>(x, w_b + static_cast<size_t>(k) * n, n, d.input_offset, d.filter_offset);
       }
+    } else if (d.output_depth <= dsp::kFewRows) {
+      dsp::AddDots(x, n, d.input_offset, w_b, n, channels, init, acc);
     } else if (extended_once) {
       dsp::AddDotsExtended(extended, x, n, d.input_offset, w_b, n, channels, init, acc);
     } else {
@@ -272,13 +275,39 @@ Status FullyConnectedEval(OpContext& ctx) {
 #endif
   int8_t out_scratch[kOutChunk];
 
+#if TFLM_VMCU_DSP
+  // Two batch rows at a time (kernels/dsp_pairs.h) where both are read in place and written
+  // at once: the pair is then the unit of work, which only delays writes.
+  const bool pairs = filter_offset == 0 && accum_depth <= dsp::kPairPatch;
+  const dsp::OutputScale scale =
+      d.channel_multiplier != nullptr
+          ? dsp::OutputScale{d.channel_multiplier, d.channel_shift, 1,
+                             d.output_offset,      d.act_min,       d.act_max}
+          : dsp::OutputScale{&d.multiplier, &d.shift, 0, d.output_offset, d.act_min, d.act_max};
+#endif
+
   for (int b = 0; b < batches; ++b) {
     const uint32_t in_at = static_cast<uint32_t>(b) * accum_depth;
     const uint32_t out_at = static_cast<uint32_t>(b) * output_depth;
+#if TFLM_VMCU_DSP
+    if (pairs && b + 1 < batches && !in.Wraps(in_at, 2 * accum_depth) &&
+        (2 * output_depth <= kOutChunk || !out.Wraps(out_at, 2 * output_depth))) {
+      const int8_t* xa = in.Read(in_at, 2 * accum_depth, in_scratch);  // never staged
+      const int8_t* xb = xa + accum_depth;
+      dsp::ExtendPair(xa, xb, accum_depth, input_offset, extended);
+      int8_t* dst = out.BeginWrite(out_at, 2 * output_depth, out_scratch);
+      dsp::PairOutputs(extended, xa, xb, accum_depth, input_offset, filter, accum_depth,
+                       output_depth, bias_data, scale, dst, dst + output_depth);
+      out.EndWrite(out_at, 2 * output_depth, dst);
+      ++b;
+      continue;
+    }
+#endif
     if (row_views) {
       const int8_t* x = in.Read(in_at, accum_depth, in_scratch);
 #if TFLM_VMCU_DSP
-      const bool extended_once = filter_offset == 0 && accum_depth <= kInScratch;
+      const bool extended_once =
+          filter_offset == 0 && accum_depth <= kInScratch && output_depth > dsp::kFewRows;
       if (extended_once) dsp::Extend(x, accum_depth, input_offset, extended);
 #endif
       for (int q = 0; q < output_depth; q += out_step) {
