@@ -241,6 +241,17 @@ def dsp_paths_model() -> bytes:
     return b.build(outputs)
 
 
+def dsp_fc_model() -> bytes:
+    """FULLY_CONNECTED layers through the DSP loops: batch rows two at a time with the last
+    one alone (35 rows), receptive fields not a multiple of four, per-tensor and per-channel
+    scales, more output bytes per pair than the staging buffer, and few output channels."""
+    b = ModelBuilder(seed=13)
+    outputs = [b.fully_connected(b.input([1, 5, 7, 7]), 5, activation="RELU")]
+    outputs.append(b.fully_connected(outputs[-1], 150, per_channel=True))
+    outputs.append(b.fully_connected(outputs[-1], 3))
+    return b.build(outputs)
+
+
 def dsp_wrap_model() -> bytes:
     """A 1x1 CONV_2D whose 150-channel output wraps the pool end in the ring plan: the pair
     of pixels holding the wrap writes more bytes than the staging buffer takes, so it is
@@ -253,12 +264,13 @@ def dsp_wrap_model() -> bytes:
 @pytest.mark.qemu
 @requires_tools
 @pytest.mark.parametrize("cpu", CPUS)
-@pytest.mark.parametrize("case", ["paths", "wrap"])
-def test_dsp_conv_paths_bit_exact_under_qemu(
+@pytest.mark.parametrize("case", ["paths", "fc", "wrap"])
+def test_dsp_kernel_paths_bit_exact_under_qemu(
     case: str, cpu: str, build_dirs: dict[str, Path], tmp_path: Path
 ) -> None:
     model = tmp_path / f"dsp_{case}.tflite"
-    model.write_bytes(dsp_paths_model() if case == "paths" else dsp_wrap_model())
+    build = {"paths": dsp_paths_model, "fc": dsp_fc_model, "wrap": dsp_wrap_model}[case]
+    model.write_bytes(build())
     host = host_run(model, seed=3)
     if case == "wrap":
         plan = read_plan(read_model(host.model))
