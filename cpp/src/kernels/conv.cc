@@ -7,6 +7,9 @@
 // one read view per valid filter row (per tap with horizontal dilation); larger ones are read
 // through one view of the window's span when the input does not wrap, and otherwise, per
 // output byte, through chunked views (TFLM's own order: the same displacement bound).
+// The DSP loops (kernels/dsp_pairs.h) take two consecutive pixels as one unit: both receptive
+// fields are read before either pixel is written. That only moves reads earlier and writes
+// later than one pixel at a time does, so the model's displacement stays safe.
 #include <string.h>
 
 #include "kernels/conv_common.h"

@@ -86,34 +86,17 @@ Status DepthwisePrepare(OpContext& ctx) {
 
 #if TFLM_VMCU_DSP
 // The DSP form of MacWindow below (kernels/dsp.h): acc[0..n) = bias[0..n) (0 without a bias) +
-// the taps of one channel block of one window. With the whole window in view, four channels at
-// a time over all taps, their sums in registers. When the input wraps (!kFlat), each tap is
-// still read through its own view; they lie as in the flat layout except in a window whose
-// span crosses the pool's end, which runs tap by tap (its taps read again).
-template <bool kFlat>
+// the taps of one channel block of one window. With the whole window in view (`win`), four
+// channels at a time over all taps, their sums in registers; a window that wraps around the
+// pool end (win null) is read tap by tap through views at input byte `at` + offset.
 inline void MacWindowDsp(const RingBytes& in, const int8_t* win, uint32_t at, int rows, int cols,
                          int row_step, int col_step, const int8_t* w, int w_row_stride,
                          int w_col_stride, int n, int32_t offset, int8_t* scratch,
                          const int32_t* bias, int32_t* acc) {
-  if (rows > 0 && cols > 0) {
-    if (!kFlat) {
-      const int8_t* first = in.Read(at, n, scratch);
-      bool flat = true;
-      for (int r = 0; r < rows; ++r) {
-        for (int c = 0; c < cols; ++c) {
-          const int rel = r * row_step + c * col_step;
-          if (rel == 0) continue;
-          const int8_t* x = in.Read(at + rel, n, scratch);
-          flat = flat && reinterpret_cast<uintptr_t>(x) == reinterpret_cast<uintptr_t>(first) + rel;
-        }
-      }
-      win = flat ? first : nullptr;
-    }
-    if (win != nullptr) {
-      dsp::DepthwiseWindow(win, w, n, rows, cols, row_step, col_step, w_row_stride, w_col_stride,
-                           offset, bias, acc);
-      return;
-    }
+  if (win != nullptr && rows > 0 && cols > 0) {
+    dsp::DepthwiseWindow(win, w, n, rows, cols, row_step, col_step, w_row_stride, w_col_stride,
+                         offset, bias, acc);
+    return;
   }
   for (int i = 0; i < n; ++i) acc[i] = bias != nullptr ? bias[i] : 0;
   for (int r = 0; r < rows; ++r) {
@@ -138,16 +121,16 @@ inline void MacPartialBlock(const int8_t* x, const int8_t* w, int n, int32_t off
 }
 
 // acc[0..n) += the taps of one channel block of one window (rows x cols taps, `row_step` /
-// `col_step` input bytes apart). kFlat: `win` views the whole window; otherwise each tap is
-// read through its own view at input byte `at` + offset (the input wraps).
-template <bool kFlat>
+// `col_step` input bytes apart). `win` views the whole window; when it is null (a window that
+// wraps around the pool end), each tap is read through its own view at input byte `at` +
+// offset.
 inline void MacWindow(const RingBytes& in, const int8_t* win, uint32_t at, int rows, int cols,
                       int row_step, int col_step, const int8_t* w, int w_row_stride,
                       int w_col_stride, int n, int16_t offset, int8_t* scratch, int32_t* acc) {
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < cols; ++c) {
       const int rel = r * row_step + c * col_step;
-      const int8_t* x = kFlat ? win + rel : in.Read(at + rel, n, scratch);
+      const int8_t* x = win != nullptr ? win + rel : in.Read(at + rel, n, scratch);
       const int8_t* wp = w + r * w_row_stride + c * w_col_stride;
       if (n == kChannelBlock) {
         MacFullBlock(x, wp, offset, acc);
@@ -226,16 +209,18 @@ Status DepthwiseRun(OpContext& ctx) {
           for (int c0 = 0; c0 < out_d; c0 += kChannelBlock) {
             const int n = out_d - c0 < kChannelBlock ? out_d - c0 : kChannelBlock;
             int32_t acc[kChannelBlock];
+            // One view of the whole window unless it wraps around the pool end.
+            const int8_t* win = any && (kFlat || !in.Wraps(lo + c0, span + n))
+                                    ? in.Read(lo + c0, span + n, in_scratch)
+                                    : nullptr;
 #if TFLM_VMCU_DSP
-            const int8_t* win = kFlat && any ? in.Read(lo + c0, span + n, in_scratch) : nullptr;
-            MacWindowDsp<kFlat>(in, win, lo + c0, rows, cols, row_step, col_step, w_first + c0,
-                                filter_row_stride, out_d, n, input_offset, in_scratch,
-                                bias_data != nullptr ? bias_data + c0 : nullptr, acc);
+            MacWindowDsp(in, win, lo + c0, rows, cols, row_step, col_step, w_first + c0,
+                         filter_row_stride, out_d, n, input_offset, in_scratch,
+                         bias_data != nullptr ? bias_data + c0 : nullptr, acc);
 #else
             for (int i = 0; i < n; ++i) acc[i] = 0;
-            const int8_t* win = kFlat && any ? in.Read(lo + c0, span + n, in_scratch) : nullptr;
-            MacWindow<kFlat>(in, win, lo + c0, rows, cols, row_step, col_step, w_first + c0,
-                             filter_row_stride, out_d, n, input_offset, in_scratch, acc);
+            MacWindow(in, win, lo + c0, rows, cols, row_step, col_step, w_first + c0,
+                      filter_row_stride, out_d, n, input_offset, in_scratch, acc);
 #endif
             int8_t* dst = out.BeginWrite(out_at + c0, n, out_scratch);
 #if TFLM_VMCU_DSP

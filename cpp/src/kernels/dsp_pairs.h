@@ -1,5 +1,6 @@
 // Two output pixels at a time: the DSP loops of CONV_2D for receptive fields of up to
-// kPairPatch values (pointwise layers, and 3x3 ones of up to 28 input channels).
+// kPairPatch values (pointwise layers, and 3x3 ones of up to 28 input channels), and of
+// FULLY_CONNECTED for pairs of batch rows of up to kPairPatch values.
 //
 // With one pixel at a time (dsp.h's Dot4Extended), every four inputs of every output channel
 // cost one filter load and two SXTB16 besides the two SMLAD, and the per-pixel and

@@ -4,7 +4,9 @@
 // Unit of work (cpp/src/ring.h; model: tflm_vmcu/access/conv_ops.py): one batch row: its input
 // row is read through one view, then its output_depth bytes are written. When the input wraps
 // and its row is longer than the scratch, each output byte reads the row again through chunked
-// views (TFLM's own order: the same displacement bound).
+// views (TFLM's own order: the same displacement bound). The DSP loops take two batch rows as
+// one unit where both are read in place (kernels/dsp_pairs.h): reads earlier and writes later
+// than row by row, so the same displacement stays safe.
 #include <math.h>
 
 #include "kernels/dsp.h"
