@@ -199,6 +199,28 @@ def test_cli_json(
 @pytest.mark.qemu
 @requires_tools
 @pytest.mark.parametrize("cpu", CPUS)
+def test_rows_mode_block_with_strided_expansion_bit_exact_under_qemu(
+    cpu: str, build_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A rows-mode block whose 1x1 expansion has stride 2 and an odd output width: the DSP
+    build expands two B pixels at a time, the last of each row alone."""
+    b = ModelBuilder(seed=9)
+    x = b.conv2d(b.input([1, 22, 18, 3]), 8, (3, 3), activation="RELU")
+    e = b.conv2d(x, 96, (1, 1), stride=(2, 2), activation="RELU6")  # 11x9
+    y = b.conv2d(b.depthwise_conv2d(e, 1, (3, 3), activation="RELU6"), 8, (1, 1))
+    model = tmp_path / "strided_block.tflite"
+    model.write_bytes(b.build([y]))
+    host = host_run(model, seed=0)
+    plan = read_plan(read_model(host.model))
+    assert plan is not None
+    assert [(block.first, block.last, block.window) for block in plan.blocks] == [(1, 3, False)]
+    r = firmware(model, cpu, build_dir=build_dirs[cpu], out_dir=tmp_path, host=host)
+    assert r.bit_exact, f"{r.verdict}\n{r.console}"
+
+
+@pytest.mark.qemu
+@requires_tools
+@pytest.mark.parametrize("cpu", CPUS)
 def test_window_mode_blocks_bit_exact_under_qemu(
     cpu: str, build_dirs: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -280,7 +280,10 @@ Status ConvEval(OpContext& ctx) {
                   f_w, in_d, in_row_stride, dil_h, dil_w, pad_value, buf);
       return buf;
     };
-    int8_t pair_patches[2][dsp::kPairPatch];
+    // The pair's receptive fields, gathered after its extended words in the same buffer.
+    static_assert(sizeof(extended) >= 6 * dsp::kPairPatch, "pairs fit the extension buffer");
+    int8_t* const pair_patch_a = reinterpret_cast<int8_t*>(extended) + 4 * dsp::kPairPatch;
+    int8_t* const pair_patch_b = pair_patch_a + dsp::kPairPatch;
     const dsp::OutputScale scale = {d.multiplier,    d.shift,   1,
                                     d.output_offset, d.act_min, d.act_max};
     const bool few_channels = out_d <= dsp::kFewRows;
@@ -288,8 +291,8 @@ Status ConvEval(OpContext& ctx) {
       const uint32_t at = static_cast<uint32_t>(p) * out_d;
       if (n <= dsp::kPairPatch && p + 1 < pixels &&
           (2 * out_d <= kOutChunk || !out.Wraps(at, 2 * out_d))) {
-        const int8_t* xa = pixel_patch(p, pair_patches[0]);
-        const int8_t* xb = pixel_patch(p + 1, pair_patches[1]);
+        const int8_t* xa = pixel_patch(p, pair_patch_a);
+        const int8_t* xb = pixel_patch(p + 1, pair_patch_b);
         dsp::ExtendPair(xa, xb, n, input_offset, extended);
         int8_t* dst = out.BeginWrite(at, 2 * out_d, out_scratch);
         dsp::PairOutputs(extended, xa, xb, n, input_offset, filter_data, n, out_d, bias_data, scale,

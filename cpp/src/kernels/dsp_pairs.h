@@ -1,5 +1,5 @@
 // Two output pixels at a time: the DSP loops of CONV_2D for receptive fields of up to
-// kPairPatch values (pointwise layers, and 3x3 ones of up to 28 input channels), and of
+// kPairPatch values (pointwise layers, and 3x3 ones of up to 14 input channels), and of
 // FULLY_CONNECTED for pairs of batch rows of up to kPairPatch values.
 //
 // With one pixel at a time (dsp.h's Dot4Extended), every four inputs of every output channel
@@ -23,9 +23,11 @@
 namespace tflm_vmcu {
 namespace dsp {
 
-// Largest receptive field (values per pixel) run two pixels at a time: the extended pair
-// takes 4 * kPairPatch bytes of stack.
-constexpr int kPairPatch = 256;
+// Largest receptive field (values per pixel) run two pixels at a time. The extended pair takes
+// 4 * kPairPatch bytes and the two int8 receptive fields 2 * kPairPatch: together they fit the
+// 1,024-byte buffer the one-pixel loops extend into, so pairs cost no stack. Longer dot
+// products gain little from pairs: their per-pixel overheads are small already.
+constexpr int kPairPatch = 128;
 
 // The inputs of pixels A and B extended for the pair loops: per four values i .. i + 3 of
 // both runs (i < n & ~3), the words (A even, B even, A odd, B odd), even meaning inputs i

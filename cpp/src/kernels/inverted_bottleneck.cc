@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "format.h"
+#include "kernels/dsp_pairs.h"
 #include "kernels/kernel_util.h"
 
 namespace tflm_vmcu {
@@ -94,6 +95,22 @@ __attribute__((noinline)) void PointwisePixel(const int8_t* x, int n, const Bott
                                 d.act_max);
   }
 }
+
+#if TFLM_VMCU_DSP
+// Two pixels of a 1x1 conv at once (kernels/dsp_pairs.h): out_a from x_a, out_b from x_b, as
+// two PointwisePixel calls would write them (n <= dsp::kPairPatch). Out of line, so that its
+// buffer and PointwisePixel's are never on the stack together.
+__attribute__((noinline)) void PointwisePair(const int8_t* x_a, const int8_t* x_b, int n,
+                                             const BottleneckConv& conv, int out_c, int8_t* out_a,
+                                             int8_t* out_b) {
+  const ConvData& d = *conv.data;
+  uint32_t q[dsp::kPairPatch];
+  dsp::ExtendPair(x_a, x_b, n, d.input_offset, q);
+  const dsp::OutputScale scale = {d.multiplier, d.shift, 1, d.output_offset, d.act_min, d.act_max};
+  dsp::PairOutputs(q, x_a, x_b, n, d.input_offset, conv.filter, n, out_c, conv.bias, scale, out_a,
+                   out_b);
+}
+#endif
 
 // A PAD of rows and columns only (batch and channels unpadded) of `in`, whose pad value (its
 // output zero point) is what the depthwise conv's input offset cancels: its taps add 0, as
@@ -266,6 +283,29 @@ class BlockRun {
     }
   }
 
+  // B pixels (by, bx) and (by, bx + 1) to workspace bytes `at` and `at + mid_c`, as two
+  // ComputeB calls would write them; false (nothing done) where the pair loops do not apply.
+  bool ComputeBPair(int32_t by, int32_t bx, uint32_t at) {
+#if TFLM_VMCU_DSP
+    if (!b_.has_expand || in_c_ > static_cast<uint32_t>(dsp::kPairPatch)) return false;
+    const int32_t ay = by * b_.expand_stride_h;
+    const uint32_t at_a = static_cast<uint32_t>(ay * b_.in_w + bx * b_.expand_stride_w) * in_c_;
+    const uint32_t at_b = at_a + static_cast<uint32_t>(b_.expand_stride_w) * in_c_;
+    if (in_.Wraps(at_a, in_c_) || in_.Wraps(at_b, in_c_)) return false;  // one stage buffer
+    const int8_t* a = in_.Read(at_a, in_c_, stage_);
+    const int8_t* a_next = in_.Read(at_b, in_c_, stage_);
+    int8_t* dst = ws_.BeginWrite(at, 2 * mid_c_, nullptr);
+    PointwisePair(a, a_next, static_cast<int>(in_c_), b_.expand, static_cast<int>(mid_c_), dst,
+                  dst + mid_c_);
+    return true;
+#else
+    (void)by;
+    (void)bx;
+    (void)at;
+    return false;
+#endif
+  }
+
   // Output pixel (oy, ox) from its valid depthwise taps [ky0, ky1) x [kx0, kx1): B pixel
   // (row ky, column kx) is at workspace byte row_at[ky] + (kx - kx0) * mid_c.
   void FinishPixel(int32_t oy, int32_t ox, const uint32_t* row_at, int ky0, int ky1, int kx0,
@@ -336,7 +376,12 @@ class BlockRun {
       for (; next_row < need; ++next_row) {
         const uint32_t slot = static_cast<uint32_t>(next_row % b_.kernel_h) * ring_row;
         for (int32_t bx = 0; bx < b_.mid_w; ++bx) {
-          ComputeB(next_row, bx, slot + static_cast<uint32_t>(bx) * mid_c_);
+          const uint32_t at = slot + static_cast<uint32_t>(bx) * mid_c_;
+          if (bx + 1 < b_.mid_w && ComputeBPair(next_row, bx, at)) {
+            ++bx;
+          } else {
+            ComputeB(next_row, bx, at);
+          }
         }
       }
       for (int32_t ox = 0; ox < b_.out_w; ++ox) {
