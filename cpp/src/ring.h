@@ -43,6 +43,10 @@ struct HazardState {
   void OnRead(const Tensor& t, uint32_t pool_pos, uint32_t i, uint32_t n);
   void OnWrite(const Tensor& t, uint32_t pool_pos, uint32_t i, uint32_t n);
   void Tag(const Tensor& t);  // marks a whole tensor as holding its own bytes (inputs)
+  void ReadsDone() {          // the unit's read views are dead: unpin them
+    ++unit;
+    writing = false;
+  }
 };
 
 class RingBytes {
@@ -124,6 +128,13 @@ class RingBytes {
   // The whole tensor as one plain pointer, when it does not wrap and the hazard checker
   // is off; nullptr otherwise. Kernels may then run flat loops with the same unit order.
   uint8_t* Flat() const { return hazard_ == nullptr && Contiguous() ? pool_ + start_ : nullptr; }
+
+  // The current unit of work reads its views no more (it copied what it needs): its writes
+  // may overwrite them. (For the hazard checker; a kernel that reads all of a unit's inputs
+  // before writing, as one pixel at a time does, need not say so.)
+  void ReadsDone() const {
+    if (hazard_ != nullptr) hazard_->ReadsDone();
+  }
 
   // True when bytes [i, i + n) wrap around the pool end (a view of them would be staged).
   bool Wraps(uint32_t i, uint32_t n) const { return size_ - Pos(i) < n; }

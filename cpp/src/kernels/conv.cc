@@ -87,10 +87,10 @@ Status ConvPrepare(OpContext& ctx) {
   if (s != Status::kOk) return s;
   data->multiplier = multiplier;
   data->shift = shift;
+  data->right_shift_only = AllRightShiftOnly(multiplier, shift, out_d);
   data->input_offset = -input->zero_point;
   data->output_offset = output->zero_point;
-  CalculateActivationRangeInt8(opt.activation, output->scale, output->zero_point, &data->act_min,
-                               &data->act_max);
+  SetActivationRange(opt.activation, *output, data);
   data->pad_h = ComputePadding(opt.stride_h, opt.dilation_h, in_h, f_h, out_h);
   data->pad_w = ComputePadding(opt.stride_w, opt.dilation_w, in_w, f_w, out_w);
   return Status::kOk;
@@ -172,7 +172,7 @@ inline void WriteBlocks(const RingBytes& out, uint32_t at, int n, int step, int8
       int32_t acc[kChannelBlock];
       sums(oc, channels, acc);
       dsp::RequantizeBlock(acc, channels, d.multiplier + oc, d.shift + oc, 1, d.output_offset,
-                           d.act_min, d.act_max, dst + b);
+                           d.act_min, d.act_max, dst + b, d.right_shift_only);
     }
     out.EndWrite(at + q, m, dst);
   }
@@ -281,7 +281,7 @@ Status ConvEval(OpContext& ctx) {
       return buf;
     };
     // The pair's receptive fields, gathered after its extended words in the same buffer.
-    static_assert(sizeof(extended) >= 6 * dsp::kPairPatch, "pairs fit the extension buffer");
+    static_assert(sizeof(extended) == dsp::kPairBuffer, "pairs fit the extension buffer");
     int8_t* const pair_patch_a = reinterpret_cast<int8_t*>(extended) + 4 * dsp::kPairPatch;
     int8_t* const pair_patch_b = pair_patch_a + dsp::kPairPatch;
     const dsp::OutputScale scale = {d.multiplier,    d.shift,   1,
@@ -293,9 +293,11 @@ Status ConvEval(OpContext& ctx) {
           (2 * out_d <= kOutChunk || !out.Wraps(at, 2 * out_d))) {
         const int8_t* xa = pixel_patch(p, pair_patch_a);
         const int8_t* xb = pixel_patch(p + 1, pair_patch_b);
-        dsp::ExtendPair(xa, xb, n, input_offset, extended);
+        int8_t tails[2][4];
+        dsp::ExtendPair(xa, xb, n, input_offset, extended, tails);
+        in.ReadsDone();
         int8_t* dst = out.BeginWrite(at, 2 * out_d, out_scratch);
-        dsp::PairOutputs(extended, xa, xb, n, input_offset, filter_data, n, out_d, bias_data, scale,
+        dsp::PairOutputs(extended, tails, n, input_offset, filter_data, n, out_d, bias_data, scale,
                          dst, dst + out_d);
         out.EndWrite(at, 2 * out_d, dst);
         p += 2;

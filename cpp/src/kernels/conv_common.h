@@ -15,11 +15,21 @@ struct ConvData {
   const int32_t* shift;       // [out_channels], > 0 shifts left (TFLM's convention)
   int32_t input_offset;       // -input zero point
   int32_t output_offset;      // output zero point
-  int32_t act_min;
-  int32_t act_max;
+  int16_t act_min;  // the activation range lies in int8: two halfwords leave room for the flag
+  int16_t act_max;
   int32_t pad_h;
   int32_t pad_w;
+  bool right_shift_only;  // every channel passes RightShiftOnly (quant_util.h)
 };
+
+// act_min and act_max of `data` for a CONV_2D or DEPTHWISE_CONV_2D writing `output`.
+inline void SetActivationRange(Activation activation, const Tensor& output, ConvData* data) {
+  int32_t act_min = 0;
+  int32_t act_max = 0;
+  CalculateActivationRangeInt8(activation, output.scale, output.zero_point, &act_min, &act_max);
+  data->act_min = static_cast<int16_t>(act_min);
+  data->act_max = static_cast<int16_t>(act_max);
+}
 
 // sum(w * (x + x_offset)). The fixed-size inner block lets compilers vectorise even at -O2
 // (int8 operands shifted by an int8 zero point fit in int16: multiply-add vectors). With the

@@ -75,10 +75,10 @@ Status DepthwisePrepare(OpContext& ctx) {
   if (s != Status::kOk) return s;
   data->multiplier = multiplier;
   data->shift = shift;
+  data->right_shift_only = AllRightShiftOnly(multiplier, shift, out_d);
   data->input_offset = -input->zero_point;
   data->output_offset = output->zero_point;
-  CalculateActivationRangeInt8(opt.activation, output->scale, output->zero_point, &data->act_min,
-                               &data->act_max);
+  SetActivationRange(opt.activation, *output, data);
   data->pad_h = ComputePadding(opt.stride_h, opt.dilation_h, in_h, f_h, out_h);
   data->pad_w = ComputePadding(opt.stride_w, opt.dilation_w, in_w, f_w, out_w);
   return Status::kOk;
@@ -121,16 +121,17 @@ inline void MacPartialBlock(const int8_t* x, const int8_t* w, int n, int32_t off
 }
 
 // acc[0..n) += the taps of one channel block of one window (rows x cols taps, `row_step` /
-// `col_step` input bytes apart). `win` views the whole window; when it is null (a window that
-// wraps around the pool end), each tap is read through its own view at input byte `at` +
+// `col_step` input bytes apart). kView: `win` views the whole window; otherwise (a window that
+// wraps around the pool end) each tap is read through its own view at input byte `at` +
 // offset.
+template <bool kView>
 inline void MacWindow(const RingBytes& in, const int8_t* win, uint32_t at, int rows, int cols,
                       int row_step, int col_step, const int8_t* w, int w_row_stride,
                       int w_col_stride, int n, int16_t offset, int8_t* scratch, int32_t* acc) {
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < cols; ++c) {
       const int rel = r * row_step + c * col_step;
-      const int8_t* x = win != nullptr ? win + rel : in.Read(at + rel, n, scratch);
+      const int8_t* x = kView ? win + rel : in.Read(at + rel, n, scratch);
       const int8_t* wp = w + r * w_row_stride + c * w_col_stride;
       if (n == kChannelBlock) {
         MacFullBlock(x, wp, offset, acc);
@@ -219,13 +220,18 @@ Status DepthwiseRun(OpContext& ctx) {
                          bias_data != nullptr ? bias_data + c0 : nullptr, acc);
 #else
             for (int i = 0; i < n; ++i) acc[i] = 0;
-            MacWindow(in, win, lo + c0, rows, cols, row_step, col_step, w_first + c0,
-                      filter_row_stride, out_d, n, input_offset, in_scratch, acc);
+            if (kFlat || win != nullptr || !any) {
+              MacWindow<true>(in, win, lo + c0, rows, cols, row_step, col_step, w_first + c0,
+                              filter_row_stride, out_d, n, input_offset, in_scratch, acc);
+            } else {
+              MacWindow<false>(in, win, lo + c0, rows, cols, row_step, col_step, w_first + c0,
+                               filter_row_stride, out_d, n, input_offset, in_scratch, acc);
+            }
 #endif
             int8_t* dst = out.BeginWrite(out_at + c0, n, out_scratch);
 #if TFLM_VMCU_DSP
             dsp::RequantizeBlock(acc, n, multiplier + c0, shift + c0, 1, output_offset, act_min,
-                                 act_max, dst);
+                                 act_max, dst, d.right_shift_only);
 #else
             for (int i = 0; i < n; ++i) {
               const int oc = c0 + i;
@@ -254,7 +260,7 @@ Status DepthwiseRun(OpContext& ctx) {
                     win, w_ic + m0, n, rows, cols, row_step, col_step, filter_row_stride, out_d,
                     d.input_offset, bias_data != nullptr ? bias_data + oc : nullptr, acc);
                 dsp::RequantizeBlock(acc, n, multiplier + oc, shift + oc, 1, output_offset, act_min,
-                                     act_max, out_scratch);
+                                     act_max, out_scratch, d.right_shift_only);
                 for (int i = 0; i < n; ++i) out.WriteByte(out_at + oc + i, out_scratch[i]);
               }
 #else

@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/quant_util.h"
+
 #if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP && defined(__ARM_FEATURE_SIMD32) && \
     __ARM_FEATURE_SIMD32 && !defined(TFLM_VMCU_NO_DSP)
 #define TFLM_VMCU_DSP 1
@@ -463,6 +465,13 @@ inline int32_t ScaleShifted(int32_t x, int32_t multiplier, uint32_t left, uint32
   return (v >> right) + (sum < rem_top ? 1 : 0);
 }
 
+// Every other multiplier and shift. Out of line: inlined, GCC computes it before testing
+// RightShiftOnly, on the common path too.
+__attribute__((noinline)) inline int32_t ScaleAnyShift(int32_t x, int32_t multiplier,
+                                                       int32_t shift) {
+  return ScaleShifted(x, multiplier, LeftShift(shift), RightShift(shift));
+}
+
 inline int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t multiplier, int32_t shift) {
   return ScaleShifted(x, multiplier, LeftShift(shift), RightShift(shift));
 }
@@ -471,13 +480,14 @@ inline int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t multiplier, int3
 // multiplier[i * step] and shift[i * step] (step 1: per channel, 0: per tensor), plus the
 // output offset, clamped to [act_min, act_max] (both within int8: SSAT #8 first, then, with
 // kClamp, the activation range).
-template <bool kClamp>
+template <bool kClamp, bool kRight>
 inline void RequantizeBlock(const int32_t* acc, int n, const int32_t* multiplier,
                             const int32_t* shift, int step, int32_t output_offset, int32_t act_min,
                             int32_t act_max, int8_t* dst) {
   for (int i = 0; i < n; ++i, multiplier += step, shift += step) {
-    int32_t v = MultiplyByQuantizedMultiplier(acc[i], *multiplier, *shift) + output_offset;
-    v = __ssat(v, 8);
+    int32_t v = kRight ? MultiplyByQuantizedMultiplierRight(acc[i], *multiplier, -*shift)
+                       : MultiplyByQuantizedMultiplier(acc[i], *multiplier, *shift);
+    v = __ssat(v + output_offset, 8);
     if (kClamp) {
       v = v < act_min ? act_min : v;
       v = v > act_max ? act_max : v;
@@ -486,14 +496,14 @@ inline void RequantizeBlock(const int32_t* acc, int n, const int32_t* multiplier
   }
 }
 
+// right_only: every channel's multiplier and shift pass RightShiftOnly (quant_util.h).
 inline void RequantizeBlock(const int32_t* acc, int n, const int32_t* multiplier,
                             const int32_t* shift, int step, int32_t output_offset, int32_t act_min,
-                            int32_t act_max, int8_t* dst) {
-  if (act_min == INT8_MIN && act_max == INT8_MAX) {
-    RequantizeBlock<false>(acc, n, multiplier, shift, step, output_offset, act_min, act_max, dst);
-  } else {
-    RequantizeBlock<true>(acc, n, multiplier, shift, step, output_offset, act_min, act_max, dst);
-  }
+                            int32_t act_max, int8_t* dst, bool right_only = false) {
+  const bool clamp = act_min != INT8_MIN || act_max != INT8_MAX;
+  (clamp ? (right_only ? RequantizeBlock<true, true> : RequantizeBlock<true, false>)
+         : (right_only ? RequantizeBlock<false, true> : RequantizeBlock<false, false>))(
+      acc, n, multiplier, shift, step, output_offset, act_min, act_max, dst);
 }
 
 // Depthwise: acc[c] = bias[c] (0 without a bias) + sum of (x[c] + x_offset) * w[c] for c < n,

@@ -1,5 +1,5 @@
 // Two output pixels at a time: the DSP loops of CONV_2D for receptive fields of up to
-// kPairPatch values (pointwise layers, and 3x3 ones of up to 14 input channels), and of
+// kPairPatch values (pointwise layers, and 3x3 ones of up to 18 input channels), and of
 // FULLY_CONNECTED for pairs of batch rows of up to kPairPatch values.
 //
 // With one pixel at a time (dsp.h's Dot4Extended), every four inputs of every output channel
@@ -27,20 +27,29 @@ namespace dsp {
 // 4 * kPairPatch bytes and the two int8 receptive fields 2 * kPairPatch: together they fit the
 // 1,024-byte buffer the one-pixel loops extend into, so pairs cost no stack. Longer dot
 // products gain little from pairs: their per-pixel overheads are small already.
-constexpr int kPairPatch = 128;
+constexpr int kPairBuffer = 1024;
+constexpr int kPairPatch = kPairBuffer / 6;
 
 // The inputs of pixels A and B extended for the pair loops: per four values i .. i + 3 of
 // both runs (i < n & ~3), the words (A even, B even, A odd, B odd), even meaning inputs i
-// and i + 2 plus the offset, odd i + 1 and i + 3 (Sxtab16 / Sxtab16Odd).
-inline void ExtendPair(const int8_t* xa, const int8_t* xb, int n, int32_t x_offset, uint32_t* q) {
+// and i + 2 plus the offset, odd i + 1 and i + 3 (Sxtab16 / Sxtab16Odd). The last n % 4
+// values of each run are copied as they are to tails[0] and tails[1]. The pair loops then
+// read neither run, so the pair's writes may overwrite them (RingBytes::ReadsDone).
+inline void ExtendPair(const int8_t* xa, const int8_t* xb, int n, int32_t x_offset, uint32_t* q,
+                       int8_t (*tails)[4]) {
   const uint32_t x_off2 = Pack2(x_offset);
-  for (int i = 0; i + 4 <= n; i += 4, q += 4) {
+  int i = 0;
+  for (; i + 4 <= n; i += 4, q += 4) {
     const uint32_t a = Load4(xa + i);
     const uint32_t b = Load4(xb + i);
     q[0] = Sxtab16(x_off2, a);
     q[1] = Sxtab16(x_off2, b);
     q[2] = Sxtab16Odd(x_off2, a);
     q[3] = Sxtab16Odd(x_off2, b);
+  }
+  for (int k = 0; i < n; ++i, ++k) {
+    tails[0][k] = xa[i];
+    tails[1][k] = xb[i];
   }
 }
 
@@ -129,13 +138,12 @@ inline void Dot1x2(const uint32_t* q, int n4, const int8_t* w, int32_t* acc) {
 // Two pixels' output bytes for output channels [0, channels): dst_a[k] from xa . w_k and
 // dst_b[k] from xb . w_k, where w_k = w + k * w_stride (n values; filters without an offset),
 // plus bias[k] (when given), requantised by `scale` (kClamp: an activation range narrower
-// than int8; kPerChannel: scale.step is 1, else 0). q: the pair extended by ExtendPair (with
-// x_offset); xa, xb: the int8 runs, for their last n % 4 values.
+// than int8; kPerChannel: scale.step is 1, else 0). q and tails: the pair as ExtendPair gives
+// it (with x_offset).
 template <bool kClamp, bool kPerChannel>
-inline void PairOutputs(const uint32_t* q, const int8_t* xa, const int8_t* xb, int n,
-                        int32_t x_offset, const int8_t* w, int w_stride, int channels,
-                        const int32_t* bias, const OutputScale& scale, int8_t* dst_a,
-                        int8_t* dst_b) {
+inline void PairOutputs(const uint32_t* q, const int8_t (*tails)[4], int n, int32_t x_offset,
+                        const int8_t* w, int w_stride, int channels, const int32_t* bias,
+                        const OutputScale& scale, int8_t* dst_a, int8_t* dst_b) {
   const int n4 = n & ~3;
   // Locals, not scale's fields: the int8 stores below may alias anything, and GCC would
   // reload them.
@@ -144,8 +152,8 @@ inline void PairOutputs(const uint32_t* q, const int8_t* xa, const int8_t* xb, i
   const int32_t output_offset = scale.offset;
   const int32_t act_min = scale.act_min;
   const int32_t act_max = scale.act_max;
-  auto requantize = [&](int32_t acc, int32_t m, uint32_t left, uint32_t right) {
-    int32_t v = __ssat(ScaleShifted(acc, m, left, right) + output_offset, 8);
+  auto finish = [&](int32_t v) {
+    v = __ssat(v + output_offset, 8);
     if (kClamp) {
       v = v < act_min ? act_min : v;
       v = v > act_max ? act_max : v;
@@ -156,12 +164,19 @@ inline void PairOutputs(const uint32_t* q, const int8_t* xa, const int8_t* xb, i
   auto store = [&](int k, int32_t acc_a, int32_t acc_b) {
     const int c = kPerChannel ? k : 0;
     const int32_t m = multiplier[c];
-    const uint32_t left = LeftShift(shift[c]);
-    const uint32_t right = RightShift(shift[c]);
-    const int8_t a = requantize(acc_a, m, left, right);
-    const int8_t b = requantize(acc_b, m, left, right);
-    dst_a[k] = a;
-    dst_b[k] = b;
+    const int32_t s = shift[c];
+    int32_t a, b;
+    if (RightShiftOnly(m, s)) {
+      a = MultiplyByQuantizedMultiplierRight(acc_a, m, -s);
+      b = MultiplyByQuantizedMultiplierRight(acc_b, m, -s);
+    } else {
+      a = ScaleAnyShift(acc_a, m, s);
+      b = ScaleAnyShift(acc_b, m, s);
+    }
+    const int8_t out_a = finish(a);
+    const int8_t out_b = finish(b);
+    dst_a[k] = out_a;
+    dst_b[k] = out_b;
   };
   for (int k = 0; k < channels; k += 2) {
     const int8_t* w0 = w + static_cast<size_t>(k) * w_stride;
@@ -175,8 +190,8 @@ inline void PairOutputs(const uint32_t* q, const int8_t* xa, const int8_t* xb, i
       Dot1x2(q, n4, w0, acc);
     }
     for (int i = n4; i < n; ++i) {
-      const int32_t a = xa[i] + x_offset;
-      const int32_t b = xb[i] + x_offset;
+      const int32_t a = tails[0][i - n4] + x_offset;
+      const int32_t b = tails[1][i - n4] + x_offset;
       acc[0] += w0[i] * a;
       acc[1] += w0[i] * b;
       if (two) {
@@ -189,17 +204,16 @@ inline void PairOutputs(const uint32_t* q, const int8_t* xa, const int8_t* xb, i
   }
 }
 
-inline void PairOutputs(const uint32_t* q, const int8_t* xa, const int8_t* xb, int n,
-                        int32_t x_offset, const int8_t* w, int w_stride, int channels,
-                        const int32_t* bias, const OutputScale& scale, int8_t* dst_a,
-                        int8_t* dst_b) {
+inline void PairOutputs(const uint32_t* q, const int8_t (*tails)[4], int n, int32_t x_offset,
+                        const int8_t* w, int w_stride, int channels, const int32_t* bias,
+                        const OutputScale& scale, int8_t* dst_a, int8_t* dst_b) {
   const bool clamp = scale.act_min != INT8_MIN || scale.act_max != INT8_MAX;
   if (scale.step == 1) {
-    (clamp ? PairOutputs<true, true> : PairOutputs<false, true>)(q, xa, xb, n, x_offset, w,
-                                                                 w_stride, channels, bias, scale,
-                                                                 dst_a, dst_b);
+    (clamp ? PairOutputs<true, true> : PairOutputs<false, true>)(q, tails, n, x_offset, w, w_stride,
+                                                                 channels, bias, scale, dst_a,
+                                                                 dst_b);
   } else {
-    (clamp ? PairOutputs<true, false> : PairOutputs<false, false>)(q, xa, xb, n, x_offset, w,
+    (clamp ? PairOutputs<true, false> : PairOutputs<false, false>)(q, tails, n, x_offset, w,
                                                                    w_stride, channels, bias, scale,
                                                                    dst_a, dst_b);
   }

@@ -30,11 +30,12 @@ struct FullyConnectedData {
   int32_t input_offset;   // -input zero point
   int32_t filter_offset;  // -filter zero point (per-tensor only, as in TFLM)
   int32_t output_offset;  // output zero point
-  int32_t act_min;
-  int32_t act_max;
+  int16_t act_min;  // the activation range lies in int8: two halfwords leave room for the flag
+  int16_t act_max;
   int32_t batches;
   int32_t accum_depth;
   int32_t output_depth;
+  bool right_shift_only;  // every channel passes RightShiftOnly (quant_util.h)
 };
 
 // sum((w + w_offset) * (x + x_offset)). Both operands are int8 shifted by minus an int8 zero
@@ -120,10 +121,10 @@ inline void RowOutputs(const FullyConnectedData& d, const int8_t* x, const int8_
     }
     if (d.channel_multiplier != nullptr) {
       dsp::RequantizeBlock(acc, channels, d.channel_multiplier + oc, d.channel_shift + oc, 1,
-                           d.output_offset, d.act_min, d.act_max, dst + b);
+                           d.output_offset, d.act_min, d.act_max, dst + b, d.right_shift_only);
     } else {
       dsp::RequantizeBlock(acc, channels, &d.multiplier, &d.shift, 0, d.output_offset, d.act_min,
-                           d.act_max, dst + b);
+                           d.act_max, dst + b, d.right_shift_only);
     }
   }
 }
@@ -243,8 +244,15 @@ Status FullyConnectedPrepare(OpContext& ctx) {
   }
   data->input_offset = -input->zero_point;
   data->output_offset = output->zero_point;
-  CalculateActivationRangeInt8(act, output->scale, output->zero_point, &data->act_min,
-                               &data->act_max);
+  int32_t act_min = 0;
+  int32_t act_max = 0;
+  CalculateActivationRangeInt8(act, output->scale, output->zero_point, &act_min, &act_max);
+  data->act_min = static_cast<int16_t>(act_min);
+  data->act_max = static_cast<int16_t>(act_max);
+  data->right_shift_only =
+      data->channel_multiplier != nullptr
+          ? AllRightShiftOnly(data->channel_multiplier, data->channel_shift, output_depth)
+          : RightShiftOnly(data->multiplier, data->shift);
   data->batches = static_cast<int32_t>(batches);
   data->accum_depth = accum_depth;
   data->output_depth = output_depth;
@@ -296,9 +304,11 @@ Status FullyConnectedEval(OpContext& ctx) {
         (2 * output_depth <= kOutChunk || !out.Wraps(out_at, 2 * output_depth))) {
       const int8_t* xa = in.Read(in_at, 2 * accum_depth, in_scratch);  // never staged
       const int8_t* xb = xa + accum_depth;
-      dsp::ExtendPair(xa, xb, accum_depth, input_offset, extended);
+      int8_t tails[2][4];
+      dsp::ExtendPair(xa, xb, accum_depth, input_offset, extended, tails);
+      in.ReadsDone();
       int8_t* dst = out.BeginWrite(out_at, 2 * output_depth, out_scratch);
-      dsp::PairOutputs(extended, xa, xb, accum_depth, input_offset, filter, accum_depth,
+      dsp::PairOutputs(extended, tails, accum_depth, input_offset, filter, accum_depth,
                        output_depth, bias_data, scale, dst, dst + output_depth);
       out.EndWrite(out_at, 2 * output_depth, dst);
       ++b;

@@ -82,7 +82,7 @@ __attribute__((noinline)) void PointwisePixel(const int8_t* x, int n, const Bott
                            conv.filter + static_cast<size_t>(oc) * n, n, channels,
                            conv.bias != nullptr ? conv.bias + oc : nullptr, acc);
       dsp::RequantizeBlock(acc, channels, d.multiplier + oc, d.shift + oc, 1, d.output_offset,
-                           d.act_min, d.act_max, out + oc);
+                           d.act_min, d.act_max, out + oc, d.right_shift_only);
     }
     return;
   }
@@ -105,9 +105,10 @@ __attribute__((noinline)) void PointwisePair(const int8_t* x_a, const int8_t* x_
                                              int8_t* out_b) {
   const ConvData& d = *conv.data;
   uint32_t q[dsp::kPairPatch];
-  dsp::ExtendPair(x_a, x_b, n, d.input_offset, q);
+  int8_t tails[2][4];
+  dsp::ExtendPair(x_a, x_b, n, d.input_offset, q, tails);
   const dsp::OutputScale scale = {d.multiplier, d.shift, 1, d.output_offset, d.act_min, d.act_max};
-  dsp::PairOutputs(q, x_a, x_b, n, d.input_offset, conv.filter, n, out_c, conv.bias, scale, out_a,
+  dsp::PairOutputs(q, tails, n, d.input_offset, conv.filter, n, out_c, conv.bias, scale, out_a,
                    out_b);
 }
 #endif

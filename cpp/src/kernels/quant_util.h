@@ -38,6 +38,37 @@ inline int32_t MultiplyByQuantizedMultiplier(int32_t x, int32_t quantized_multip
       right_shift);
 }
 
+// MultiplyByQuantizedMultiplier(x, multiplier, -right) for multiplier >= 0 and right in
+// [1, 31] (every per-channel scale below 1/2 of a valid model), with one 64-bit product and no
+// saturation test: the same value for every such input (tests/requantize_check.cc compares
+// the two). Why: with P = x * multiplier + 2^30, the doubling high multiply is floor(P / 2^31)
+// (dsp.h), and rounding v half away from zero by 2^right is
+// floor((v + 2^(right-1) - [v < 0]) / 2^right); nesting the floors, the result is
+// floor((P - [P < 0] * 2^31 + 2^(30+right)) / 2^(31+right)). With a multiplier >= 0, [P < 0]
+// may be replaced by [x < 0]: they differ only for P in [0, 2^30), where both give 0. The
+// last division, by 2D with D = 2^(30+right), is (floor(Q / D) + 1) >> 1 with Q the sum
+// before 2^(30+right) is added, and floor(Q / D) = (Q >> 31) >> (right - 1), where Q >> 31
+// fits in an int32 (and stays below INT32_MAX, so the + 1 cannot overflow).
+inline int32_t MultiplyByQuantizedMultiplierRight(int32_t x, int32_t multiplier, int right) {
+  const int64_t q = static_cast<int64_t>(x) * multiplier + (int64_t{1} << 30) -
+                    static_cast<int64_t>(static_cast<uint32_t>(x) & 0x80000000u);
+  const int32_t t = static_cast<int32_t>(q >> 31) >> (right - 1);
+  return static_cast<int32_t>(static_cast<uint32_t>(t) + 1u) >> 1;
+}
+
+// Scales MultiplyByQuantizedMultiplierRight takes: a right shift of 1 to 31 and a multiplier
+// >= 0 (every per-channel scale below 1/2 of a valid model).
+inline bool RightShiftOnly(int32_t multiplier, int32_t shift) {
+  return static_cast<uint32_t>(-1 - static_cast<int64_t>(shift)) < 31u && multiplier >= 0;
+}
+
+inline bool AllRightShiftOnly(const int32_t* multiplier, const int32_t* shift, int n) {
+  for (int i = 0; i < n; ++i) {
+    if (!RightShiftOnly(multiplier[i], shift[i])) return false;
+  }
+  return true;
+}
+
 // TFLM's MultiplyByQuantizedMultiplierSmallerThanOneExp.
 inline int32_t MultiplyByQuantizedMultiplierSmallerThanOneExp(int32_t x,
                                                               int32_t quantized_multiplier,
