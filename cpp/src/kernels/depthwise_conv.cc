@@ -259,9 +259,10 @@ Status DepthwiseRun(OpContext& ctx) {
                 dsp::DepthwiseMultiplierWindow(
                     win, w_ic + m0, n, rows, cols, row_step, col_step, filter_row_stride, out_d,
                     d.input_offset, bias_data != nullptr ? bias_data + oc : nullptr, acc);
+                int8_t* dst = out.BeginWrite(out_at + oc, n, out_scratch);
                 dsp::RequantizeBlock(acc, n, multiplier + oc, shift + oc, 1, output_offset, act_min,
-                                     act_max, out_scratch, d.right_shift_only);
-                for (int i = 0; i < n; ++i) out.WriteByte(out_at + oc + i, out_scratch[i]);
+                                     act_max, dst, d.right_shift_only);
+                out.EndWrite(out_at + oc, n, dst);
               }
 #else
               for (int m = 0; m < depth_multiplier; ++m) {

@@ -635,12 +635,26 @@ inline void DepthwiseWindow(const int8_t* x, const int8_t* w, int n, int rows, i
     return;
   }
 #endif
+  // 3x3 windows and their clipped forms at the image edges (most pixels of a small image),
+  // and whole 5x5 and 7x7 windows, with the tap loops unrolled.
+  auto run = [&](auto window) {
+    window(x, w, n, rows, cols, x_row_step, x_col_step, w_row_step, w_col_step, x_offset, bias,
+           acc);
+  };
   if (rows == 3 && cols == 3) {
-    DepthwiseWindow<3, 3>(x, w, n, rows, cols, x_row_step, x_col_step, w_row_step, w_col_step,
-                          x_offset, bias, acc);
+    run(DepthwiseWindow<3, 3>);
+  } else if (rows == 2 && cols == 3) {
+    run(DepthwiseWindow<2, 3>);
+  } else if (rows == 3 && cols == 2) {
+    run(DepthwiseWindow<3, 2>);
+  } else if (rows == 2 && cols == 2) {
+    run(DepthwiseWindow<2, 2>);
+  } else if (rows == 5 && cols == 5) {
+    run(DepthwiseWindow<5, 5>);
+  } else if (rows == 7 && cols == 7) {
+    run(DepthwiseWindow<7, 7>);
   } else {
-    DepthwiseWindow<0, 0>(x, w, n, rows, cols, x_row_step, x_col_step, w_row_step, w_col_step,
-                          x_offset, bias, acc);
+    run(DepthwiseWindow<0, 0>);
   }
 }
 
