@@ -626,9 +626,12 @@ inline void DepthwiseWindow3x3(const int8_t* x, const int8_t* w, int n, int x_ro
 #define TFLM_VMCU_DSP_ASM_3X3 0
 #endif
 
-inline void DepthwiseWindow(const int8_t* x, const int8_t* w, int n, int rows, int cols,
-                            int x_row_step, int x_col_step, int w_row_step, int w_col_step,
-                            int32_t x_offset, const int32_t* bias, int32_t* acc) {
+// Out of line: one copy of the unrolled windows for every caller (a few KB of flash each).
+__attribute__((noinline)) inline void DepthwiseWindow(const int8_t* x, const int8_t* w, int n,
+                                                      int rows, int cols, int x_row_step,
+                                                      int x_col_step, int w_row_step,
+                                                      int w_col_step, int32_t x_offset,
+                                                      const int32_t* bias, int32_t* acc) {
 #if TFLM_VMCU_DSP_ASM_3X3
   if (rows == 3 && cols == 3 && x_col_step == w_col_step && w_row_step == 3 * w_col_step) {
     DepthwiseWindow3x3(x, w, n, x_row_step, w_col_step, x_offset, bias, acc);
