@@ -201,6 +201,20 @@ inline int32_t DotExtended(const uint32_t* xq, const int8_t* x, int n, int32_t x
   return acc;
 }
 
+#if defined(__GNUC__) && defined(__OPTIMIZE__) && defined(__thumb2__)
+// clang-format off
+// The loops below in assembly, one filter word at a time: the word loaded by LOAD, its even
+// and odd bytes sign-extended, multiplied lane by lane with the extended inputs xe (even) and
+// xo (odd) and added to the accumulator ACC.
+#define TFLM_VMCU_MAC_WORD(LOAD, ACC)                  \
+  "ldr %[wv], " LOAD "\n\t"                           \
+  "sxtb16 %[t], %[wv]\n\t"                            \
+  "smlad %[" ACC "], %[xe], %[t], %[" ACC "]\n\t"      \
+  "sxtb16 %[wv], %[wv], ror #8\n\t"                   \
+  "smlad %[" ACC "], %[xo], %[wv], %[" ACC "]\n\t"
+// clang-format on
+#endif
+
 inline void Dot2Extended(const uint32_t* xq, const int8_t* x, int n, int32_t x_offset,
                          const int8_t* w0, const int8_t* w1, const int32_t* init, int32_t* acc) {
   const int n4 = n & ~3;
@@ -216,16 +230,8 @@ inline void Dot2Extended(const uint32_t* xq, const int8_t* x, int n, int32_t x_o
     __asm__(
         "1:\n\t"
         "ldrd %[xe], %[xo], [%[xq]], #8\n\t"
-        "ldr %[wv], [%[p1]], #4\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a1], %[xe], %[t], %[a1]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a1], %[xo], %[wv], %[a1]\n\t"
-        "ldr %[wv], [%[p0]], #4\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a0], %[xe], %[t], %[a0]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a0], %[xo], %[wv], %[a0]\n\t"
+        TFLM_VMCU_MAC_WORD("[%[p1]], #4", "a1")
+        TFLM_VMCU_MAC_WORD("[%[p0]], #4", "a0")
         "subs %[count], %[count], #1\n\t"
         "bne 1b"
         : [a0] "+r"(a0), [a1] "+r"(a1), [xq] "+r"(xq), [p0] "+r"(p0), [p1] "+r"(p1),
@@ -271,27 +277,11 @@ inline void Dot4Extended(const uint32_t* xq, const int8_t* x, int n, int32_t x_o
     __asm__(
         "1:\n\t"
         "ldrd %[xe], %[xo], [%[xq]], #8\n\t"
-        "ldr %[wv], [%[w], %[s]]\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a1], %[xe], %[t], %[a1]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a1], %[xo], %[wv], %[a1]\n\t"
-        "ldr %[wv], [%[w], %[s], lsl #1]\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a2], %[xe], %[t], %[a2]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a2], %[xo], %[wv], %[a2]\n\t"
+        TFLM_VMCU_MAC_WORD("[%[w], %[s]]", "a1")
+        TFLM_VMCU_MAC_WORD("[%[w], %[s], lsl #1]", "a2")
         "add %[wv], %[w], %[s], lsl #1\n\t"
-        "ldr %[wv], [%[wv], %[s]]\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a3], %[xe], %[t], %[a3]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a3], %[xo], %[wv], %[a3]\n\t"
-        "ldr %[wv], [%[w]], #4\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a0], %[xe], %[t], %[a0]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a0], %[xo], %[wv], %[a0]\n\t"
+        TFLM_VMCU_MAC_WORD("[%[wv], %[s]]", "a3")
+        TFLM_VMCU_MAC_WORD("[%[w]], #4", "a0")
         "subs %[count], %[count], #1\n\t"
         "bne 1b"
         : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [xq] "+r"(xq), [w] "+r"(w),
@@ -364,16 +354,8 @@ inline void Dot2Strided(const int8_t* x, int n, int32_t x_offset, const int8_t* 
         "ldr %[xo], [%[x]], #4\n\t"
         "sxtab16 %[xe], %[off], %[xo]\n\t"
         "sxtab16 %[xo], %[off], %[xo], ror #8\n\t"
-        "ldr %[wv], [%[w], %[s]]\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a1], %[xe], %[t], %[a1]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a1], %[xo], %[wv], %[a1]\n\t"
-        "ldr %[wv], [%[w]], #4\n\t"
-        "sxtb16 %[t], %[wv]\n\t"
-        "smlad %[a0], %[xe], %[t], %[a0]\n\t"
-        "sxtb16 %[wv], %[wv], ror #8\n\t"
-        "smlad %[a0], %[xo], %[wv], %[a0]\n\t"
+        TFLM_VMCU_MAC_WORD("[%[w], %[s]]", "a1")
+        TFLM_VMCU_MAC_WORD("[%[w]], #4", "a0")
         "subs %[count], %[count], #1\n\t"
         "bne 1b"
         : [a0] "+r"(a0), [a1] "+r"(a1), [x] "+r"(x), [w] "+r"(w), [count] "+r"(count),
@@ -398,6 +380,8 @@ inline void Dot2Strided(const int8_t* x, int n, int32_t x_offset, const int8_t* 
   acc[0] = a0;
   acc[1] = a1;
 }
+
+#undef TFLM_VMCU_MAC_WORD
 
 // Filter rows up to which an input run is cheaper used as it is (AddDots) than extended first
 // (Extend, AddDotsExtended): extending costs about as much as it saves per four rows.
