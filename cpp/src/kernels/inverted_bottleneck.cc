@@ -38,6 +38,7 @@ bool IsPointwise(const BlockOp& op, const Tensor* in) {
          op.output->shape.dims[3] == f->shape.dims[0];
 }
 
+#if !TFLM_VMCU_DSP
 // acc[i] += w[i] * (x[i] + offset) over a fixed-size run: the constant trip count lets
 // compilers vectorise (operands fit in int16, so the products widen int16 -> int32).
 template <int kN>
@@ -47,11 +48,9 @@ inline void MacRun(const int8_t* x, const int8_t* w, int16_t offset, int32_t* ac
   }
 }
 
-// One depthwise tap over n <= kChannelBlock channels: acc[i] += w[i] * (x[i] + offset).
+// One depthwise tap over n <= kChannelBlock channels: acc[i] += w[i] * (x[i] + offset). (With
+// the DSP extension, the taps run as windows: dsp::DepthwiseWindow.)
 inline void MacTap(const int8_t* x, const int8_t* w, int n, int32_t offset, int32_t* acc) {
-#if TFLM_VMCU_DSP
-  dsp::DepthwiseTap(x, w, n, offset, acc);
-#else
   const int16_t off = static_cast<int16_t>(offset);
   int i = 0;
   if (n == kChannelBlock) {
@@ -60,8 +59,8 @@ inline void MacTap(const int8_t* x, const int8_t* w, int n, int32_t offset, int3
   }
   for (; i + 8 <= n; i += 8) MacRun<8>(x + i, w + i, off, acc + i);
   for (; i < n; ++i) acc[i] += w[i] * (x[i] + offset);
-#endif
 }
+#endif
 
 // One pixel of a 1x1 conv: out[oc] = requantised(bias[oc] + sum(w[oc] * (x + offset))) for
 // every output channel. Kept out of line: inlined into the block's loop nest, compilers stop
@@ -308,9 +307,10 @@ class BlockRun {
   }
 
   // Output pixel (oy, ox) from its valid depthwise taps [ky0, ky1) x [kx0, kx1): B pixel
-  // (row ky, column kx) is at workspace byte row_at[ky] + (kx - kx0) * mid_c.
+  // (row ky, column kx) is at workspace byte row_at[ky] + (kx - kx0) * mid_c, and B rows are
+  // row_step bytes apart in the workspace (in rows mode, except across the ring's end).
   void FinishPixel(int32_t oy, int32_t ox, const uint32_t* row_at, int ky0, int ky1, int kx0,
-                   int kx1) {
+                   int kx1, int row_step) {
     const ConvData& dw = *b_.depthwise.data;
     const int8_t* rows[kMaxBlockKernel];
     // A window entirely in the padding (no valid tap) reads nothing: C = bias.
@@ -320,6 +320,28 @@ class BlockRun {
     for (uint32_t c0 = 0; c0 < mid_c_; c0 += kChannelBlock) {
       const uint32_t n = mid_c_ - c0 < kChannelBlock ? mid_c_ - c0 : kChannelBlock;
       int32_t acc[kChannelBlock];
+#if TFLM_VMCU_DSP
+      // Runs of B rows one row apart in the workspace (all of them in window mode; in rows
+      // mode, up to where the ring of rows wraps) as windows: sums in registers across taps.
+      const int32_t* bias = b_.depthwise.bias != nullptr ? b_.depthwise.bias + c0 : nullptr;
+      const int w_row = b_.kernel_w * static_cast<int>(mid_c_);
+      bool first = true;
+      for (int k0 = ky0, k1 = ky0; k0 < ky1 && span > 0; k0 = k1, first = false) {
+        for (k1 = k0 + 1; k1 < ky1 && rows[k1] == rows[k1 - 1] + row_step; ++k1) {
+        }
+        dsp::DepthwiseWindow(
+            rows[k0] + c0, b_.depthwise.filter + k0 * w_row + kx0 * static_cast<int>(mid_c_) + c0,
+            static_cast<int>(n), k1 - k0, kx1 - kx0, row_step, static_cast<int>(mid_c_), w_row,
+            static_cast<int>(mid_c_), dw.input_offset, first ? bias : acc, acc);
+      }
+      if (first) {  // no valid tap
+        for (uint32_t c = 0; c < n; ++c) acc[c] = bias != nullptr ? bias[c] : 0;
+      }
+      dsp::RequantizeBlock(acc, static_cast<int>(n), dw.multiplier + c0, dw.shift + c0, 1,
+                           dw.output_offset, dw.act_min, dw.act_max, c_px + c0,
+                           dw.right_shift_only);
+#else
+      (void)row_step;
       for (uint32_t c = 0; c < n; ++c) acc[c] = 0;
       for (int ky = ky0; ky < ky1 && span > 0; ++ky) {
         for (int kx = kx0; kx < kx1; ++kx) {
@@ -336,6 +358,7 @@ class BlockRun {
         c_px[ch] = RequantizeChannel(a, dw.multiplier[ch], dw.shift[ch], dw.output_offset,
                                      dw.act_min, dw.act_max);
       }
+#endif
     }
     // D pixel: the projection of the C pixel.
     const int8_t* c_in = ws_.ReadFlat(c_at_, mid_c_);
@@ -401,7 +424,8 @@ class BlockRun {
             ComputeB(y0 + ky, x0 + kx, row_at[ky] + static_cast<uint32_t>(kx - kx0) * mid_c_);
           }
         }
-        FinishPixel(oy, ox, row_at, ky0, ky1, kx0, kx1);
+        FinishPixel(oy, ox, row_at, ky0, ky1, kx0, kx1,
+                    static_cast<int>(b_.window ? window_row : ring_row));
       }
     }
   }
