@@ -430,8 +430,7 @@ inline uint32_t ShiftLeft(uint32_t v, uint32_t s) {
 //   2^(e-1) - 1 + (v < 0). With r at the top of a word (t = r * 2^(32-e), 0 when e = 0), that
 //   is t + 2^31 - (v < 0) >= 2^32 (t is a multiple of 2^(32-e), so t > 2^31 and
 //   t >= 2^31 + 2^(32-e) are the same): the carry of one addition.
-// ScaleShifted takes the two clamped shifts (LeftShift, RightShift of `shift`), for callers
-// that scale several sums by one channel's multiplier.
+// ScaleShifted: the same, given the two clamped shifts (LeftShift and RightShift of `shift`).
 inline uint32_t LeftShift(int32_t shift) { return __usat(shift, 5); }
 inline uint32_t RightShift(int32_t shift) {
   return __usat(static_cast<int32_t>(0u - static_cast<uint32_t>(shift)), 5);
@@ -449,8 +448,9 @@ inline int32_t ScaleShifted(int32_t x, int32_t multiplier, uint32_t left, uint32
   return (v >> right) + (sum < rem_top ? 1 : 0);
 }
 
-// Every other multiplier and shift. Out of line: inlined, GCC computes it before testing
-// RightShiftOnly, on the common path too.
+// MultiplyByQuantizedMultiplier for the scales RightShiftOnly refuses (dsp_pairs.h). Out of
+// line: inlined beside the one-rounding form, GCC computes it before the test, on the common
+// path too.
 __attribute__((noinline)) inline int32_t ScaleAnyShift(int32_t x, int32_t multiplier,
                                                        int32_t shift) {
   return ScaleShifted(x, multiplier, LeftShift(shift), RightShift(shift));
