@@ -204,14 +204,15 @@ inline int32_t DotExtended(const uint32_t* xq, const int8_t* x, int n, int32_t x
 #if defined(__GNUC__) && defined(__OPTIMIZE__) && defined(__thumb2__)
 // clang-format off
 // The loops below in assembly, one filter word at a time: the word loaded by LOAD, its even
-// and odd bytes sign-extended, multiplied lane by lane with the extended inputs xe (even) and
-// xo (odd) and added to the accumulator ACC.
-#define TFLM_VMCU_MAC_WORD(LOAD, ACC)                  \
+// and odd bytes sign-extended, multiplied lane by lane with the extended inputs XE (even) and
+// XO (odd; xe and xo in TFLM_VMCU_MAC_WORD) and added to the accumulator ACC.
+#define TFLM_VMCU_MAC_WORD_OF(LOAD, ACC, XE, XO)       \
   "ldr %[wv], " LOAD "\n\t"                           \
   "sxtb16 %[t], %[wv]\n\t"                            \
-  "smlad %[" ACC "], %[xe], %[t], %[" ACC "]\n\t"      \
+  "smlad %[" ACC "], %[" XE "], %[t], %[" ACC "]\n\t"  \
   "sxtb16 %[wv], %[wv], ror #8\n\t"                   \
-  "smlad %[" ACC "], %[xo], %[wv], %[" ACC "]\n\t"
+  "smlad %[" ACC "], %[" XO "], %[wv], %[" ACC "]\n\t"
+#define TFLM_VMCU_MAC_WORD(LOAD, ACC) TFLM_VMCU_MAC_WORD_OF(LOAD, ACC, "xe", "xo")
 // clang-format on
 #endif
 
@@ -345,23 +346,40 @@ inline void Dot2Strided(const int8_t* x, int n, int32_t x_offset, const int8_t* 
   int32_t a1 = acc[1];
   const uint32_t x_off2 = Pack2(x_offset);
 #if defined(__GNUC__) && defined(__OPTIMIZE__) && defined(__thumb2__)
-  // GCC spills the C loop's registers (11 here).
-  if (n4 > 0) {
-    int count = n4 >> 2;
-    uint32_t xe, xo, wv, t;
+  // GCC spills the C loops' registers. Eight inputs at a time (13 registers), then four.
+  if (n4 >= 8) {
+    int count = n4 >> 3;
+    uint32_t xe, xo, e1, o1, wv, t;
     __asm__(
         "1:\n\t"
-        "ldr %[xo], [%[x]], #4\n\t"
+        "ldrd %[xo], %[o1], [%[x]], #8\n\t"
         "sxtab16 %[xe], %[off], %[xo]\n\t"
         "sxtab16 %[xo], %[off], %[xo], ror #8\n\t"
+        "sxtab16 %[e1], %[off], %[o1]\n\t"
+        "sxtab16 %[o1], %[off], %[o1], ror #8\n\t"
         TFLM_VMCU_MAC_WORD("[%[w], %[s]]", "a1")
         TFLM_VMCU_MAC_WORD("[%[w]], #4", "a0")
+        TFLM_VMCU_MAC_WORD_OF("[%[w], %[s]]", "a1", "e1", "o1")
+        TFLM_VMCU_MAC_WORD_OF("[%[w]], #4", "a0", "e1", "o1")
         "subs %[count], %[count], #1\n\t"
         "bne 1b"
         : [a0] "+r"(a0), [a1] "+r"(a1), [x] "+r"(x), [w] "+r"(w), [count] "+r"(count),
-          [xe] "=&r"(xe), [xo] "=&r"(xo), [wv] "=&r"(wv), [t] "=&r"(t)
+          [xe] "=&r"(xe), [xo] "=&r"(xo), [e1] "=&r"(e1), [o1] "=&r"(o1), [wv] "=&r"(wv),
+          [t] "=&r"(t)
         : [s] "r"(w_stride), [off] "r"(x_off2)
         : "cc", "memory");
+  }
+  if (n4 & 4) {
+    uint32_t xe, xo, wv, t;
+    __asm__(
+        "ldr %[xo], [%[x]], #4\n\t"
+        "sxtab16 %[xe], %[off], %[xo]\n\t"
+        "sxtab16 %[xo], %[off], %[xo], ror #8\n\t" TFLM_VMCU_MAC_WORD("[%[w], %[s]]", "a1")
+            TFLM_VMCU_MAC_WORD("[%[w]], #4", "a0")
+        : [a0] "+r"(a0), [a1] "+r"(a1), [x] "+r"(x), [w] "+r"(w), [xe] "=&r"(xe), [xo] "=&r"(xo),
+          [wv] "=&r"(wv), [t] "=&r"(t)
+        : [s] "r"(w_stride), [off] "r"(x_off2)
+        : "memory");
   }
 #else
   for (int i = 0; i < n4; i += 4) {
@@ -382,6 +400,7 @@ inline void Dot2Strided(const int8_t* x, int n, int32_t x_offset, const int8_t* 
 }
 
 #undef TFLM_VMCU_MAC_WORD
+#undef TFLM_VMCU_MAC_WORD_OF
 
 // Filter rows up to which an input run is cheaper used as it is (AddDots) than extended first
 // (Extend, AddDotsExtended): extending costs about as much as it saves per four rows.
