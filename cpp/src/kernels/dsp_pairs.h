@@ -25,8 +25,8 @@ namespace dsp {
 
 // Largest receptive field (values per pixel) run two pixels at a time. The extended pair takes
 // 4 * kPairPatch bytes and the two int8 receptive fields 2 * kPairPatch: together they fit the
-// 1,024-byte buffer the one-pixel loops extend into, so pairs cost no stack. Longer dot
-// products gain little from pairs: their per-pixel overheads are small already.
+// 1,024-byte buffer the one-pixel loops extend into, so pairs need no buffer of their own.
+// Longer dot products gain little from pairs: their per-pixel overheads are small already.
 constexpr int kPairBuffer = 1024;
 constexpr int kPairPatch = kPairBuffer / 6;
 
@@ -135,8 +135,9 @@ inline void Dot1x2(const uint32_t* q, int n4, const int8_t* w, int32_t* acc) {
   acc[1] = b;
 }
 
-// Two pixels' output bytes for output channels [0, channels): dst_a[k] from xa . w_k and
-// dst_b[k] from xb . w_k, where w_k = w + k * w_stride (n values; filters without an offset),
+// Two pixels' output bytes for output channels [0, channels): dst_a[k] from the dot product of
+// pixel A's n inputs with w_k = w + k * w_stride (filters without an offset), dst_b[k] from
+// pixel B's,
 // plus bias[k] (when given), requantised by `scale` (kClamp: an activation range narrower
 // than int8; kPerChannel: scale.step is 1, else 0). q and tails: the pair as ExtendPair gives
 // it (with x_offset).
