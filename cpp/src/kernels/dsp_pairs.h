@@ -137,10 +137,9 @@ inline void Dot1x2(const uint32_t* q, int n4, const int8_t* w, int32_t* acc) {
 
 // Two pixels' output bytes for output channels [0, channels): dst_a[k] from the dot product of
 // pixel A's n inputs with w_k = w + k * w_stride (filters without an offset), dst_b[k] from
-// pixel B's,
-// plus bias[k] (when given), requantised by `scale` (kClamp: an activation range narrower
-// than int8; kPerChannel: scale.step is 1, else 0). q and tails: the pair as ExtendPair gives
-// it (with x_offset).
+// pixel B's, plus bias[k] (when given), requantised by `scale` (kClamp: an activation range
+// narrower than int8; kPerChannel: scale.step is 1, else 0). q and tails: the pair as
+// ExtendPair gives it (with x_offset).
 template <bool kClamp, bool kPerChannel>
 inline void PairOutputs(const uint32_t* q, const int8_t (*tails)[4], int n, int32_t x_offset,
                         const int8_t* w, int w_stride, int channels, const int32_t* bias,
