@@ -284,8 +284,8 @@ Status ConvEval(OpContext& ctx) {
     static_assert(sizeof(extended) == dsp::kPairBuffer, "pairs fit the extension buffer");
     int8_t* const pair_patch_a = reinterpret_cast<int8_t*>(extended) + 4 * dsp::kPairPatch;
     int8_t* const pair_patch_b = pair_patch_a + dsp::kPairPatch;
-    const dsp::OutputScale scale = {d.multiplier,    d.shift,   1,
-                                    d.output_offset, d.act_min, d.act_max};
+    const dsp::OutputScale scale = {d.multiplier, d.shift,           1, d.output_offset, d.act_min,
+                                    d.act_max,    d.right_shift_only};
     const bool few_channels = out_d <= dsp::kFewRows;
     for (int p = 0; p < pixels;) {
       const uint32_t at = static_cast<uint32_t>(p) * out_d;

@@ -63,6 +63,7 @@ struct OutputScale {
   int32_t offset;
   int32_t act_min;
   int32_t act_max;
+  bool right_shift_only;  // every channel passes RightShiftOnly (the op data's flag)
 };
 
 // acc[0..3] += (A . w0, B . w0, A . w1, B . w1) over the first n4 inputs (a multiple of 4)
@@ -152,6 +153,7 @@ inline void PairOutputs(const uint32_t* q, const int8_t (*tails)[4], int n, int3
   const int32_t output_offset = scale.offset;
   const int32_t act_min = scale.act_min;
   const int32_t act_max = scale.act_max;
+  const bool right_shift_only = scale.right_shift_only;
   auto finish = [&](int32_t v) {
     v = __ssat(v + output_offset, 8);
     if (kClamp) {
@@ -166,7 +168,7 @@ inline void PairOutputs(const uint32_t* q, const int8_t (*tails)[4], int n, int3
     const int32_t m = multiplier[c];
     const int32_t s = shift[c];
     int32_t a, b;
-    if (RightShiftOnly(m, s)) {
+    if (right_shift_only) {
       a = MultiplyByQuantizedMultiplierRight(acc_a, m, -s);
       b = MultiplyByQuantizedMultiplierRight(acc_b, m, -s);
     } else {

@@ -292,8 +292,10 @@ Status FullyConnectedEval(OpContext& ctx) {
   const dsp::OutputScale scale =
       d.channel_multiplier != nullptr
           ? dsp::OutputScale{d.channel_multiplier, d.channel_shift, 1,
-                             d.output_offset,      d.act_min,       d.act_max}
-          : dsp::OutputScale{&d.multiplier, &d.shift, 0, d.output_offset, d.act_min, d.act_max};
+                             d.output_offset,      d.act_min,       d.act_max,
+                             d.right_shift_only}
+          : dsp::OutputScale{&d.multiplier, &d.shift,          0, d.output_offset, d.act_min,
+                             d.act_max,     d.right_shift_only};
 #endif
 
   for (int b = 0; b < batches; ++b) {

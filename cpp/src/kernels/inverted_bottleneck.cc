@@ -106,7 +106,8 @@ __attribute__((noinline)) void PointwisePair(const int8_t* x_a, const int8_t* x_
   uint32_t q[dsp::kPairPatch];
   int8_t tails[2][4];
   dsp::ExtendPair(x_a, x_b, n, d.input_offset, q, tails);
-  const dsp::OutputScale scale = {d.multiplier, d.shift, 1, d.output_offset, d.act_min, d.act_max};
+  const dsp::OutputScale scale = {d.multiplier, d.shift,           1, d.output_offset, d.act_min,
+                                  d.act_max,    d.right_shift_only};
   dsp::PairOutputs(q, tails, n, d.input_offset, conv.filter, n, out_c, conv.bias, scale, out_a,
                    out_b);
 }
