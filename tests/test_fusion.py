@@ -115,7 +115,7 @@ def test_block_is_found_and_runs_fused_bit_exact(
     inputs = make_inputs(graph, 3, seed=1)
     ours = run_ours(interp, inputs)
     assert interp.hazards == 0, interp.first_hazard
-    assert interp.memory_guards_intact
+    assert interp.memory_guards_intact()
     names = [d["name"] for d in interp.get_output_details()]
     unfused = run_ours(tflm_vmcu.Interpreter(data), inputs)
     assert all(d.bit_exact for d in compare(ours, unfused, names))

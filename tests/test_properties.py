@@ -84,7 +84,7 @@ def _run_and_compare(
     interp = tflm_vmcu.Interpreter(model, check_hazards=True)
     ours = run_ours(interp, inputs)
     assert interp.hazards == 0, f"{case.ops}: {interp.first_hazard}"
-    assert interp.memory_guards_intact
+    assert interp.memory_guards_intact()
     names = [d["name"] for d in interp.get_output_details()]
     bad = [d for d in compare(ours, ref.outputs, names) if not d.bit_exact]
     assert not bad, f"{case.ops}: {bad}"
