@@ -73,6 +73,8 @@ class Runtime {
     d["zero_point"] = t->zero_point;
     d["bytes"] = t->bytes;
     d["is_const"] = t->is_const;
+    // Activations: where byte 0 lives in the ring pool (-1: no bytes in the pool).
+    d["ring_offset"] = t->is_const || t->data == nullptr ? -1 : static_cast<long long>(t->offset);
     d["offset"] =
         t->is_const || t->data == nullptr
             ? -1
@@ -81,21 +83,21 @@ class Runtime {
     return d;
   }
 
+  // Tensor bytes go through the ring: an intermediate the plan wraps around the pool end
+  // is copied in two parts, never past the pool.
   py::bytes GetBytes(size_t i) const {
     const Tensor* t = Get(i);
-    if (t->data == nullptr) throw py::value_error("tensor has no data");
-    return py::bytes(reinterpret_cast<const char*>(t->data), t->bytes);
+    std::string out(t->bytes, '\0');
+    if (interp_->ReadTensor(i, out.data(), out.size()) != Status::kOk)
+      throw py::value_error(interp_->error_message());
+    return py::bytes(out);
   }
 
   void SetBytes(size_t i, py::buffer data) {
-    Tensor* t = const_cast<Tensor*>(Get(i));
-    if (t->is_const || t->data == nullptr) throw py::value_error("tensor is not writable");
     const py::buffer_info info = data.request();
     const size_t n = static_cast<size_t>(info.size * info.itemsize);
-    if (n != t->bytes)
-      throw py::value_error("expected " + std::to_string(t->bytes) + " bytes, got " +
-                            std::to_string(n));
-    std::memcpy(t->data, info.ptr, n);
+    if (interp_->WriteTensor(i, info.ptr, n) != Status::kOk)
+      throw py::value_error(interp_->error_message());
   }
 
   // True while every byte outside the caller's block still holds the guard pattern.
@@ -150,6 +152,20 @@ class Runtime {
   std::vector<uint32_t> pins_;
 };
 
+// "" when the runtime accepts the model (everything AllocateTensors checks but the pool
+// size), else its one-line error. Runs in a scratch block large enough for any model's
+// runtime state.
+std::string CheckModel(py::bytes model) {
+  const std::string bytes = model;
+  std::vector<uint64_t> aligned(bytes.size() / 8 + 1);
+  std::memcpy(aligned.data(), bytes.data(), bytes.size());
+  constexpr size_t kStateBytes = size_t{16} << 20;
+  std::vector<uint64_t> memory(kStateBytes / 8);
+  Interpreter interp(reinterpret_cast<const uint8_t*>(aligned.data()), bytes.size(),
+                     reinterpret_cast<uint8_t*>(memory.data()), kStateBytes);
+  return interp.CheckModel() == Status::kOk ? std::string() : interp.error_message();
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_runtime, m) {
@@ -174,5 +190,6 @@ PYBIND11_MODULE(_runtime, m) {
       .def("hazard_message", &Runtime::HazardMessage)
       .def("has_plan", &Runtime::HasPlan)
       .def("fused_blocks", &Runtime::FusedBlocks);
+  m.def("check_model", &CheckModel, py::arg("model"));
   m.def("is_op_supported", &tflm_vmcu::IsOpSupported, py::arg("builtin_code"));
 }

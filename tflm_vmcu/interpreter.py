@@ -136,13 +136,19 @@ class Interpreter:
             raise TflmVmcuError(
                 f"tensor '{d['name']}' expects shape {d['shape_tuple']}, got {arr.shape}"
             )
-        self._rt.set_bytes(index, np.ascontiguousarray(arr))
+        try:
+            self._rt.set_bytes(index, np.ascontiguousarray(arr))
+        except ValueError as exc:  # the runtime's refusal (constant, inside a fused block)
+            raise TflmVmcuError(str(exc)) from None
 
     def get_tensor(self, index: int) -> np.ndarray:
         d = self._details(index)
         if d["dtype"] is None:
             raise UnsupportedError(f"tensor '{d['name']}' has a type numpy cannot hold")
-        raw = self._rt.get_bytes(index)
+        try:
+            raw = self._rt.get_bytes(index)
+        except ValueError as exc:
+            raise TflmVmcuError(str(exc)) from None
         return np.frombuffer(raw, dtype=d["dtype"]).reshape(d["shape_tuple"]).copy()
 
     def invoke(self) -> None:

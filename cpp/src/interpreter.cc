@@ -1,6 +1,7 @@
 #include "tflm_vmcu/interpreter.h"
 
 #include <stdarg.h>
+#include <string.h>
 
 #include "flatbuffer.h"
 #include "format.h"
@@ -194,13 +195,79 @@ const Tensor* Interpreter::tensor(size_t i) const {
   return &tensors_[i];
 }
 
+Status Interpreter::TensorCopyCheck(size_t i, size_t bytes, bool write) {
+  if (!allocated_)
+    return Fail(Status::kInvalidState, "tensor access before a successful AllocateTensors()");
+  if (i >= model_.num_tensors())
+    return Fail(Status::kInvalidArgument, "tensor %u does not exist (%u tensors)",
+                static_cast<unsigned>(i), static_cast<unsigned>(model_.num_tensors()));
+  const Tensor& t = tensors_[i];
+  if (bytes != t.bytes)
+    return Fail(Status::kInvalidArgument, "tensor '%s' holds %u bytes, not %u", t.name,
+                static_cast<unsigned>(t.bytes), static_cast<unsigned>(bytes));
+  if (write && t.is_const)
+    return Fail(Status::kInvalidArgument, "tensor '%s' is a constant: not writable", t.name);
+  if (t.data == nullptr && t.bytes > 0)
+    return Fail(Status::kInvalidArgument,
+                "tensor %u lives inside a fused block and has no bytes in the pool ('%s')",
+                static_cast<unsigned>(i), t.name);
+  return Status::kOk;
+}
+
+Status Interpreter::ReadTensor(size_t i, void* dst, size_t bytes) {
+  const Status s = TensorCopyCheck(i, bytes, false);
+  if (s != Status::kOk || bytes == 0) return s;
+  const Tensor& t = tensors_[i];
+  uint8_t* out = static_cast<uint8_t*>(dst);
+  const size_t head =
+      t.is_const || pool_bytes_ - t.offset >= bytes ? bytes : pool_bytes_ - t.offset;
+  memcpy(out, t.data, head);
+  memcpy(out + head, pool_, bytes - head);
+  return Status::kOk;
+}
+
+Status Interpreter::WriteTensor(size_t i, const void* src, size_t bytes) {
+  const Status s = TensorCopyCheck(i, bytes, true);
+  if (s != Status::kOk || bytes == 0) return s;
+  const Tensor& t = tensors_[i];
+  const uint8_t* in = static_cast<const uint8_t*>(src);
+  const size_t head = pool_bytes_ - t.offset >= bytes ? bytes : pool_bytes_ - t.offset;
+  memcpy(t.data, in, head);
+  memcpy(pool_, in + head, bytes - head);
+  return Status::kOk;
+}
+
 int32_t Interpreter::op_code(size_t i) const {
   if (i >= model_.num_operators()) return -1;
   return model_.op(static_cast<uint32_t>(i)).builtin_code;
 }
 
 Status Interpreter::AllocateTensors() {
-  if (allocated_) return Fail(Status::kInvalidState, "AllocateTensors() was already called");
+  if (allocated_ || checked_)
+    return Fail(Status::kInvalidState, "AllocateTensors() was already called");
+  size_t plan_bytes = 0;
+  const uint8_t* plan = nullptr;
+  Status st = CheckAndPrepare(&plan, &plan_bytes);
+  if (st == Status::kOk) st = plan != nullptr ? ApplyPlan(plan, plan_bytes) : PlanActivations();
+  if (st != Status::kOk) return st;
+  allocated_ = true;
+  status_ = Status::kOk;
+  return Status::kOk;
+}
+
+Status Interpreter::CheckModel() {
+  if (allocated_ || checked_)
+    return Fail(Status::kInvalidState, "AllocateTensors() or CheckModel() was already called");
+  size_t plan_bytes = 0;
+  const uint8_t* plan = nullptr;
+  const Status st = CheckAndPrepare(&plan, &plan_bytes);
+  checked_ = true;
+  return st;
+}
+
+// Everything AllocateTensors does before placing activations: the model, its operators,
+// tensors and plan header are checked and every kernel is prepared (state in the tail).
+Status Interpreter::CheckAndPrepare(const uint8_t** plan, size_t* plan_bytes) {
   if (memory_ == nullptr) return Fail(Status::kInvalidArgument, "no memory block given");
   if ((reinterpret_cast<uintptr_t>(model_bytes_) & 3) != 0)
     return Fail(Status::kInvalidArgument, "model bytes must be 4-byte aligned");
@@ -221,16 +288,12 @@ Status Interpreter::AllocateTensors() {
                   BuiltinOpName(op.builtin_code), SupportedOpsList());
     }
   }
-  size_t plan_bytes = 0;
-  const uint8_t* plan = model_.metadata(kPlanMetadataName, &plan_bytes);
+  *plan = model_.metadata(kPlanMetadataName, plan_bytes);
   Status st = InitTensors();
-  if (st == Status::kOk && plan != nullptr) st = ReadPlanOpData(plan, plan_bytes);
+  if (st == Status::kOk) st = CheckGraph();
+  if (st == Status::kOk && *plan != nullptr) st = ReadPlanOpData(*plan, *plan_bytes);
   if (st == Status::kOk) st = PrepareNodes();
-  if (st == Status::kOk) st = plan != nullptr ? ApplyPlan(plan, plan_bytes) : PlanActivations();
-  if (st != Status::kOk) return st;
-  allocated_ = true;
-  status_ = Status::kOk;
-  return Status::kOk;
+  return st;
 }
 
 Status Interpreter::InitTensors() {
@@ -341,24 +404,25 @@ Status Interpreter::PlanActivations() {
   const uint32_t ops = model_.num_operators();
   const uintptr_t base = AlignUp(reinterpret_cast<uintptr_t>(memory_), kPoolAlignment);
   const size_t head_room = base - reinterpret_cast<uintptr_t>(memory_);
-  const size_t scratch_bytes = sizeof(int32_t) * 5 * n;
-  if (head_room + scratch_bytes > tail_)
+  // Sizes and offsets are 64-bit: a tensor just under 2 GiB aligned to 16 must not wrap.
+  const size_t scratch_bytes = (2 * sizeof(int64_t) + 3 * sizeof(int32_t)) * n;
+  if (head_room > tail_ || scratch_bytes > tail_ - head_room)
     return Fail(Status::kOutOfMemory,
                 "memory block of %u bytes is too small: %u bytes of runtime state leave no "
                 "room to plan %u tensors",
                 static_cast<unsigned>(memory_size_), static_cast<unsigned>(state_bytes_), n);
   // Scratch arrays live where the pool will be; the pool is not in use yet.
-  int32_t* first = reinterpret_cast<int32_t*>(base);
+  int64_t* size = reinterpret_cast<int64_t*>(base);
+  int64_t* offset = size + n;
+  int32_t* first = reinterpret_cast<int32_t*>(offset + n);
   int32_t* last = first + n;
-  int32_t* size = last + n;
-  int32_t* offset = size + n;
-  int32_t* order = offset + n;
+  int32_t* order = last + n;
   for (uint32_t i = 0; i < n; ++i) {
     first[i] = -1;
     last[i] = -1;
     offset[i] = -1;
     size[i] =
-        tensors_[i].is_const ? 0 : static_cast<int32_t>(AlignUp(tensors_[i].bytes, kPoolAlignment));
+        tensors_[i].is_const ? 0 : static_cast<int64_t>(AlignUp(tensors_[i].bytes, kPoolAlignment));
   }
   for (uint32_t i = 0; i < model_.num_inputs(); ++i) {
     const int32_t t = model_.input_tensor(i);
@@ -413,10 +477,10 @@ Status Interpreter::PlanActivations() {
         moved = true;
       }
     }
-    offset[t] = static_cast<int32_t>(candidate);
+    offset[t] = candidate;
     if (candidate + size[t] > pool) pool = candidate + size[t];
   }
-  if (head_room + static_cast<size_t>(pool) > tail_)
+  if (pool > 0x7fffffff || static_cast<uint64_t>(pool) > tail_ - head_room)
     return Fail(Status::kOutOfMemory,
                 "memory block of %u bytes is too small: needs %u bytes (activation pool %u + "
                 "runtime state %u)",
@@ -554,11 +618,6 @@ Status Interpreter::ApplyBlocks(uint32_t pool) {
                   "the memory plan gives the block at operators %u..%u a %u-byte workspace at "
                   "offset %u of a %u-byte pool; it needs %u bytes inside the pool",
                   first, last, ws_bytes, ws_offset, pool, need);
-    Bottleneck* stored =
-        static_cast<Bottleneck*>(AllocateTail(sizeof(Bottleneck), alignof(Bottleneck)));
-    if (stored == nullptr)
-      return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for fused block %u",
-                  static_cast<unsigned>(memory_size_), k);
     b.workspace = Tensor();
     b.workspace.name = "workspace";
     b.workspace.index = static_cast<int32_t>(model_.num_tensors() + k);
@@ -597,16 +656,18 @@ Status Interpreter::ApplyPlan(const uint8_t* plan, size_t plan_bytes) {
   const uint32_t pool = word(2);
   const uintptr_t base = AlignUp(reinterpret_cast<uintptr_t>(memory_), kPoolAlignment);
   const size_t head_room = base - reinterpret_cast<uintptr_t>(memory_);
-  if (pool > 0x7fffffff || head_room + pool > tail_)
+  pool_ = reinterpret_cast<uint8_t*>(base);
+  // Every tail allocation (the blocks' state) comes before the pool is checked against
+  // the tail, so the pool can never overlap runtime state.
+  const Status blocks = ApplyBlocks(pool);
+  if (blocks != Status::kOk) return blocks;
+  if (pool > 0x7fffffff || head_room > tail_ || pool > tail_ - head_room)
     return Fail(Status::kOutOfMemory,
                 "memory block of %u bytes is too small: needs %u bytes (activation pool %u + "
                 "runtime state %u)",
                 static_cast<unsigned>(memory_size_),
                 static_cast<unsigned>(head_room + pool + state_bytes_), pool,
                 static_cast<unsigned>(state_bytes_));
-  pool_ = reinterpret_cast<uint8_t*>(base);
-  const Status blocks = ApplyBlocks(pool);
-  if (blocks != Status::kOk) return blocks;
   for (uint32_t i = 0; i < n; ++i) {
     Tensor& t = tensors_[i];
     const int32_t offset = static_cast<int32_t>(word(kPlanHeaderWords + i));

@@ -50,6 +50,10 @@ class Interpreter {
 
   // Validates the model, prepares every kernel and places every activation tensor.
   Status AllocateTensors();
+  // Every check AllocateTensors makes except the size of the activation pool: the model,
+  // its operators and quantisation, the plan's header, every kernel's Prepare. For tools
+  // that vet a model before planning it; the interpreter cannot be allocated afterwards.
+  Status CheckModel();
   Status Invoke();
 
   size_t inputs_size() const { return model_.num_inputs(); }
@@ -60,6 +64,12 @@ class Interpreter {
 
   size_t tensors_size() const { return model_.num_tensors(); }
   const Tensor* tensor(size_t i) const;
+  // Copy all `bytes` bytes of tensor i out of / into the memory block. Unlike
+  // Tensor::data, these follow the ring, so they work for intermediates the plan wraps
+  // around the pool end. kInvalidArgument (with a message) for a size mismatch, a tensor
+  // without bytes (one inside a fused block), or a write to a constant.
+  Status ReadTensor(size_t i, void* dst, size_t bytes);
+  Status WriteTensor(size_t i, const void* src, size_t bytes);
   size_t operators_size() const { return model_.num_operators(); }
   int32_t op_code(size_t i) const;  // tflite builtin code, -1 for custom
 
@@ -86,7 +96,10 @@ class Interpreter {
 
   Status Fail(Status status, const char* format, ...);
   void* AllocateTail(size_t bytes, size_t alignment);
+  Status TensorCopyCheck(size_t i, size_t bytes, bool write);
+  Status CheckAndPrepare(const uint8_t** plan, size_t* plan_bytes);
   Status InitTensors();
+  Status CheckGraph();  // graph_checks.cc: execution order, inputs, outputs
   Status PrepareNodes();
   Status PlanActivations();
   Status ReadPlanOpData(const uint8_t* plan, size_t plan_bytes);
@@ -115,6 +128,7 @@ class Interpreter {
   Tensor* tensors_ = nullptr;
   Node* nodes_ = nullptr;
   bool allocated_ = false;
+  bool checked_ = false;
   Status status_ = Status::kOk;
   char error_[256] = {};
 };
