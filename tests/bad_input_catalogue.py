@@ -65,6 +65,66 @@ def _edit_op(data: bytes, edit: Callable[[schema.OperatorT], None]) -> bytes:
     return pack_model(m, len(data))
 
 
+def _edit_model(data: bytes, edit: Callable[[schema.ModelT], object]) -> bytes:
+    from tflm_vmcu.plan_format import pack_model
+
+    m = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    edit(m)
+    return pack_model(m, len(data))
+
+
+def _graph(data: bytes, edit: Callable[[schema.SubGraphT], object]) -> bytes:
+    return _edit_model(data, lambda m: edit(m.subgraphs[0]))
+
+
+def _swap_ops(g: schema.SubGraphT) -> None:
+    g.operators.reverse()
+
+
+def _drop_first_op(g: schema.SubGraphT) -> None:
+    del g.operators[0]
+
+
+def _constant_input(g: schema.SubGraphT) -> None:
+    g.inputs = [*g.inputs, 1]
+
+
+def _unwritten_output() -> bytes:
+    b = ModelBuilder(seed=11)
+    y = b.unary("RELU", b.input([1, 4, 4, 2]))
+    return b.build([y, b._activation([1, 4, 4, 2], 0.02, 0)])
+
+
+def _no_operators() -> bytes:
+    b = ModelBuilder(seed=11)
+    return b.build([b.input([1, 4, 4, 2])])
+
+
+def _without_data(make: Callable[[ModelBuilder, int], int], operand: int) -> bytes:
+    """`make(builder, x)` adds one op reading input x; its operand `operand` (1: weights, 2:
+    bias) loses its buffer."""
+    b = ModelBuilder(seed=15)
+    x = b.input([1, 4, 4, 8])
+    make(b, x)
+    b.tensors[b.operators[-1].inputs[operand]].buffer = 0
+    return b.build([b.operators[-1].outputs[0]])
+
+
+def _computed_weights() -> bytes:
+    """FULLY_CONNECTED whose weights are the output of a RELU over a constant."""
+    b = ModelBuilder(seed=16)
+    w = b.unary("RELU", b.constant([5, 8]))
+    y = b.fully_connected(b.input([1, 8]), 5)
+    b.operators[-1].inputs[1] = w
+    return b.build([y])
+
+
+def _external_buffer(m: schema.ModelT) -> None:
+    weights = m.buffers[m.subgraphs[0].tensors[1].buffer]
+    weights.offset, weights.size = 64, len(weights.data)
+    weights.data = None
+
+
 def _set_options(op: schema.OperatorT, **fields: int) -> None:
     for k, v in fields.items():
         setattr(op.builtinOptions, k, v)
@@ -191,6 +251,44 @@ CASES: list[tuple[str, Callable[[], object]]] = [
         lambda: tflm_vmcu.Interpreter(
             _edit_op(_conv(), lambda op: _set_options(op, fusedActivationFunction=4))
         ),
+    ),
+    (
+        "Operator reads a tensor a later operator writes (cycle)",
+        lambda: tflm_vmcu.Interpreter(_graph(_conv(), _swap_ops)),
+    ),
+    (
+        "Operator reads a tensor no operator writes",
+        lambda: tflm_vmcu.Interpreter(_graph(_conv(), _drop_first_op)),
+    ),
+    ("Model output no operator writes", lambda: tflm_vmcu.Interpreter(_unwritten_output())),
+    ("Model without operators", lambda: tflm_vmcu.Interpreter(_no_operators())),
+    (
+        "Constant tensor listed as a model input",
+        lambda: tflm_vmcu.Interpreter(_graph(_conv(), _constant_input)),
+    ),
+    (
+        "CONV_2D weights with an empty buffer",
+        lambda: tflm_vmcu.Interpreter(_without_data(lambda b, x: b.conv2d(x, 6), 1)),
+    ),
+    (
+        "CONV_2D bias with an empty buffer",
+        lambda: tflm_vmcu.Interpreter(_without_data(lambda b, x: b.conv2d(x, 6), 2)),
+    ),
+    (
+        "DEPTHWISE_CONV_2D weights with an empty buffer",
+        lambda: tflm_vmcu.Interpreter(_without_data(lambda b, x: b.depthwise_conv2d(x), 1)),
+    ),
+    (
+        "FULLY_CONNECTED bias with an empty buffer",
+        lambda: tflm_vmcu.Interpreter(_without_data(lambda b, x: b.fully_connected(x, 5), 2)),
+    ),
+    (
+        "FULLY_CONNECTED weights computed by another operator",
+        lambda: tflm_vmcu.Interpreter(_computed_weights()),
+    ),
+    (
+        "Weights stored outside the flatbuffer (buffer offset/size)",
+        lambda: tflm_vmcu.Interpreter(_edit_model(_conv(), _external_buffer)),
     ),
     ("Plan compiled for another model", lambda: tflm_vmcu.Interpreter(_foreign_plan())),
     ("Plan of an unknown format version", lambda: tflm_vmcu.Interpreter(_bad_plan_version())),

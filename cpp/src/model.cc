@@ -171,6 +171,17 @@ Status Model::Init(const uint8_t* bytes, size_t size, char* error, size_t error_
     if (buffer >= buffers.length && !(buffer == 0 && buffers.length == 0))
       TFLM_VMCU_BAD("corrupt model: tensor '%s' names buffer %u of %u", name, buffer,
                     buffers.length);
+    if (buffer < buffers.length) {
+      fb::Table b;
+      fb::Table::Element(buffers, buffer, &b);  // validated with the buffers above
+      // Schema: offset > 1 places the data in the file after the flatbuffer (models over
+      // 2 GiB); the reader does not follow it for tensors.
+      if (b.Scalar<uint64_t>(buffer_f::kOffset, 0, &ok) > 1)
+        TFLM_VMCU_BAD(
+            "tensor '%s' stores its data outside the flatbuffer (buffer offset/size): "
+            "unsupported",
+            name);
+    }
     if (shape.length > static_cast<uint32_t>(kMaxRank))
       TFLM_VMCU_BAD("tensor '%s' has rank %u; at most %d is supported", name, shape.length,
                     kMaxRank);

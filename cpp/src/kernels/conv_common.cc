@@ -30,6 +30,8 @@ Status CheckConvOperands(OpContext& ctx) {
   if (bias != nullptr && (s = ExpectType(ctx, bias, DType::kInt32, "bias")) != Status::kOk) {
     return s;
   }
+  if ((s = ExpectConstant(ctx, filter, "filter")) != Status::kOk) return s;
+  if (bias != nullptr && (s = ExpectConstant(ctx, bias, "bias")) != Status::kOk) return s;
   if ((s = ExpectFusedActivation(ctx, opt.activation)) != Status::kOk) return s;
 
   if (input->shape.rank != 4 || filter->shape.rank != 4 || output->shape.rank != 4) {

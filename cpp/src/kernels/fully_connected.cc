@@ -144,6 +144,8 @@ Status FullyConnectedPrepare(OpContext& ctx) {
   if (bias != nullptr && (s = ExpectType(ctx, bias, DType::kInt32, "bias")) != Status::kOk) {
     return s;
   }
+  if ((s = ExpectConstant(ctx, filter, "filter")) != Status::kOk) return s;
+  if (bias != nullptr && (s = ExpectConstant(ctx, bias, "bias")) != Status::kOk) return s;
   const Activation act = opt.activation;
   if (act != Activation::kNone && act != Activation::kRelu && act != Activation::kReluN1To1 &&
       act != Activation::kRelu6) {

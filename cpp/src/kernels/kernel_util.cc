@@ -15,6 +15,12 @@ Status ExpectType(OpContext& ctx, const Tensor* t, DType type, const char* role)
   return Status::kOk;
 }
 
+Status ExpectConstant(OpContext& ctx, const Tensor* t, const char* role) {
+  if (t->is_const) return Status::kOk;
+  return ctx.Fail(Status::kUnsupportedType,
+                  "%s tensor '%s' is not constant data in the model: unsupported", role, t->name);
+}
+
 Status ExpectArity(OpContext& ctx, int min_inputs, int max_inputs, int outputs) {
   if (ctx.num_inputs() < min_inputs || ctx.num_inputs() > max_inputs) {
     return ctx.Fail(Status::kInvalidModel, "has %d inputs, expected %d to %d", ctx.num_inputs(),

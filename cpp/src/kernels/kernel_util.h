@@ -61,6 +61,10 @@ T* AllocateOpData(OpContext& ctx) {
 // Fails unless the tensor exists and has the given type; names the tensor and types.
 Status ExpectType(OpContext& ctx, const Tensor* t, DType type, const char* role);
 
+// Fails unless the tensor holds constant data in the model (weights and biases computed by
+// other operators are not supported; CheckGraph refuses tensors without any data).
+Status ExpectConstant(OpContext& ctx, const Tensor* t, const char* role);
+
 // Fails unless the op has exactly these numbers of inputs and outputs (present or not).
 Status ExpectArity(OpContext& ctx, int min_inputs, int max_inputs, int outputs);
 
