@@ -9,10 +9,12 @@ runtime really says.
 from __future__ import annotations
 
 import dataclasses
+import math
 import struct
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
@@ -22,7 +24,7 @@ from tflm_vmcu.compiler import compile_bytes
 from tflm_vmcu.fusion import find_blocks
 from tflm_vmcu.plan_format import PLAN_METADATA, write_metadata, write_plan
 from tflm_vmcu.planner.fused import plan_with_blocks
-from tflm_vmcu.planner.plan import FusedBlock
+from tflm_vmcu.planner.plan import FusedBlock, Plan
 from tflm_vmcu.synth import ModelBuilder
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -125,6 +127,21 @@ def _external_buffer(m: schema.ModelT) -> None:
     weights.data = None
 
 
+def _concat_rescaling() -> bytes:
+    b = ModelBuilder(seed=17)
+    x = b.input([1, 4, 4, 2])
+    y = b.concatenation([x, x], 3)
+    b.tensors[y].quantization = _quant([0.05], [0])
+    return b.build([y])
+
+
+def _channel_scale(value: float) -> dict[str, object]:
+    """Filter quantisation of _conv() with channel 2's scale replaced by `value`."""
+    scales = [0.01] * 6
+    scales[2] = value
+    return {"1.quantization": _quant(scales, [0] * 6)}
+
+
 def _set_options(op: schema.OperatorT, **fields: int) -> None:
     for k, v in fields.items():
         setattr(op.builtinOptions, k, v)
@@ -136,7 +153,7 @@ def _foreign_plan() -> bytes:
     return write_metadata((MODELS / "op_relu6.tflite").read_bytes(), PLAN_METADATA, payload)
 
 
-def _plan_edit(edit: Callable[[tflm_vmcu.planner.plan.Plan], object]) -> bytes:
+def _plan_edit(edit: Callable[[Plan], object]) -> bytes:
     data = _conv()
     plan = compile_bytes(data).plan
     return write_plan(data, edit(plan))  # type: ignore[arg-type]
@@ -149,13 +166,13 @@ def _bad_plan_version() -> bytes:
     return write_metadata(data, PLAN_METADATA, bytes(payload))
 
 
-def _placement_outside_pool(plan: tflm_vmcu.planner.plan.Plan) -> object:
+def _placement_outside_pool(plan: Plan) -> object:
     t, p = next(iter(plan.placements.items()))
     moved = dataclasses.replace(p, offset=plan.pool_bytes * 4)
     return dataclasses.replace(plan, placements={**plan.placements, t: moved})
 
 
-def _block(**changes: int) -> bytes:
+def _block(**changes: Any) -> bytes:
     """A model with one inverted-bottleneck block (3x3 conv, 1x1 expand, depthwise, 1x1
     project, residual ADD, 1x1 conv), compiled with the block fused; `changes` edits the
     plan's fused-block entry."""
@@ -289,6 +306,30 @@ CASES: list[tuple[str, Callable[[], object]]] = [
     (
         "Weights stored outside the flatbuffer (buffer offset/size)",
         lambda: tflm_vmcu.Interpreter(_edit_model(_conv(), _external_buffer)),
+    ),
+    (
+        "Activation scale of infinity",
+        lambda: tflm_vmcu.Interpreter(_conv(**{"0.quantization": _quant([math.inf], [0])})),
+    ),
+    (
+        "Activation scale of 1e30 (requantisation beyond 2^31)",
+        lambda: tflm_vmcu.Interpreter(_conv(**{"0.quantization": _quant([1e30], [0])})),
+    ),
+    (
+        "Tiny output scale (1e-30)",
+        lambda: tflm_vmcu.Interpreter(_conv(**{"3.quantization": _quant([1e-30], [0])})),
+    ),
+    (
+        "Per-channel filter scale NaN",
+        lambda: tflm_vmcu.Interpreter(_conv(**_channel_scale(math.nan))),
+    ),
+    (
+        "Per-channel filter scale 1e30",
+        lambda: tflm_vmcu.Interpreter(_conv(**_channel_scale(1e30))),
+    ),
+    (
+        "CONCATENATION input and output quantisation differ",
+        lambda: tflm_vmcu.Interpreter(_concat_rescaling()),
     ),
     ("Plan compiled for another model", lambda: tflm_vmcu.Interpreter(_foreign_plan())),
     ("Plan of an unknown format version", lambda: tflm_vmcu.Interpreter(_bad_plan_version())),

@@ -3,9 +3,11 @@ runtime never writes outside the memory block it was given."""
 
 from __future__ import annotations
 
+import math
 import random
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,9 @@ from conftest import MODELS, ROOT, require_shared
 import tflm_vmcu
 from tflm_vmcu import ModelError, OutOfMemoryError, TflmVmcuError, UnsupportedError
 from tflm_vmcu.cli import main
+from tflm_vmcu.synth import ModelBuilder
+from tflm_vmcu.tflm_reference import TflmSession
+from tflm_vmcu.validate import run_ours
 
 DEFAULT = MODELS / "mobilenetv2_small.tflite"
 
@@ -153,3 +158,94 @@ def test_catalogued_bad_input_is_refused(what: str, make: object) -> None:
 def test_docs_table_is_what_the_runtime_says() -> None:
     doc = (ROOT / "docs" / "BAD_INPUT.md").read_text()
     assert table() in doc, "docs/BAD_INPUT.md is stale: python tests/bad_input_catalogue.py"
+
+
+# --- quantisation TFLM computes with: the same bits, not a refusal ------------------------
+
+_OPS = {
+    "CONV_2D": lambda b, x: b.conv2d(x, 4, (3, 3)),
+    "CONV_2D per-tensor": lambda b, x: b.conv2d(x, 4, (1, 1), per_channel=False),
+    "DEPTHWISE_CONV_2D": lambda b, x: b.depthwise_conv2d(x),
+    "FULLY_CONNECTED per-channel": lambda b, x: b.fully_connected(x, 5, per_channel=True),
+    "MUL": lambda b, x: b.elementwise("MUL", x, b.constant([1, 4, 4, 4])),
+    "MEAN": lambda b, x: b.mean(x, [1, 2]),
+}
+
+
+def _scaled_model(op: str, operand: str, value: float, channel: int | None = None) -> bytes:
+    """input [1,4,4,4] -> op; the scale of `operand` ("input", "filter" or "output") becomes
+    `value`: every scale, or only that of `channel`."""
+    b = ModelBuilder(seed=5)
+    y = _OPS[op](b, b.input([1, 4, 4, 4], 0.02, 1))
+    node = b.operators[-1]
+    t = {"input": node.inputs[0], "filter": node.inputs[1], "output": node.outputs[0]}[operand]
+    q = b.tensors[t].quantization
+    q.scale = [value if channel in (None, c) else s for c, s in enumerate(q.scale)]
+    return b.build([y])
+
+
+# (op, operand, value, channel): TFLM computes a defined result; ours must be the same bits.
+TFLM_DEFINED = [
+    ("CONV_2D", "filter", -0.02, None),  # negative multipliers
+    ("CONV_2D", "filter", -0.005, 1),
+    ("CONV_2D per-tensor", "filter", -0.02, None),
+    ("DEPTHWISE_CONV_2D", "filter", -0.01, 2),
+    ("FULLY_CONNECTED per-channel", "filter", -0.02, 0),
+    ("CONV_2D", "filter", 1e5, 3),  # left shifts up to 31
+    ("CONV_2D", "filter", 1e10, None),
+    ("CONV_2D", "filter", 0.0, 0),  # a zero multiplier
+    ("CONV_2D", "input", 1e-30, None),  # multipliers below 2^-31 flush to zero
+    ("CONV_2D", "input", 1e-40, None),  # a subnormal scale
+    ("CONV_2D", "output", 1e30, None),
+    ("DEPTHWISE_CONV_2D", "filter", 1e-40, None),
+    ("MUL", "input", 1e-40, None),
+    ("MUL", "output", 1e30, None),
+    ("MEAN", "output", 1e30, None),
+    ("MEAN", "input", 1e-30, None),
+]
+
+
+@pytest.fixture(scope="module")
+def tflm() -> Iterator[TflmSession]:
+    with TflmSession() as session:
+        yield session
+
+
+@pytest.mark.parametrize(
+    ("op", "operand", "value", "channel"),
+    TFLM_DEFINED,
+    ids=[f"{o}-{w}-{v:g}-{c}" for o, w, v, c in TFLM_DEFINED],
+)
+def test_scales_tflm_computes_with_are_bit_exact(
+    op: str, operand: str, value: float, channel: int | None, tflm: TflmSession
+) -> None:
+    model = _scaled_model(op, operand, value, channel)
+    interp = tflm_vmcu.Interpreter(model)
+    rng = np.random.default_rng(3)
+    inputs = [
+        [rng.integers(-128, 128, size=tuple(d["shape"]), dtype=np.int8)]
+        for d in interp.get_input_details() * 3
+    ]
+    ours = run_ours(interp, inputs)
+    ref = tflm.run(model, inputs).outputs
+    for got, want in zip(ours, ref, strict=True):
+        assert got[0].tobytes() == want[0].tobytes()
+
+
+@pytest.mark.parametrize(
+    ("op", "operand", "value"),
+    [
+        ("CONV_2D", "input", 1e30),  # left shift beyond 31: undefined in TFLM
+        ("CONV_2D", "output", 1e-30),
+        ("CONV_2D", "filter", math.inf),
+        ("CONV_2D", "filter", math.nan),
+        ("FULLY_CONNECTED per-channel", "filter", 1e30),
+        ("MUL", "input", 1e30),
+        ("MEAN", "output", 1e-30),
+        ("CONV_2D", "input", math.inf),
+        ("CONV_2D", "input", -0.02),
+    ],
+)
+def test_scales_outside_tflm_arithmetic_are_refused(op: str, operand: str, value: float) -> None:
+    with pytest.raises(TflmVmcuError, match=r"scale"):
+        tflm_vmcu.Interpreter(_scaled_model(op, operand, value))

@@ -40,11 +40,19 @@ struct Writer {
       Put('-');
       v = -v;
     }
-    if (v > 1e15) return Puts("inf");
+    if (v > 1.7976931348623157e308) return Puts("inf");
+    // Below 1e-3 and from 1e6 on: one digit before the point and a decimal exponent.
     int exponent = 0;
-    while (v != 0 && v < 1e-3) {
-      v *= 10;
-      --exponent;
+    if (v != 0 && v < 1e-3) {
+      while (v < 1) {
+        v *= 10;
+        --exponent;
+      }
+    } else if (v >= 1e6) {
+      while (v >= 10) {
+        v /= 10;
+        ++exponent;
+      }
     }
     const uint64_t whole = static_cast<uint64_t>(v);
     PutUnsigned(whole);

@@ -39,6 +39,17 @@ Status Prepare(OpContext& ctx) {
   for (int i = 0; i < ctx.num_inputs(); ++i) {
     const Tensor* in = ctx.input(i);
     if ((s = ExpectType(ctx, in, out->type, "input")) != Status::kOk) return s;
+    // As TFLM: int8 inputs are copied without rescaling, so they must share the output's
+    // quantisation; int16 ones must have zero point 0.
+    if (out->type == DType::kInt8 && (in->scale != out->scale || in->zero_point != out->zero_point))
+      return ctx.Fail(Status::kInvalidModel,
+                      "input '%s' (scale %f, zero point %d) and output '%s' (scale %f, zero "
+                      "point %d) quantisation differ",
+                      in->name, static_cast<double>(in->scale), in->zero_point, out->name,
+                      static_cast<double>(out->scale), out->zero_point);
+    if (out->type == DType::kInt16 && in->zero_point != 0)
+      return ctx.Fail(Status::kInvalidModel, "int16 input '%s' has zero point %d, expected 0",
+                      in->name, in->zero_point);
     if (in->shape.rank != rank)
       return ctx.Fail(Status::kInvalidShape, "input '%s' has rank %d, output has %d", in->name,
                       in->shape.rank, rank);

@@ -7,12 +7,15 @@ namespace tflm_vmcu {
 
 namespace {
 
-void ChannelMultiplier(double input_scale, double filter_scale, double output_scale,
+// TFLM's per-channel multiplier (PopulateConvolutionQuantizationParams): the effective scale in
+// double, then QuantizeMultiplier. False where TFLM's requantisation is undefined.
+bool ChannelMultiplier(double input_scale, double filter_scale, double output_scale,
                        int32_t* multiplier, int32_t* shift) {
   const double effective_scale = input_scale * filter_scale / output_scale;
   int channel_shift = 0;
-  QuantizeMultiplier(effective_scale, multiplier, &channel_shift);
+  const bool ok = QuantizeRequantMultiplier(effective_scale, multiplier, &channel_shift);
   *shift = channel_shift;
+  return ok;
 }
 
 }  // namespace
@@ -64,7 +67,7 @@ Status ComputeChannelMultipliers(OpContext& ctx, const Tensor& input, const Tens
                       filter.name, q.count, q.quantized_dimension, num_channels,
                       expected_quant_dim);
     }
-  } else if (!(filter.scale > 0.0f)) {
+  } else if (filter.scale == 0.0f || filter.scale != filter.scale) {
     return ctx.Fail(Status::kUnsupportedType, "filter '%s' is not quantised (scale %f)",
                     filter.name, static_cast<double>(filter.scale));
   }
@@ -73,6 +76,18 @@ Status ComputeChannelMultipliers(OpContext& ctx, const Tensor& input, const Tens
   auto filter_scale = [&](int32_t c) {
     return static_cast<double>(per_channel ? q.Scale(c) : filter.scale);
   };
+  // Any finite filter scale (negative ones too) gives TFLM's multiplier; refused where TFLM's
+  // arithmetic is undefined.
+  for (int32_t c = 0; c < num_channels; ++c) {
+    int32_t m, sh;
+    if (!ChannelMultiplier(input_scale, filter_scale(c), output_scale, &m, &sh)) {
+      return ctx.Fail(Status::kInvalidModel,
+                      "channel %d: input scale %f * filter '%s' scale %f / output scale %f = %f "
+                      "is outside TFLM's requantisation range (finite, magnitude below 2^31)",
+                      c, input_scale, filter.name, filter_scale(c), output_scale,
+                      input_scale * filter_scale(c) / output_scale);
+    }
+  }
   // Precomputed values in the model are used only if they are exactly ours.
   uint32_t words = 0;
   const int32_t* planned = ctx.PlannedData(&words);

@@ -204,9 +204,15 @@ Status FullyConnectedPrepare(OpContext& ctx) {
     const double input_scale = static_cast<double>(input->scale);
     const double output_scale = static_cast<double>(output->scale);
     for (int32_t c = 0; c < output_depth; ++c) {
-      const double effective_scale = input_scale * static_cast<double>(q.Scale(c)) / output_scale;
+      const double filter_scale = static_cast<double>(q.Scale(c));
+      const double effective_scale = input_scale * filter_scale / output_scale;
       int channel_shift = 0;
-      QuantizeMultiplier(effective_scale, &multiplier[c], &channel_shift);
+      if (!QuantizeRequantMultiplier(effective_scale, &multiplier[c], &channel_shift)) {
+        return ctx.Fail(Status::kInvalidModel,
+                        "channel %d: input scale %f * filter '%s' scale %f / output scale %f = %f "
+                        "is outside TFLM's requantisation range (finite, magnitude below 2^31)",
+                        c, input_scale, filter->name, filter_scale, output_scale, effective_scale);
+      }
       shift[c] = channel_shift;
     }
     data->channel_multiplier = multiplier;
@@ -238,7 +244,14 @@ Status FullyConnectedPrepare(OpContext& ctx) {
                                    static_cast<double>(filter->scale) /
                                    static_cast<double>(output->scale);
     int shift = 0;
-    QuantizeMultiplier(real_multiplier, &data->multiplier, &shift);
+    if (!QuantizeRequantMultiplier(real_multiplier, &data->multiplier, &shift)) {
+      return ctx.Fail(Status::kInvalidModel,
+                      "input scale %f * filter '%s' scale %f / output scale %f = %f is outside "
+                      "TFLM's requantisation range (finite, magnitude below 2^31)",
+                      static_cast<double>(input->scale), filter->name,
+                      static_cast<double>(filter->scale), static_cast<double>(output->scale),
+                      real_multiplier);
+    }
     data->shift = shift;
     data->channel_multiplier = nullptr;
     data->channel_shift = nullptr;

@@ -1,5 +1,6 @@
 #include "kernels/kernel_util.h"
 
+#include <float.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -39,9 +40,15 @@ Status ExpectArity(OpContext& ctx, int min_inputs, int max_inputs, int outputs) 
 Status ExpectInt8Activation(OpContext& ctx, const Tensor* t, const char* role) {
   Status s = ExpectType(ctx, t, DType::kInt8, role);
   if (s != Status::kOk) return s;
-  if (!(t->scale > 0.0f)) {
-    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' is not quantised (scale %f)", role,
-                    t->name, static_cast<double>(t->scale));
+  if (t->scale == 0.0f) {
+    return ctx.Fail(Status::kUnsupportedType, "%s tensor '%s' is not quantised (scale 0)", role,
+                    t->name);
+  }
+  if (!(t->scale > 0.0f && t->scale <= FLT_MAX)) {
+    return ctx.Fail(Status::kInvalidModel,
+                    "%s tensor '%s' has scale %f: a quantised activation needs a finite positive "
+                    "scale",
+                    role, t->name, static_cast<double>(t->scale));
   }
   if (t->channels.count > 1) {
     return ctx.Fail(Status::kUnsupportedType,

@@ -180,7 +180,7 @@ Status MeanPrepare(OpContext& ctx) {
       static_cast<double>(input->scale) / static_cast<double>(output->scale);
   int32_t multiplier;
   int shift;
-  QuantizeMultiplier(real_multiplier, &multiplier, &shift);
+  const bool defined = QuantizeMultiplier(real_multiplier, &multiplier, &shift);
   int count_shift = 0;  // 63 - CountLeadingZeros(count), i.e. floor(log2(count))
   while ((uint64_t{1} << (count_shift + 1)) <= static_cast<uint64_t>(num_elements)) {
     ++count_shift;
@@ -190,6 +190,13 @@ Status MeanPrepare(OpContext& ctx) {
   data->multiplier =
       static_cast<int32_t>((static_cast<int64_t>(multiplier) << count_shift) / num_elements);
   data->shift = shift - count_shift;
+  if (!defined || data->shift > kMaxLeftShift) {
+    return ctx.Fail(Status::kInvalidModel,
+                    "input '%s' scale %f / output '%s' scale %f = %f is outside TFLM's "
+                    "requantisation range (finite, below 2^31 times the element count)",
+                    input->name, static_cast<double>(input->scale), output->name,
+                    static_cast<double>(output->scale), real_multiplier);
+  }
   return Status::kOk;
 }
 

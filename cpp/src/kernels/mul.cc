@@ -121,7 +121,15 @@ Status MulPrepare(OpContext& ctx) {
   const double real_multiplier = static_cast<double>(input1->scale) *
                                  static_cast<double>(input2->scale) /
                                  static_cast<double>(output->scale);
-  QuantizeMultiplier(real_multiplier, &data->params.output_multiplier, &data->params.output_shift);
+  if (!QuantizeRequantMultiplier(real_multiplier, &data->params.output_multiplier,
+                                 &data->params.output_shift)) {
+    return ctx.Fail(Status::kInvalidModel,
+                    "input '%s' scale %f * input '%s' scale %f / output '%s' scale %f = %f "
+                    "is outside TFLM's requantisation range (finite, magnitude below 2^31)",
+                    input1->name, static_cast<double>(input1->scale), input2->name,
+                    static_cast<double>(input2->scale), output->name,
+                    static_cast<double>(output->scale), real_multiplier);
+  }
   data->params.input1_offset = -input1->zero_point;
   data->params.input2_offset = -input2->zero_point;
   data->params.output_offset = output->zero_point;

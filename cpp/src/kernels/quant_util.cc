@@ -7,26 +7,33 @@ namespace tflm_vmcu {
 double RoundHalfAwayFromZero(double x) { return round(x); }
 float RoundHalfAwayFromZeroF(float x) { return roundf(x); }
 
-void QuantizeMultiplier(double double_multiplier, int32_t* quantized_multiplier, int* shift) {
-  // Zero, negative, NaN or infinite multipliers only come from corrupt scales: map them
-  // to zero (TFLM's behaviour there is undefined) so no conversion below overflows.
-  if (!(double_multiplier > 0.) || double_multiplier > 1e300) {
-    *quantized_multiplier = 0;
-    *shift = 0;
-    return;
-  }
+bool QuantizeMultiplier(double double_multiplier, int32_t* quantized_multiplier, int* shift) {
+  *quantized_multiplier = 0;
+  *shift = 0;
+  if (double_multiplier == 0.) return true;
+  // NaN or infinity: TFLM converts frexp's NaN or infinite fraction to int64 (undefined).
+  if (!(double_multiplier - double_multiplier == 0.)) return false;
+  // As TFLM, negative multipliers included: the fraction lies in (-1, -1/2], q_fixed in
+  // [-2^31, -2^30], which int32 holds.
   const double q = frexp(double_multiplier, shift);
   auto q_fixed = static_cast<int64_t>(round(q * static_cast<double>(int64_t{1} << 31)));
   if (q_fixed == (int64_t{1} << 31)) {
     q_fixed /= 2;
     ++*shift;
   }
-  // Shifts below -31 would shift every bit out: flush such tiny multipliers to zero.
+  // Shifts below -31 would shift every bit out: TFLM flushes such tiny multipliers to zero.
   if (*shift < -31) {
     *shift = 0;
     q_fixed = 0;
   }
   *quantized_multiplier = static_cast<int32_t>(q_fixed);
+  return true;
+}
+
+bool QuantizeRequantMultiplier(double double_multiplier, int32_t* quantized_multiplier,
+                               int* shift) {
+  return QuantizeMultiplier(double_multiplier, quantized_multiplier, shift) &&
+         *shift <= kMaxLeftShift;
 }
 
 void QuantizeMultiplierSmallerThanOneExp(double double_multiplier, int32_t* quantized_multiplier,

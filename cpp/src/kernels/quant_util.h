@@ -85,8 +85,19 @@ inline int32_t MultiplyByQuantizedMultiplierGreaterThanOne(int32_t x, int32_t qu
       quantized_multiplier);
 }
 
-// TFLM's QuantizeMultiplier: multiplier = quantized_multiplier * 2^(shift - 31).
-void QuantizeMultiplier(double double_multiplier, int32_t* quantized_multiplier, int* shift);
+// TFLM's QuantizeMultiplier: multiplier = quantized_multiplier * 2^(shift - 31), for every
+// finite double as TFLM computes it (negative multipliers give negative quantized ones; below
+// 2^-31 they flush to 0). False (and 0, 0) for NaN or infinity, where TFLM's conversion of the
+// fraction to an integer is undefined.
+bool QuantizeMultiplier(double double_multiplier, int32_t* quantized_multiplier, int* shift);
+
+// The largest left shift TFLM's MultiplyByQuantizedMultiplier defines: it computes
+// x * (1 << shift), undefined for a shift of 32 or more.
+constexpr int kMaxLeftShift = 31;
+
+// QuantizeMultiplier for a multiplier applied with MultiplyByQuantizedMultiplier: false where
+// TFLM's arithmetic is undefined (NaN, infinity, or 2^31 and more: a shift beyond 31).
+bool QuantizeRequantMultiplier(double double_multiplier, int32_t* quantized_multiplier, int* shift);
 
 // TFLM's QuantizeMultiplierSmallerThanOneExp (double_multiplier in (0, 1)).
 void QuantizeMultiplierSmallerThanOneExp(double double_multiplier, int32_t* quantized_multiplier,

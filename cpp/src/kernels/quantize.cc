@@ -78,7 +78,13 @@ Status QuantizePrepare(OpContext& ctx) {
         static_cast<double>(input->scale) / static_cast<double>(output->scale);
     int32_t multiplier;
     int shift;
-    QuantizeMultiplier(effective_scale, &multiplier, &shift);
+    if (!QuantizeRequantMultiplier(effective_scale, &multiplier, &shift)) {
+      return ctx.Fail(Status::kInvalidModel,
+                      "input '%s' scale %f / output '%s' scale %f = %f is outside TFLM's "
+                      "requantisation range (finite, magnitude below 2^31)",
+                      input->name, static_cast<double>(input->scale), output->name,
+                      static_cast<double>(output->scale), effective_scale);
+    }
     int8_t* table = static_cast<int8_t*>(ctx.AllocatePersistent(256, 1));
     if (table == nullptr) return Status::kOutOfMemory;
     for (int32_t q = INT8_MIN; q <= INT8_MAX; ++q) {
