@@ -249,3 +249,37 @@ def test_scales_tflm_computes_with_are_bit_exact(
 def test_scales_outside_tflm_arithmetic_are_refused(op: str, operand: str, value: float) -> None:
     with pytest.raises(TflmVmcuError, match=r"scale"):
         tflm_vmcu.Interpreter(_scaled_model(op, operand, value))
+
+
+def test_negative_channel_scales_in_fused_blocks_are_bit_exact(tflm: TflmSession) -> None:
+    """Negative per-channel multipliers through an inverted-bottleneck block run fused (both
+    modes) and unfused: TFLM's bits."""
+    import dataclasses
+
+    from tflm_vmcu.fusion import find_blocks
+    from tflm_vmcu.plan_format import write_plan
+    from tflm_vmcu.planner.fused import plan_with_blocks
+
+    b = ModelBuilder(seed=13)
+    x = b.conv2d(b.input([1, 6, 6, 3]), 8, (3, 3))
+    y = b.conv2d(b.depthwise_conv2d(b.conv2d(x, 24, (1, 1)), 1), 8, (1, 1))
+    out = b.conv2d(b.elementwise("ADD", x, y), 4, (1, 1))
+    for op in b.operators[:-1]:
+        if len(op.inputs) > 1 and b.tensors[op.inputs[1]].buffer:
+            q = b.tensors[op.inputs[1]].quantization
+            q.scale = [-s if c % 2 else s for c, s in enumerate(q.scale)]
+    data = b.build([out])
+    graph = tflm_vmcu.read_model(data)
+    blocks = find_blocks(graph)
+    assert len(blocks) == 1
+    rng = np.random.default_rng(1)
+    inputs = [[rng.integers(-128, 128, size=(1, 6, 6, 3), dtype=np.int8)] for _ in range(3)]
+    ref = tflm.run(data, inputs).outputs
+    for window in (False, True):
+        mode = [dataclasses.replace(block, window=window) for block in blocks]
+        fused = tflm_vmcu.Interpreter(write_plan(data, plan_with_blocks(graph, mode)))
+        assert fused.fused_blocks == 1
+        for got, want in zip(run_ours(fused, inputs), ref, strict=True):
+            assert got[0].tobytes() == want[0].tobytes()
+    for got, want in zip(run_ours(tflm_vmcu.Interpreter(data), inputs), ref, strict=True):
+        assert got[0].tobytes() == want[0].tobytes()
