@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "access_order.h"
 #include "ring.h"
 #include "tflm_vmcu/interpreter.h"
 
@@ -166,6 +167,88 @@ std::string CheckModel(py::bytes model) {
   return interp.CheckModel() == Status::kOk ? std::string() : interp.error_message();
 }
 
+// The access-order models (cpp/src/access_order.h) for the compiler's planner: one op given
+// as its builtin code, options and operands. An operand is None (omitted) or
+// (shape, tflite type code, constant data or None).
+int64_t MinDisplacement(int32_t code, const py::dict& options, const py::list& inputs,
+                        const py::tuple& output, int32_t pos, bool tflm_reference) {
+  auto opt = [&](const char* key, int32_t def) {
+    return options.contains(key) ? options[key].cast<int32_t>() : def;
+  };
+  tflm_vmcu::OpOptions o;
+  o.stride_h = opt("stride_h", 0);
+  o.stride_w = opt("stride_w", 0);
+  o.dilation_h = opt("dilation_h_factor", 1);
+  o.dilation_w = opt("dilation_w_factor", 1);
+  o.depth_multiplier = opt("depth_multiplier", 1);
+  o.filter_h = opt("filter_height", 0);
+  o.filter_w = opt("filter_width", 0);
+  o.axis = opt("axis", 0);
+  std::vector<Tensor> tensors(inputs.size() + 1);
+  std::vector<std::string> data(inputs.size());
+  std::vector<const Tensor*> ptrs(inputs.size(), nullptr);
+  auto fill = [](Tensor* t, const py::handle& spec, std::string* bytes) {
+    const py::tuple s = spec.cast<py::tuple>();
+    const std::vector<int64_t> shape = s[0].cast<std::vector<int64_t>>();
+    if (shape.size() > static_cast<size_t>(tflm_vmcu::kMaxRank))
+      throw py::value_error("rank above 6");
+    t->shape.rank = static_cast<int32_t>(shape.size());
+    for (size_t i = 0; i < shape.size(); ++i) {
+      if (shape[i] < 0 || shape[i] > INT32_MAX) throw py::value_error("bad dimension");
+      t->shape.dims[i] = static_cast<int32_t>(shape[i]);
+    }
+    const uint8_t type = s[1].cast<uint8_t>();
+    t->type = static_cast<tflm_vmcu::DType>(type);
+    t->bytes = static_cast<size_t>(t->shape.FlatSize()) * tflm_vmcu::DTypeSize(type);
+    if (s.size() > 2 && !s[2].is_none()) {
+      *bytes = s[2].cast<std::string>();
+      t->is_const = true;
+      t->data = reinterpret_cast<uint8_t*>(bytes->data());
+      t->bytes = bytes->size();
+    }
+  };
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (inputs[i].is_none()) continue;
+    fill(&tensors[i], inputs[i], &data[i]);
+    ptrs[i] = &tensors[i];
+  }
+  std::string unused;
+  fill(&tensors.back(), output, &unused);
+  tflm_vmcu::AccessOp op;
+  op.builtin_code = code;
+  op.options = &o;
+  op.inputs = ptrs.data();
+  op.num_inputs = static_cast<int32_t>(ptrs.size());
+  op.output = &tensors.back();
+  py::gil_scoped_release release;
+  return tflm_vmcu::MinDisplacement(op, pos,
+                                    tflm_reference ? tflm_vmcu::KernelLibrary::kTflmReference
+                                                   : tflm_vmcu::KernelLibrary::kRuntime);
+}
+
+int64_t BlockMinDisplacement(const py::dict& g) {
+  tflm_vmcu::BlockGeometry b;
+  auto get = [&](const char* key) { return g[key].cast<int32_t>(); };
+  b.in_w = get("in_w");
+  b.in_c = get("in_c");
+  b.mid_h = get("mid_h");
+  b.mid_w = get("mid_w");
+  b.kernel_h = get("kernel_h");
+  b.kernel_w = get("kernel_w");
+  b.stride_h = get("stride_h");
+  b.stride_w = get("stride_w");
+  b.pad_h = get("pad_h");
+  b.pad_w = get("pad_w");
+  b.expand_stride_h = get("expand_stride_h");
+  b.expand_stride_w = get("expand_stride_w");
+  b.out_h = get("out_h");
+  b.out_w = get("out_w");
+  b.out_c = get("out_c");
+  b.residual = g["residual"].cast<bool>();
+  b.window = g["window"].cast<bool>();
+  return tflm_vmcu::BlockMinDisplacement(b);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_runtime, m) {
@@ -190,6 +273,9 @@ PYBIND11_MODULE(_runtime, m) {
       .def("hazard_message", &Runtime::HazardMessage)
       .def("has_plan", &Runtime::HasPlan)
       .def("fused_blocks", &Runtime::FusedBlocks);
+  m.def("min_displacement", &MinDisplacement, py::arg("code"), py::arg("options"),
+        py::arg("inputs"), py::arg("output"), py::arg("pos"), py::arg("tflm_reference") = false);
+  m.def("block_min_displacement", &BlockMinDisplacement, py::arg("geometry"));
   m.def("check_model", &CheckModel, py::arg("model"));
   m.def("is_op_supported", &tflm_vmcu::IsOpSupported, py::arg("builtin_code"));
 }

@@ -11,7 +11,7 @@ import pytest
 from conftest import MODELS
 
 import tflm_vmcu
-from tflm_vmcu.access.fused_ops import block_steps
+from tflm_vmcu.access import block_min_displacement
 from tflm_vmcu.compiler import compile_bytes
 from tflm_vmcu.fusion import Block, find_blocks
 from tflm_vmcu.ir import Graph
@@ -185,7 +185,7 @@ def test_block_access_model_is_safe_and_tight(v: Variant, window: bool) -> None:
     data = build(v)
     graph = tflm_vmcu.read_model(data)
     block = dataclasses.replace(find_blocks(graph)[0], window=window)
-    d = block_steps(block).min_displacement()
+    d = block_min_displacement(block)
     reference = run_ours(tflm_vmcu.Interpreter(data), make_inputs(graph, 1, 0))[0]
     for rotate in (False, True):
         hazards, first, outputs = _probe(data, graph, probe_plan(graph, block, d, rotate))
@@ -200,7 +200,7 @@ def test_workspace_over_a_live_tensor_is_caught() -> None:
     data = build(VARIANTS[0])
     graph = tflm_vmcu.read_model(data)
     block = find_blocks(graph)[0]
-    plan = probe_plan(graph, block, block_steps(block).min_displacement(), False)
+    plan = probe_plan(graph, block, block_min_displacement(block), False)
     ws = plan.blocks[0]
     # Move the workspace onto the block input (read while the workspace is in use).
     moved = FusedBlock(ws.first, ws.last, plan.placements[block.input].offset, ws.workspace_bytes)

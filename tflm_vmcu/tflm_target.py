@@ -27,7 +27,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from . import access
-from .access.conv_ops import tflm_reference_steps
 from .errors import TflmVmcuError
 from .ir import Graph, Operator
 from .plan_format import write_metadata
@@ -62,8 +61,7 @@ _PORTABLE_IN_PLACE = {
 def reference_rule(graph: Graph, op: Operator, pos: int) -> tuple[int, bool] | None:
     if op.opcode in _REFERENCE_NO_OVERLAP or graph.tensors[op.inputs[pos]].is_constant:
         return None
-    finer = tflm_reference_steps(graph, op, pos)
-    d = finer.min_displacement() if finer is not None else access.min_displacement(graph, op, pos)
+    d = access.min_displacement(graph, op, pos, tflm_reference=True)
     return None if d is None else (d, False)
 
 

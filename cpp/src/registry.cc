@@ -1,5 +1,6 @@
 #include "registry.h"
 
+#include "op_names.h"
 #include "tflm_vmcu/interpreter.h"
 
 namespace tflm_vmcu {
@@ -11,25 +12,25 @@ struct Entry {
 };
 
 const Entry kKernels[] = {
-    {0, &kAdd},
-    {1, &kAveragePool2D},
-    {2, &kConcatenation},
-    {3, &kConv2D},
-    {4, &kDepthwiseConv2D},
-    {6, &kDequantize},
-    {9, &kFullyConnected},
-    {14, &kLogistic},
-    {17, &kMaxPool2D},
-    {18, &kMul},
-    {19, &kRelu},
-    {21, &kRelu6},
-    {22, &kReshape},
-    {25, &kSoftmax},
-    {34, &kPad},
-    {39, &kTranspose},
-    {40, &kMean},
-    {114, &kQuantize},
-    {117, &kHardSwish},
+    {kOpAdd, &kAdd},
+    {kOpAveragePool2D, &kAveragePool2D},
+    {kOpConcatenation, &kConcatenation},
+    {kOpConv2D, &kConv2D},
+    {kOpDepthwiseConv2D, &kDepthwiseConv2D},
+    {kOpDequantize, &kDequantize},
+    {kOpFullyConnected, &kFullyConnected},
+    {kOpLogistic, &kLogistic},
+    {kOpMaxPool2D, &kMaxPool2D},
+    {kOpMul, &kMul},
+    {kOpRelu, &kRelu},
+    {kOpRelu6, &kRelu6},
+    {kOpReshape, &kReshape},
+    {kOpSoftmax, &kSoftmax},
+    {kOpPad, &kPad},
+    {kOpTranspose, &kTranspose},
+    {kOpMean, &kMean},
+    {kOpQuantize, &kQuantize},
+    {kOpHardSwish, &kHardSwish},
 };
 
 }  // namespace

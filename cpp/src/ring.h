@@ -12,7 +12,7 @@
 //     1. take read views of every input byte the unit needs (Read),
 //     2. compute and write the unit's output bytes (BeginWrite/EndWrite or Store).
 //   A kernel never takes a new read view in the middle of writing a unit.
-// The planner's access-order model (tflm_vmcu/access.py) describes exactly these units.
+// The planner's access-order model (cpp/src/access_order.cc) describes exactly these units.
 //
 // Hazard checking (host builds, enabled per interpreter): every pool byte carries a tag
 // naming the tensor byte it holds. A read view fails if a byte's tag is not the
