@@ -135,6 +135,14 @@ def _concat_rescaling() -> bytes:
     return b.build([y])
 
 
+def _empty_concat() -> bytes:
+    """CONCATENATION of two empty [65536, 65536, 0] tensors along axis 2: the dimensions
+    before the axis multiply to 2^32 (an int32 overflow in Prepare without the check)."""
+    b = ModelBuilder(seed=18)
+    x = b.input([65536, 65536, 0])
+    return b.build([b.concatenation([x, x], 2)])
+
+
 def _channel_scale(value: float) -> dict[str, object]:
     """Filter quantisation of _conv() with channel 2's scale replaced by `value`."""
     scales = [0.01] * 6
@@ -244,6 +252,10 @@ CASES: list[tuple[str, Callable[[], object]]] = [
     (
         "Tensor of more than 2 GiB",
         lambda: tflm_vmcu.Interpreter(_conv(**{"4.shape": [1, 65536, 65536, 6]})),
+    ),
+    (
+        "Empty tensor whose other dimensions span more than 2 GiB",
+        lambda: tflm_vmcu.Interpreter(_empty_concat()),
     ),
     (
         "Operand index outside the tensor list",

@@ -185,10 +185,16 @@ Status Model::Init(const uint8_t* bytes, size_t size, char* error, size_t error_
     if (shape.length > static_cast<uint32_t>(kMaxRank))
       TFLM_VMCU_BAD("tensor '%s' has rank %u; at most %d is supported", name, shape.length,
                     kMaxRank);
+    // Kernels multiply runs of dimensions in int32. An empty tensor's other dimensions must
+    // multiply within 2 GiB too (bytes, zero dimensions left out), as a nonempty one's do.
+    const size_t elem = DTypeSize(static_cast<uint8_t>(t.Scalar<int8_t>(tensor_f::kType, 0, &ok)));
+    int64_t nonzero_bytes = elem == 0 ? 1 : static_cast<int64_t>(elem);
     for (uint32_t d = 0; d < shape.length; ++d) {
       const int32_t dim = shape.Int32(d);
       if (dim < 0 || dim > kMaxDim)
         TFLM_VMCU_BAD("tensor '%s' has dimension %d = %d (dynamic or out of range)", name, d, dim);
+      if (dim > 0) nonzero_bytes *= dim;  // at most 2^31 * 2^24 before the test below
+      if (nonzero_bytes > 0x7fffffff) TFLM_VMCU_BAD("tensor '%s' is larger than 2 GiB", name);
     }
     fb::Table sparsity;
     if (!t.SubTable(tensor_f::kSparsity, &sparsity))
