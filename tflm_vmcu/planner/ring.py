@@ -8,8 +8,10 @@ worse than a tensor-level (no-overlap) plan, which is itself a valid ring plan.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .. import access
@@ -77,24 +79,67 @@ def op_facts(
     return facts
 
 
-class _Ring:
-    """Occupied intervals of a ring of `size` bytes."""
+class _Residents:
+    """Byte ranges of the tensors resident in a ring of `size` bytes, sorted by start, so
+    that the tensors a candidate range touches are found by bisection."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, offset: dict[int, int], nbytes: dict[int, int]):
         self.size = size
+        self.offset = offset
+        self.nbytes = nbytes
+        self.starts: list[int] = []
+        self.items: list[tuple[int, int, int]] = []  # (start, end, tensor), sorted
+        self.longest = 0
+        self.owner: object = None  # the walk step the ranges were sorted for
 
-    def ranges(self, off: int, n: int) -> list[tuple[int, int]]:
+    def ranges(self, off: int, n: int) -> tuple[tuple[int, int], ...]:
         end = off + n
         if end <= self.size:
-            return [(off, end)]
-        return [(off, self.size), (0, end - self.size)]
+            return ((off, end),)
+        return ((off, self.size), (0, end - self.size))
 
-    def disjoint(self, a: tuple[int, int], b: tuple[int, int]) -> bool:
-        return all(x1 <= y0 or y1 <= x0 for x0, x1 in self.ranges(*a) for y0, y1 in self.ranges(*b))
+    def reset(self, tensors: list[int]) -> None:
+        items = [
+            (lo, hi, t) for t in tensors for lo, hi in self.ranges(self.offset[t], self.nbytes[t])
+        ]
+        items.sort()
+        self.items = items
+        self.starts = [lo for lo, _, _ in items]
+        self.longest = max((hi - lo for lo, hi, _ in items), default=0)
+
+    def touching(self, off: int, n: int) -> list[int]:
+        """Resident tensors that share a byte with the n bytes at ring offset `off`."""
+        found: list[int] = []
+        for lo, hi in self.ranges(off, n):
+            j = bisect.bisect_left(self.starts, hi) - 1
+            while j >= 0 and self.items[j][0] > lo - self.longest:
+                s, e, t = self.items[j]
+                if e > lo and s < hi and t not in found:
+                    found.append(t)
+                j -= 1
+        return found
 
 
 # Placement attempts one walk may make before giving up (backtracking budget).
 SEARCH_BUDGET = 4000
+# Candidate positions one walk may examine before giving up (at least CHECK_BUDGET, or
+# CHECKS_PER_OP per op): bounds the time a failing walk spends on graphs with many
+# tensors live at once, whose every op has many candidates. A successful walk on the
+# committed and shared models examines at most a few hundred.
+CHECK_BUDGET = 20_000
+CHECKS_PER_OP = 16
+
+
+@dataclass
+class _Frame:
+    """One op of the walk: its output, the residents it saw and the candidate offsets
+    still to try (None for an op whose output needs no choice)."""
+
+    k: int
+    output: int
+    resident: list[int]
+    candidates: Iterator[int] | None
+    placed: bool  # the output was placed by this frame (to undo on backtracking)
 
 
 def _try_place(
@@ -111,9 +156,9 @@ def _try_place(
     `linear`: nothing wraps), or None if the search cannot fit the model.
 
     Walks the ops in order, trying for each output the candidate positions in order of
-    preference, and backtracks (within SEARCH_BUDGET attempts) when a later op cannot
-    be placed."""
-    ring = _Ring(pool)
+    preference, and backtracks (within SEARCH_BUDGET attempts and CHECK_BUDGET candidate
+    checks) when a later op cannot be placed. The walk is a loop over an explicit stack,
+    so the depth of the graph does not matter."""
     size = {t: _ceil(lt.nbytes, seg) for t, lt in lts.items()}
     if any(s > pool for s in size.values()):
         return None
@@ -139,36 +184,54 @@ def _try_place(
             ov = f.overlaps[0]
             lead[ov.tensor] = _ceil(ov.displacement, seg)
             trail[ov.tensor] = max(0, size[f.output] - lead[ov.tensor] - size[ov.tensor])
-    budget = [SEARCH_BUDGET]
+    residents = _Residents(pool, offset, size)
+    checks = [max(CHECK_BUDGET, CHECKS_PER_OP * len(facts))]
 
-    def feasible(k: int, f: OpFacts, resident: list[int]) -> list[int]:
+    def ordered(f: OpFacts, resident: list[int]) -> Iterator[int]:
+        """Candidate offsets of f's output in order of preference, without repeats."""
         o, n = f.output, size[f.output]
-        allowed = {ov.tensor: ov for ov in f.overlaps}
-        overlaps = [
+        overlaps = (
             (offset[ov.tensor] - _ceil(ov.displacement, seg) - extra) % pool
             for extra in (0, lead.get(o, 0))
             for ov in f.overlaps
             if ov.tensor in offset and not (extra and ov.exact)
-        ]
+        )
         # Free-space candidates next to each resident tensor, first with the room the
         # output's own consumer will need, then tight.
-        gaps = [(offset[t] + size[t] + lead.get(o, 0)) % pool for t in resident]
-        gaps += [(offset[t] - n - trail.get(o, 0)) % pool for t in resident]
-        gaps += [(offset[t] + size[t]) % pool for t in resident]
-        gaps += [(offset[t] - n) % pool for t in resident]
+        gaps = itertools.chain(
+            ((offset[t] + size[t] + lead.get(o, 0)) % pool for t in resident),
+            ((offset[t] - n - trail.get(o, 0)) % pool for t in resident),
+            ((offset[t] + size[t]) % pool for t in resident),
+            ((offset[t] - n) % pool for t in resident),
+        )
         if linear:  # the two ends of a plain buffer keep the most room in between
-            gaps = [0, pool - n, *gaps]
+            gaps = itertools.chain((0, pool - n), gaps)
         # Two orders of preference: overlap a dying input first (chains), or keep the
         # output clear of every input (graphs whose branches block the overlap).
-        ordered = gaps + overlaps if gap_first else overlaps + gaps
-        out: list[int] = []
-        for base in dict.fromkeys([*ordered, 0]):
+        first, then = (gaps, overlaps) if gap_first else (overlaps, gaps)
+        seen: set[int] = set()
+        for base in itertools.chain(first, then, (0,)):
+            if base not in seen:
+                seen.add(base)
+                yield base
+
+    def feasible(f: OpFacts, resident: list[int]) -> Iterator[int]:
+        """The candidates where f's output fits beside the resident tensors."""
+        o, n = f.output, size[f.output]
+        allowed = {ov.tensor: ov for ov in f.overlaps}
+        token = object()
+        for base in ordered(f, resident):
+            if residents.owner is not token:  # a later op's walk sorted its own residents
+                residents.reset(resident)
+                residents.owner = token
+                checks[0] -= len(resident)
+            if checks[0] <= 0:
+                return
+            checks[0] -= 1
             if o in flat and base + n > pool:
                 continue
             ok = True
-            for t in resident:
-                if ring.disjoint((base, n), (offset[t], size[t])):
-                    continue
+            for t in residents.touching(base, n):
                 rule = allowed.get(t)
                 behind = offset[t] - base if linear else (offset[t] - base) % pool
                 if rule is None or behind < rule.displacement or behind > pool - size[t]:
@@ -178,36 +241,56 @@ def _try_place(
                     ok = False
                     break
             if ok:
-                out.append(base)
-        return out
+                yield base
 
-    def place(k: int, resident: list[int]) -> bool:
+    budget = SEARCH_BUDGET
+    stack: list[_Frame] = []
+    k, resident = 0, list(offset)
+    while True:
+        # Descend: place outputs until one has no candidate left (or every op is placed).
         if k == len(facts):
-            return True
+            return offset
         f = facts[k]
         resident = [t for t in resident if lts[t].last >= k]
         o = f.output
         if o in offset or o not in lts:
-            return place(k + 1, resident)
+            stack.append(_Frame(k, o, resident, None, False))
+            k += 1
+            continue
         if f.alias is not None and f.alias in offset and size[f.alias] >= size[o]:
             base = offset[f.alias]
             if not (o in flat and base + size[o] > pool):
                 offset[o] = base
-                if place(k + 1, [*resident, o]):
-                    return True
-                del offset[o]
-                return False
-        for base in feasible(k, f, resident):
-            if budget[0] <= 0:
-                return False
-            budget[0] -= 1
-            offset[o] = base
-            if place(k + 1, [*resident, o]):
-                return True
-            del offset[o]
-        return False
-
-    return offset if place(0, list(offset)) else None
+                stack.append(_Frame(k, o, resident, None, True))
+                resident = [*resident, o]
+                k += 1
+                continue
+        stack.append(_Frame(k, o, resident, feasible(f, resident), False))
+        # Backtrack: the op on top of the stack takes its next candidate; an op without
+        # one (or without a choice) fails, and so does the op before it.
+        while True:
+            if not stack:
+                return None
+            fr = stack[-1]
+            if fr.placed:
+                del offset[fr.output]
+                fr.placed = False
+            if fr.candidates is None:
+                stack.pop()
+                continue
+            # The candidates depend only on tensors placed before this op, so they are
+            # produced as they are tried.
+            nxt = next(fr.candidates, None)
+            if nxt is None:
+                stack.pop()
+                continue
+            if budget <= 0:
+                return None
+            budget -= 1
+            offset[fr.output] = nxt
+            fr.placed = True
+            k, resident = fr.k + 1, [*fr.resident, fr.output]
+            break
 
 
 def flat_offsets(lts: dict[int, Lifetime], seg: int) -> tuple[int, dict[int, int]]:
