@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "access_order.h"
+#include "plan_verifier.h"
 #include "ring.h"
 #include "tflm_vmcu/interpreter.h"
 
@@ -24,7 +25,7 @@ namespace {
 // Owns aligned copies of the model and the memory block the interpreter runs in.
 class Runtime {
  public:
-  Runtime(py::bytes model, size_t memory_bytes) {
+  Runtime(py::bytes model, size_t memory_bytes, bool verify_plan) {
     const std::string bytes = model;
     model_size_ = bytes.size();
     model_.resize(bytes.size() / 8 + 1);
@@ -36,6 +37,7 @@ class Runtime {
     std::memset(memory_.data(), kGuardByte, memory_.size() * 8);
     interp_ = std::make_unique<Interpreter>(reinterpret_cast<const uint8_t*>(model_.data()),
                                             model_size_, Block(), memory_size_);
+    interp_->set_verify_plan(verify_plan);
   }
 
   int Allocate() { return static_cast<int>(interp_->AllocateTensors()); }
@@ -167,6 +169,19 @@ std::string CheckModel(py::bytes model) {
   return interp.CheckModel() == Status::kOk ? std::string() : interp.error_message();
 }
 
+// The digest a plan for this model records (PlanDigest in cpp/src/plan_verifier.h).
+uint32_t PlanDigest(py::bytes model) {
+  const std::string bytes = model;
+  std::vector<uint64_t> aligned(bytes.size() / 8 + 1);
+  std::memcpy(aligned.data(), bytes.data(), bytes.size());
+  tflm_vmcu::Model m;
+  char error[256];
+  if (m.Init(reinterpret_cast<const uint8_t*>(aligned.data()), bytes.size(), error,
+             sizeof(error)) != Status::kOk)
+    throw py::value_error(error);
+  return tflm_vmcu::PlanDigest(m);
+}
+
 // The access-order models (cpp/src/access_order.h) for the compiler's planner: one op given
 // as its builtin code, options and operands. An operand is None (omitted) or
 // (shape, tflite type code, constant data or None).
@@ -254,7 +269,8 @@ int64_t BlockMinDisplacement(const py::dict& g) {
 PYBIND11_MODULE(_runtime, m) {
   m.doc() = "tflm-vmcu C++ runtime";
   py::class_<Runtime>(m, "Runtime")
-      .def(py::init<py::bytes, size_t>(), py::arg("model"), py::arg("memory_bytes"))
+      .def(py::init<py::bytes, size_t, bool>(), py::arg("model"), py::arg("memory_bytes"),
+           py::arg("verify_plan") = true)
       .def("allocate", &Runtime::Allocate)
       .def("invoke", &Runtime::Invoke, py::call_guard<py::gil_scoped_release>())
       .def("error", &Runtime::Error)
@@ -276,6 +292,7 @@ PYBIND11_MODULE(_runtime, m) {
   m.def("min_displacement", &MinDisplacement, py::arg("code"), py::arg("options"),
         py::arg("inputs"), py::arg("output"), py::arg("pos"), py::arg("tflm_reference") = false);
   m.def("block_min_displacement", &BlockMinDisplacement, py::arg("geometry"));
+  m.def("plan_digest", &PlanDigest, py::arg("model"));
   m.def("check_model", &CheckModel, py::arg("model"));
   m.def("is_op_supported", &tflm_vmcu::IsOpSupported, py::arg("builtin_code"));
 }

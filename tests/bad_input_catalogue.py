@@ -180,6 +180,46 @@ def _placement_outside_pool(plan: Plan) -> object:
     return dataclasses.replace(plan, placements={**plan.placements, t: moved})
 
 
+def _all_offsets_zero(plan: Plan) -> object:
+    zero = {t: dataclasses.replace(p, offset=0) for t, p in plan.placements.items()}
+    return dataclasses.replace(plan, placements=zero)
+
+
+def _other_dilation() -> bytes:
+    """A compiled conv model whose convolution then gets dilation 2 (same graph shapes)."""
+    b = ModelBuilder(seed=11)
+    y = b.conv2d(b.input([1, 8, 8, 4]), 6, (3, 3), padding="SAME")
+    compiled = compile_bytes(b.build([y])).model
+    return _edit_op(compiled, lambda op: _set_options(op, dilationHFactor=2))
+
+
+def _other_permutation() -> bytes:
+    """A compiled TRANSPOSE model whose permutation then changes (same shapes)."""
+    b = ModelBuilder(seed=15)
+    y = b.transpose(b.input([1, 4, 4, 4]), [0, 2, 1, 3])
+    compiled = compile_bytes(b.build([b.unary("RELU", y)])).model
+
+    def swap(m: schema.ModelT) -> None:
+        perm = m.subgraphs[0].tensors[m.subgraphs[0].operators[0].inputs[1]]
+        m.buffers[perm.buffer].data = np.array([0, 1, 2, 3], "<i4").view(np.uint8)
+
+    return _edit_model(compiled, swap)
+
+
+def _block_workspace_on_input() -> bytes:
+    b = ModelBuilder(seed=13)
+    x = b.conv2d(b.input([1, 6, 6, 3]), 8, (3, 3))
+    y = b.conv2d(b.depthwise_conv2d(b.conv2d(x, 24, (1, 1)), 1), 8, (1, 1))
+    data = b.build([b.conv2d(b.elementwise("ADD", x, y), 4, (1, 1))])
+    graph = tflm_vmcu.read_model(data)
+    plan = plan_with_blocks(graph, find_blocks(graph))
+    block = find_blocks(graph)[0]
+    on_input = plan.placements[block.input].offset
+    plan.blocks = [dataclasses.replace(plan.blocks[0], workspace_offset=on_input)]
+    plan.pool_bytes = max(plan.pool_bytes, on_input + plan.blocks[0].workspace_bytes)
+    return write_plan(data, plan)
+
+
 def _block(**changes: Any) -> bytes:
     """A model with one inverted-bottleneck block (3x3 conv, 1x1 expand, depthwise, 1x1
     project, residual ADD, 1x1 conv), compiled with the block fused; `changes` edits the
@@ -352,6 +392,22 @@ CASES: list[tuple[str, Callable[[], object]]] = [
     (
         "Plan with a pool too small for its tensors",
         lambda: tflm_vmcu.Interpreter(_plan_edit(lambda p: dataclasses.replace(p, pool_bytes=64))),
+    ),
+    (
+        "Plan that puts every tensor at offset 0",
+        lambda: tflm_vmcu.Interpreter(_plan_edit(_all_offsets_zero)),
+    ),
+    (
+        "Plan whose fused block's workspace lies on the block input",
+        lambda: tflm_vmcu.Interpreter(_block_workspace_on_input()),
+    ),
+    (
+        "Plan for the same graph with another dilation",
+        lambda: tflm_vmcu.Interpreter(_other_dilation()),
+    ),
+    (
+        "Plan for the same graph with another TRANSPOSE permutation",
+        lambda: tflm_vmcu.Interpreter(_other_permutation()),
     ),
     (
         "Plan fuses operators that are not an inverted bottleneck",

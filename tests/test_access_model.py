@@ -1,10 +1,11 @@
 """The access-order models (tflm_vmcu.access) are exact for the C++ kernels.
 
 For every op of every committed model whose output may overlap an input, the output
-is placed exactly the modelled minimal displacement behind that input: the hazard
-checker must report nothing and the outputs must stay bit-exact. One byte closer, the
-checker must catch it. The same probe also runs with the pair wrapped around the end
-of the ring.
+is placed exactly the modelled minimal displacement behind that input: the runtime's plan
+verifier must accept it, the hazard checker must report nothing and the outputs must stay
+bit-exact. One byte closer, the verifier must refuse the plan and, with the plan trusted,
+the checker must catch the hazard. The same probe also runs with the pair wrapped around
+the end of the ring.
 """
 
 from __future__ import annotations
@@ -58,8 +59,10 @@ def probe_plan(graph: Graph, out: int, inp: int, d: int, rotate: bool) -> Plan:
     return Plan(pool, 1, placements, "probe")
 
 
-def run_probe(data: bytes, graph: Graph, plan: Plan) -> tuple[int, str, list[np.ndarray]]:
-    interp = tflm_vmcu.Interpreter(write_plan(data, plan), check_hazards=True)
+def run_probe(
+    data: bytes, graph: Graph, plan: Plan, verify: bool = True
+) -> tuple[int, str, list[np.ndarray]]:
+    interp = tflm_vmcu.Interpreter(write_plan(data, plan), check_hazards=True, verify_plan=verify)
     assert interp.has_plan
     outputs = run_ours(interp, make_inputs(graph, 1, 0))[0]
     return interp.hazards, interp.first_hazard, outputs
@@ -96,7 +99,10 @@ def test_min_displacement_is_safe_and_tight(path: Path) -> None:
             for a, b in zip(outputs, reference, strict=True):
                 assert np.array_equal(a, b), f"{where}: outputs changed"
         if d > 0:
-            hazards, _, _ = run_probe(data, graph, probe_plan(graph, out, inp, d - 1, False))
+            closer = probe_plan(graph, out, inp, d - 1, False)
+            with pytest.raises(tflm_vmcu.ModelError, match=f"unsafe memory plan at operator {k} "):
+                run_probe(data, graph, closer)
+            hazards, _, _ = run_probe(data, graph, closer, verify=False)
             assert hazards > 0, f"op {k} {op.opcode} input {pos}: d={d - 1} not caught"
 
 

@@ -169,8 +169,10 @@ def probe_plan(graph: Graph, block: Block, d: int, rotate: bool) -> Plan:
     return Plan(pool, 1, placements, "probe", blocks=[fused])
 
 
-def _probe(data: bytes, graph: Graph, plan: Plan) -> tuple[int, str, list[np.ndarray]]:
-    interp = tflm_vmcu.Interpreter(write_plan(data, plan), check_hazards=True)
+def _probe(
+    data: bytes, graph: Graph, plan: Plan, verify: bool = True
+) -> tuple[int, str, list[np.ndarray]]:
+    interp = tflm_vmcu.Interpreter(write_plan(data, plan), check_hazards=True, verify_plan=verify)
     assert interp.fused_blocks == 1
     outputs = run_ours(interp, make_inputs(graph, 1, 0))[0]
     return interp.hazards, interp.first_hazard, outputs
@@ -181,7 +183,7 @@ def _probe(data: bytes, graph: Graph, plan: Plan) -> tuple[int, str, list[np.nda
 def test_block_access_model_is_safe_and_tight(v: Variant, window: bool) -> None:
     """The block output placed exactly the modelled displacement behind its input runs
     hazard-free and unchanged (also wrapped around the pool end); one byte closer, the
-    hazard checker catches it."""
+    plan verifier refuses it and, with the plan trusted, the hazard checker catches it."""
     data = build(v)
     graph = tflm_vmcu.read_model(data)
     block = dataclasses.replace(find_blocks(graph)[0], window=window)
@@ -192,7 +194,10 @@ def test_block_access_model_is_safe_and_tight(v: Variant, window: bool) -> None:
         assert hazards == 0, f"d={d}, wrapped={rotate}: {first}"
         assert all(np.array_equal(a, b) for a, b in zip(outputs, reference, strict=True))
     if d > 0:
-        hazards, _, _ = _probe(data, graph, probe_plan(graph, block, d - 1, False))
+        closer = probe_plan(graph, block, d - 1, False)
+        with pytest.raises(tflm_vmcu.ModelError, match=r"unsafe memory plan .*\(fused block\)"):
+            _probe(data, graph, closer)
+        hazards, _, _ = _probe(data, graph, closer, verify=False)
         assert hazards > 0, f"d={d - 1} not caught"
 
 
@@ -205,7 +210,9 @@ def test_workspace_over_a_live_tensor_is_caught() -> None:
     # Move the workspace onto the block input (read while the workspace is in use).
     moved = FusedBlock(ws.first, ws.last, plan.placements[block.input].offset, ws.workspace_bytes)
     bad = dataclasses.replace(plan, blocks=[moved], pool_bytes=plan.pool_bytes + ws.workspace_bytes)
-    hazards, first, _ = _probe(data, graph, bad)
+    with pytest.raises(tflm_vmcu.ModelError, match=r"its workspace .* overlaps live tensor"):
+        _probe(data, graph, bad)
+    hazards, first, _ = _probe(data, graph, bad, verify=False)
     assert hazards > 0
     assert first.startswith("operator ")
 

@@ -39,7 +39,8 @@ class Interpreter:
     runtime state). By default the smallest block that fits is found automatically.
     With `check_hazards`, every kernel runs under the hazard checker: each pool byte is
     tagged with the tensor byte it holds, and reading an overwritten byte is counted
-    (see `hazards` and `first_hazard`).
+    (see `hazards` and `first_hazard`). Every plan is proven safe when the model is loaded;
+    `verify_plan=False` trusts it instead, for tests of the hazard checker only.
     """
 
     def __init__(
@@ -47,12 +48,14 @@ class Interpreter:
         model: str | Path | bytes | bytearray,
         memory_bytes: int | None = None,
         check_hazards: bool = False,
+        verify_plan: bool = True,
     ):
         self._model = load_bytes(model)
+        self._verify_plan = verify_plan
         if memory_bytes is None:
             self._rt = self._fit()
         else:
-            self._rt = Runtime(self._model, int(memory_bytes))
+            self._rt = Runtime(self._model, int(memory_bytes), verify_plan)
             status = self._rt.allocate()
             if status == 5:
                 needed = self._fit()
@@ -72,13 +75,13 @@ class Interpreter:
     def _fit(self) -> Any:
         size = 64 * 1024
         while True:
-            rt = Runtime(self._model, size)
+            rt = Runtime(self._model, size, self._verify_plan)
             status = rt.allocate()
             if status != 5:
                 self._check(status, rt)
                 # Shrink to what was used, so memory figures match a real deployment.
                 used = rt.pool_bytes() + rt.state_bytes() + 64
-                exact = Runtime(self._model, used)
+                exact = Runtime(self._model, used, self._verify_plan)
                 return exact if exact.allocate() == 0 else rt
             if size >= _MAX_MEMORY:
                 raise OutOfMemoryError(f"model needs more than {_MAX_MEMORY} bytes: {rt.error()}")

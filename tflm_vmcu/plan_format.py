@@ -4,7 +4,7 @@ The graph is left as it was, so the file still opens in Netron and runs anywhere
 runtimes that do not know the entry ignore it. Layout (little-endian uint32 words,
 read by Interpreter::ApplyPlan in cpp/src/interpreter.cc):
 
-    [magic "VMCP", version 3, pool bytes, segment bytes, graph digest, tensor count,
+    [magic "VMCP", version 4, pool bytes, segment bytes, graph digest, tensor count,
      offset of tensor 0, ..., offset of tensor n-1,   (offset -1: not in the pool)
      op count, start word of op 0's data, ..., of op m-1's (-1: none),
      fused block count, per block: first op, last op, mode (0: rows, 1: window),
@@ -29,6 +29,7 @@ import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 from tflite_micro.tensorflow.lite.micro.tools import tflite_flatbuffer_align_wrapper
 
+from . import _runtime
 from .errors import ModelError
 from .ir import Graph
 from .lifetimes import lifetimes
@@ -37,24 +38,20 @@ from .reader import read_model
 
 PLAN_METADATA = "tflm_vmcu.plan"
 _MAGIC = 0x50434D56  # "VMCP"
-_VERSION = 3
+_VERSION = 4
 _HEADER = "<6I"
 _HEADER_BYTES = 24
 
 
-def graph_digest(graph: Graph) -> int:
-    """FNV-1a (32-bit) over the graph's structure: tensor types and shapes, op codes and
-    operands. The runtime computes the same (Model::Digest) and refuses a plan whose
-    digest differs, so a plan cannot be applied to another model by mistake."""
-    words: list[int] = [len(graph.tensors), len(graph.operators)]
-    for t in graph.tensors:
-        words += [t.type_code, len(t.shape), *t.shape]
-    for op in graph.operators:
-        words += [op.builtin_code, len(op.inputs), *op.inputs, len(op.outputs), *op.outputs]
-    h = 0x811C9DC5
-    for byte in np.array(words, dtype=np.int64).astype("<u4").tobytes():
-        h = ((h ^ byte) * 0x01000193) & 0xFFFFFFFF
-    return h
+def plan_digest(model: bytes) -> int:
+    """The digest a plan for `model` records: the runtime's own (PlanDigest in
+    cpp/src/plan_verifier.h) over the graph's structure, every operator's options and small
+    integer constants. The runtime refuses a plan whose digest differs, so a plan cannot be
+    applied to another model, or to the same graph with other strides or permutations."""
+    try:
+        return int(_runtime.plan_digest(model))
+    except ValueError as exc:
+        raise ModelError(str(exc)) from None
 
 
 def encode_plan(plan: Plan, num_tensors: int, num_ops: int, digest: int) -> bytes:
@@ -86,11 +83,12 @@ def encode_plan(plan: Plan, num_tensors: int, num_ops: int, digest: int) -> byte
 def decode_plan(data: bytes, graph: Graph) -> Plan:
     if len(data) < _HEADER_BYTES:
         raise ModelError(f"metadata '{PLAN_METADATA}' is truncated")
-    magic, version, pool, segment, digest, n = struct.unpack_from(_HEADER, data)
+    magic, version, pool, segment, _digest, n = struct.unpack_from(_HEADER, data)
     if magic != _MAGIC or version != _VERSION:
         raise ModelError(f"metadata '{PLAN_METADATA}' is not a version-{_VERSION} plan")
-    if digest != graph_digest(graph) or len(data) < _HEADER_BYTES + 4 * n + 4:
-        raise ModelError("the memory plan belongs to another model (graph digest differs)")
+    # The digest itself is the runtime's to check (it also covers options and constants).
+    if n != len(graph.tensors) or len(data) < _HEADER_BYTES + 4 * n + 4:
+        raise ModelError("the memory plan belongs to another model (tensor count differs)")
     offsets = np.frombuffer(data, dtype="<i4", offset=_HEADER_BYTES, count=n)
     placements = {
         lt.tensor: Placement(
@@ -128,7 +126,7 @@ def write_plan(model: bytes, plan: Plan) -> bytes:
     """The model with `plan` stored as metadata (replacing an older plan), constant
     buffers re-aligned to 16 bytes as TFLM's own tooling does."""
     graph = read_model(model)
-    payload = encode_plan(plan, len(graph.tensors), len(graph.operators), graph_digest(graph))
+    payload = encode_plan(plan, len(graph.tensors), len(graph.operators), plan_digest(model))
     return write_metadata(model, PLAN_METADATA, payload)
 
 

@@ -24,10 +24,6 @@ namespace tflm_vmcu {
 
 struct Bottleneck;
 
-// Units of the kernels, shared with the kernels themselves.
-constexpr int32_t kWindowChannelBlock = 64;  // DEPTHWISE_CONV_2D (multiplier 1), *_POOL_2D
-constexpr int64_t kUnitChunk = 64;           // element-wise, SOFTMAX, MEAN, RESHAPE, CONCAT
-
 // Returned when the output must never overlap the input (e.g. an operand re-read by
 // every unit, a constant, or an op without a model).
 constexpr int64_t kNoOverlap = -1;

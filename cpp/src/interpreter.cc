@@ -7,104 +7,20 @@
 #include "format.h"
 #include "kernels/inverted_bottleneck.h"
 #include "kernels/kernel.h"
+#include "node.h"
 #include "op_names.h"
+#include "op_options.h"
+#include "plan_verifier.h"
 #include "registry.h"
 #include "ring.h"
 
 namespace tflm_vmcu {
-
-struct Node {
-  const Kernel* kernel;
-  void* op_data;
-  Tensor** inputs;
-  Tensor** outputs;
-  int32_t num_inputs;
-  int32_t num_outputs;
-  int32_t builtin_code;
-  uint32_t options_pos;  // builtin options table in the model (0: none)
-  uint8_t options_type;
-};
 
 namespace {
 
 constexpr size_t kPoolAlignment = 16;
 
 size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
-
-// BuiltinOptions union tags and field ids of the options tables we decode.
-enum OptionsTag : uint8_t {
-  kConv2DOptions = 1,
-  kDepthwiseConv2DOptions = 2,
-  kPool2DOptions = 5,
-  kFullyConnectedOptions = 8,
-  kSoftmaxOptions = 9,
-  kConcatenationOptions = 10,
-  kAddOptions = 11,
-  kMulOptions = 21,
-  kReducerOptions = 27,
-  kSubOptions = 28,
-};
-
-OpOptions DecodeOptions(const Model& model, uint8_t options_type, size_t options_pos) {
-  OpOptions o;
-  if (options_pos == 0) return o;
-  fb::Table t;
-  if (!fb::Table::At(fb::Buffer{model.bytes(), model.size()}, options_pos, &t)) return o;
-  bool ok = true;
-  auto act = [&](int id) { return static_cast<Activation>(t.Scalar<int8_t>(id, 0, &ok)); };
-  auto pad = [&](int id) { return static_cast<Padding>(t.Scalar<int8_t>(id, 0, &ok)); };
-  auto i32 = [&](int id, int32_t def) { return t.Scalar<int32_t>(id, def, &ok); };
-  switch (options_type) {
-    case kConv2DOptions:
-      o.padding = pad(0);
-      o.stride_w = i32(1, 0);
-      o.stride_h = i32(2, 0);
-      o.activation = act(3);
-      o.dilation_w = i32(4, 1);
-      o.dilation_h = i32(5, 1);
-      break;
-    case kDepthwiseConv2DOptions:
-      o.padding = pad(0);
-      o.stride_w = i32(1, 0);
-      o.stride_h = i32(2, 0);
-      o.depth_multiplier = i32(3, 0);
-      o.activation = act(4);
-      o.dilation_w = i32(5, 1);
-      o.dilation_h = i32(6, 1);
-      break;
-    case kPool2DOptions:
-      o.padding = pad(0);
-      o.stride_w = i32(1, 0);
-      o.stride_h = i32(2, 0);
-      o.filter_w = i32(3, 0);
-      o.filter_h = i32(4, 0);
-      o.activation = act(5);
-      break;
-    case kFullyConnectedOptions:
-      o.activation = act(0);
-      o.weights_format = static_cast<uint8_t>(t.Scalar<int8_t>(1, 0, &ok));
-      o.keep_num_dims = t.Scalar<uint8_t>(2, 0, &ok) != 0;
-      break;
-    case kSoftmaxOptions:
-      o.beta = t.Scalar<float>(0, 0.0f, &ok);
-      break;
-    case kConcatenationOptions:
-      o.axis = i32(0, 0);
-      o.activation = act(1);
-      break;
-    case kAddOptions:
-    case kMulOptions:
-    case kSubOptions:
-      o.activation = act(0);
-      break;
-    case kReducerOptions:
-      o.keep_dims = t.Scalar<uint8_t>(0, 0, &ok) != 0;
-      break;
-    default:
-      break;
-  }
-  return o;
-}
 
 }  // namespace
 
@@ -499,7 +415,7 @@ Status Interpreter::PlanActivations() {
 }
 
 // A plan written by the compiler (tflm_vmcu/plan_format.py): little-endian u32 words
-//   [magic 'VMCP', version 3, pool bytes, segment bytes, graph digest, tensor count,
+//   [magic 'VMCP', version 4, pool bytes, segment bytes, graph digest, tensor count,
 //    offset per tensor,
 //    op count, start word of each op's data (-1: none),
 //    fused block count, per block (first op, last op, mode, workspace offset, workspace
@@ -510,7 +426,7 @@ Status Interpreter::PlanActivations() {
 namespace {
 constexpr uint32_t kPlanMagic = 0x50434D56;  // "VMCP"
 constexpr size_t kPlanHeaderWords = 6;
-constexpr uint32_t kPlanVersion = 3;
+constexpr uint32_t kPlanVersion = 4;
 constexpr size_t kBlockWords = 5;
 }  // namespace
 
@@ -522,10 +438,12 @@ Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
       word(1) != kPlanVersion)
     return Fail(Status::kInvalidModel, "metadata '%s' is not a version-%u tflm-vmcu plan",
                 kPlanMetadataName, kPlanVersion);
-  if (word(4) != model_.Digest())
+  const uint32_t digest = PlanDigest(model_);
+  if (word(4) != digest)
     return Fail(Status::kInvalidModel,
-                "the memory plan belongs to another model (graph digest %u, this model %u)",
-                word(4), model_.Digest());
+                "the memory plan belongs to another model (its graph, operator options or small "
+                "constants differ: plan digest %u, this model %u)",
+                word(4), digest);
   const size_t words = plan_bytes / 4;
   const size_t ops_at = kPlanHeaderWords + n;
   if (word(5) != n || words < ops_at + 1 || word(ops_at) != ops || words < ops_at + 1 + ops)
@@ -692,7 +610,7 @@ Status Interpreter::ApplyPlan(const uint8_t* plan, size_t plan_bytes) {
   }
   pool_bytes_ = pool;
   has_plan_ = true;
-  return Status::kOk;
+  return VerifyPlan();
 }
 
 Status Interpreter::Invoke() {

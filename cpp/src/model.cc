@@ -1,6 +1,7 @@
 #include "tflm_vmcu/model.h"
 
 #include "flatbuffer.h"
+#include "fnv.h"
 #include "format.h"
 
 namespace tflm_vmcu {
@@ -342,15 +343,6 @@ OperatorInfo Model::op(uint32_t i) const {
   info.options_pos = options;
   return info;
 }
-
-namespace {
-struct Fnv {
-  uint32_t h = 0x811C9DC5u;
-  void Add(uint32_t word) {
-    for (int i = 0; i < 4; ++i) h = (h ^ ((word >> (8 * i)) & 0xFFu)) * 0x01000193u;
-  }
-};
-}  // namespace
 
 uint32_t Model::Digest() const {
   Fnv f;

@@ -87,6 +87,13 @@ class Interpreter {
   // must have tag arrays of pool_bytes() entries and outlive the interpreter's use.
   void set_hazard_state(HazardState* state) { hazard_ = state; }
 
+  // Every plan is proven safe at AllocateTensors (see cpp/src/plan_verifier.cc) unless this
+  // is called with false first: for tests of the hazard checker, which must see unsafe plans
+  // run. An unverified plan stays inside the pool but can give wrong outputs. Device builds
+  // can leave the verifier out (CMake option TFLM_VMCU_VERIFY_PLAN=OFF) for plans verified
+  // on the host.
+  void set_verify_plan(bool verify);
+
   Status status() const { return status_; }
   const char* error_message() const { return error_; }
 
@@ -97,6 +104,7 @@ class Interpreter {
   Status Fail(Status status, const char* format, ...);
   void* AllocateTail(size_t bytes, size_t alignment);
   Status TensorCopyCheck(size_t i, size_t bytes, bool write);
+  Status VerifyPlan();
   Status CheckAndPrepare(const uint8_t** plan, size_t* plan_bytes);
   Status InitTensors();
   Status CheckGraph();  // graph_checks.cc: execution order, inputs, outputs
@@ -129,6 +137,7 @@ class Interpreter {
   Node* nodes_ = nullptr;
   bool allocated_ = false;
   bool checked_ = false;
+  bool verify_plan_ = true;
   Status status_ = Status::kOk;
   char error_[256] = {};
 };

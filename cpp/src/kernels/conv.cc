@@ -1,7 +1,7 @@
 // CONV_2D int8 (TFLM reference ConvPerChannel): loop order batch > out_y > out_x > out_channel,
 // each output byte reading its receptive field (filter_y > filter_x > in_channel of its group).
 //
-// Unit of work (cpp/src/ring.h; model: tflm_vmcu/access/conv_ops.py): one output pixel. Its
+// Unit of work (cpp/src/ring.h; model: cpp/src/access_order.cc): one output pixel. Its
 // receptive field is read first (all channels of every valid tap), then its out_channels
 // bytes are written. Receptive fields of <= kMaxPatch bytes are gathered into a patch through
 // one read view per valid filter row (per tap with horizontal dilation); larger ones are read

@@ -1,7 +1,7 @@
 // DEPTHWISE_CONV_2D int8 (TFLM reference DepthwiseConvPerChannel): loop order batch > out_y >
 // out_x > in_channel > multiplier.
 //
-// Unit of work (cpp/src/ring.h; model: tflm_vmcu/access/conv_ops.py): for depth multiplier 1,
+// Unit of work (cpp/src/ring.h; model: cpp/src/access_order.cc): for depth multiplier 1,
 // one block of kChannelBlock channels of one output pixel: the block's channels of every valid
 // tap are read (one view from the first to the last valid tap when the input does not wrap,
 // else one view per tap), then the block's output bytes are written. For a multiplier > 1, one
@@ -16,7 +16,7 @@
 namespace tflm_vmcu {
 namespace {
 
-constexpr int kChannelBlock = 64;
+constexpr int kChannelBlock = kWindowChannelBlock;
 
 Status DepthwisePrepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 3, 1);

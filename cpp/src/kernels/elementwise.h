@@ -4,7 +4,7 @@
 // Unit of work (cpp/src/ring.h): a chunk of at most kElementwiseChunk consecutive output
 // elements. The unit first takes read views of the matching input elements, then
 // computes and writes the chunk. The access-order model is
-// tflm_vmcu/access/elementwise_ops.py; the two must stay in step.
+// cpp/src/access_order.cc; the two must stay in step.
 //
 // Within one unit the input and output views never overlap in a plan the hazard checker
 // accepts (a write onto a byte the same unit reads is a hazard), so the per-chunk
@@ -19,7 +19,7 @@
 namespace tflm_vmcu {
 
 // Elements per unit of the element-wise kernels (ELEMENTWISE_CHUNK in the model).
-constexpr uint32_t kElementwiseChunk = 64;
+constexpr uint32_t kElementwiseChunk = kUnitChunk;
 
 // Runs `fn(in, out, m)` over the flat tensor in units of kElementwiseChunk elements:
 // `in` points to m elements of kInBytes bytes, `out` to m elements of kOutBytes bytes

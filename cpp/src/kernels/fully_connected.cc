@@ -1,7 +1,7 @@
 // FULLY_CONNECTED int8 (TFLM reference FullyConnected / FullyConnectedPerChannel): loop order
 // batch > out_channel, each output byte reading its input row and filter row in order.
 //
-// Unit of work (cpp/src/ring.h; model: tflm_vmcu/access/conv_ops.py): one batch row: its input
+// Unit of work (cpp/src/ring.h; model: cpp/src/access_order.cc): one batch row: its input
 // row is read through one view, then its output_depth bytes are written. When the input wraps
 // and its row is longer than the scratch, each output byte reads the row again through chunked
 // views (TFLM's own order: the same displacement bound). The DSP loops take two batch rows as

@@ -9,7 +9,7 @@
 // the unfused kernels (TFLM's reference order and requantisation), so the result is
 // bit-exact with running the ops one by one.
 //
-// Two modes (the access-order model in tflm_vmcu/access/fused_ops.py mirrors both):
+// Two modes (the access-order model in cpp/src/access_order.cc mirrors both):
 // - rows: for each output row, first the B rows it newly needs (each B row computed once:
 //   read its A pixels, write its B pixels into a ring of K rows); then for each output
 //   pixel: the depthwise window from the ring -> C pixel -> D pixel -> (read the A pixel,

@@ -98,10 +98,14 @@ class OpContext {
   HazardState* hazard_ = nullptr;
 };
 
-// Unit sizes of the copy kernels, shared with the access-order model (tflm_vmcu/access).
-constexpr uint32_t kReshapeChunk = 64;
+// Unit sizes of the kernels, shared with their access-order models (cpp/src/access_order.cc):
+// channels per unit of DEPTHWISE_CONV_2D (multiplier 1) and pooling; elements per unit of
+// the element-wise ops, SOFTMAX and MEAN; bytes per unit of RESHAPE and CONCATENATION.
+constexpr int32_t kWindowChannelBlock = 64;
+constexpr uint32_t kUnitChunk = 64;
+constexpr uint32_t kReshapeChunk = kUnitChunk;
 constexpr uint32_t kPadScratch = 256;  // PAD rows up to this size are staged whole
-constexpr uint32_t kConcatChunk = 64;
+constexpr uint32_t kConcatChunk = kUnitChunk;
 constexpr uint32_t kTransposeScratch = 256;  // TRANSPOSE rows up to this size are staged
 
 struct Kernel {

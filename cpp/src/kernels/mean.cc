@@ -10,7 +10,7 @@
 // + zp_out. Older releases used reference_integer_ops::Mean or a float rescale on some
 // paths; those give different roundings and are not reproduced.
 //
-// Units (cpp/src/ring.h; model in tflm_vmcu/access/elementwise_ops.py). The sums are
+// Units (cpp/src/ring.h; model in cpp/src/access_order.cc). The sums are
 // exact int32 sums, so their order is free:
 //  - the input's innermost dim is kept (e.g. NHWC reduced over H, W): a unit is a block
 //    of up to kMeanBlock consecutive outputs along the innermost kept dim; it reads the
@@ -25,8 +25,8 @@
 namespace tflm_vmcu {
 namespace {
 
-constexpr uint32_t kMeanBlock = 64;   // outputs per unit (MEAN_BLOCK in the model)
-constexpr uint32_t kMeanPiece = 256;  // bytes per read view of a contiguous reduced run
+constexpr uint32_t kMeanBlock = kUnitChunk;  // outputs per unit
+constexpr uint32_t kMeanPiece = 256;         // bytes per read view of a contiguous reduced run
 
 // min(hi, max(lo, v)) as TFLM writes it; two selects keep it branch-free (random data
 // makes a branchy clamp mispredict).

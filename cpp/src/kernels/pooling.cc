@@ -1,7 +1,7 @@
 // AVERAGE_POOL_2D / MAX_POOL_2D int8 (TFLM reference AveragePool / MaxPool): loop order batch >
 // out_y > out_x > channel, run as blocks of kChannelBlock channels per output pixel.
 //
-// Unit of work (cpp/src/ring.h; model: tflm_vmcu/access/conv_ops.py): one block of channels of
+// Unit of work (cpp/src/ring.h; model: cpp/src/access_order.cc): one block of channels of
 // one output pixel: the block's channels of every window tap are read (one view from the first
 // to the last tap when the input does not wrap, else one view per tap), then the block's
 // output bytes are written.
@@ -14,7 +14,7 @@
 namespace tflm_vmcu {
 namespace {
 
-constexpr int kChannelBlock = 64;
+constexpr int kChannelBlock = kWindowChannelBlock;
 
 struct PoolData {
   int32_t act_min;

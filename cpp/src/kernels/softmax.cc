@@ -3,7 +3,7 @@
 // read the row, sum exps; pass 3: per element c, read input c then write output c}.
 // Units (cpp/src/ring.h): pass 3 goes in chunks of kSoftmaxChunk elements, each read
 // then written; passes 1 and 2 only read, so they join the unit of the row's first
-// chunk. The access-order model is tflm_vmcu/access/elementwise_ops.py.
+// chunk. The access-order model is cpp/src/access_order.cc.
 #include <string.h>
 
 #include "kernels/fixedpoint.h"
@@ -20,7 +20,7 @@ constexpr int kAccumulationIntegerBits = 12;
 
 // Elements per unit of pass 3 (SOFTMAX_CHUNK in the model), and per read view of
 // passes 1 and 2 (any size: those reads belong to one unit).
-constexpr uint32_t kSoftmaxChunk = 64;
+constexpr uint32_t kSoftmaxChunk = kUnitChunk;
 constexpr uint32_t kSoftmaxStatsPiece = 256;
 
 struct SoftmaxData {
