@@ -795,6 +795,10 @@ class FirmwareResult:
     instructions_icount: int | None = None  # SysTick estimate under -icount
     instructions_method: str = ""
     interpreter_instructions: int | None = None  # Invoke() minus its kernels
+    # AllocateTensors() (SysTick estimate under -icount), and the share of the plan verifier
+    # (AllocateTensors minus the same call trusting the plan).
+    allocate_instructions: int | None = None
+    verifier_instructions: int | None = None
     ops: list[OpCount] = field(default_factory=list)  # per operator, when counted
     seconds: dict[str, float] = field(default_factory=dict)
     console: str = ""
@@ -972,6 +976,12 @@ def _build_and_run(
             )
             result.instructions = result.instructions_icount
             result.instructions_method = ICOUNT_METHOD
+            per_tick = report["calibration_instructions"] / calibration
+            if "allocate_ticks" in report:
+                result.allocate_instructions = round(report["allocate_ticks"] * per_tick)
+                result.verifier_instructions = round(
+                    (report["allocate_ticks"] - report["allocate_trusted_ticks"]) * per_tick
+                )
             if no_count and no_count != "not asked for":
                 result.instructions_method += f" (no exact count: {no_count})"
     if counts is not None and sites is not None and result.bit_exact:
