@@ -1374,6 +1374,59 @@ def _worker_main() -> None:
     worker.close()
 
 
+# --- deep and wide graphs ----------------------------------------------------------------
+
+SCALE_SECONDS = 10.0  # `tflm-vmcu compile` of each graph below must finish within this
+
+
+def chain_model(ops: int) -> bytes:
+    """`ops` RELU and RELU6 ops in a chain on a 1x8x8x4 tensor."""
+    from tflm_vmcu.synth import ModelBuilder
+
+    b = ModelBuilder(seed=0, description="chain")
+    x = b.input([1, 8, 8, 4])
+    for k in range(ops):
+        x = b.unary("RELU" if k % 2 == 0 else "RELU6", x)
+    return b.build([x])
+
+
+def fanout_model(branches: int) -> bytes:
+    """One 1x4x4x4 input read by `branches` RELUs, summed back by a chain of ADDs (every
+    branch output stays live until the ADD that takes it)."""
+    from tflm_vmcu.synth import ModelBuilder
+
+    b = ModelBuilder(seed=0, description="fanout")
+    x = b.input([1, 4, 4, 4])
+    outs = [b.unary("RELU", x) for _ in range(branches)]
+    acc = outs[0]
+    for y in outs[1:]:
+        acc = b.elementwise("ADD", acc, y, out_scale=0.05)
+    return b.build([acc])
+
+
+def scale_checks(limit: float = SCALE_SECONDS) -> list[tuple[str, str, float, str]]:
+    """(graph, command, seconds, problem or "") for `compile` and `inspect` of a 2,000-op
+    chain and a 1,000-branch fan-out, each in a subprocess under the memory limit."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = {
+            "chain of 2,000 ops": chain_model(2000),
+            "fan-out to 1,000 branches": fanout_model(1000),
+        }
+        for name, data in graphs.items():
+            path = Path(tmp, "graph.tflite")
+            path.write_bytes(data)
+            compile_argv = ["compile", str(path), "-o", str(Path(tmp, "out.tflite"))]
+            for argv in (compile_argv, ["inspect", str(path)]):
+                start = time.monotonic()
+                problem = cli_subprocess(argv, tmp)
+                seconds = time.monotonic() - start
+                if not problem and seconds > limit:
+                    problem = f"took {seconds:.1f} s (limit {limit:.0f} s)"
+                rows.append((name, argv[0], seconds, problem))
+    return rows
+
+
 # --- the campaign: workers, tables -----------------------------------------------------------
 
 
@@ -1599,8 +1652,12 @@ def main(argv: list[str] | None = None) -> int:
     print(report.failures())
     print(f"\n{len(report.models)} models, {len(report.plans)} plans", end=" ")
     print(f"over {len(report.plan_bases)} models, {report.seconds:.0f} s")
+    scale = scale_checks()
+    print()
+    for name, cmd, seconds, problem in scale:
+        print(f"{cmd} {name}: {seconds:.1f} s {problem or 'ok'}")
     bad = report.model_failures() or report.plan_failures() or report.cli_failures()
-    return 1 if bad else 0
+    return 1 if bad or any(p for *_, p in scale) else 0
 
 
 if __name__ == "__main__":
