@@ -1480,6 +1480,7 @@ class _Proc:
         self.proc.wait()
 
     def close(self) -> None:
+        """Ends the worker (stdin closed: it finishes its loop) and closes every pipe."""
         if self.proc.stdin is not None:
             with contextlib.suppress(BrokenPipeError):
                 self.proc.stdin.close()
@@ -1487,6 +1488,8 @@ class _Proc:
             self.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.kill()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
         self.stderr.close()
 
 
@@ -1529,7 +1532,7 @@ def run_mutants(
                     kind = "hang" if reply == "hang" else "crash"
                     results[i] = Outcome(mutants[i], kind, reply)
                     proc.kill()
-                    proc.stderr.close()
+                    proc.close()
                     proc = _Proc(tmp)
                 else:
                     results[i] = Outcome(
