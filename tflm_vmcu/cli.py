@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import ops
-from .errors import TflmVmcuError
+from .errors import TflmVmcuError, UnsupportedError
 from .firmware import add_firmware_parser
 from .lifetimes import live_bytes_per_op
 from .reader import read_model
@@ -21,7 +21,17 @@ def _shape(shape: Sequence[int]) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    graph = read_model(args.model)
+    from .compiler import runtime_refusal
+    from .reader import load_bytes
+
+    data = load_bytes(args.model)
+    refusal = runtime_refusal(data)
+    try:
+        graph = read_model(data)
+    except TflmVmcuError:
+        if refusal:  # nothing to list: the runtime's reason is the one to give
+            raise UnsupportedError(f"the runtime refuses this model: {refusal}") from None
+        raise
     live = live_bytes_per_op(graph)
     rows = [("#", "op", "supported", "output", "inputs", "live bytes")]
     for op, nbytes in zip(graph.operators, live, strict=False):
@@ -62,6 +72,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     unsupported = sorted({op.opcode for op in graph.operators if not ops.is_supported(op.opcode)})
     if unsupported:
         print(f"unsupported ops: {', '.join(unsupported)}")
+    if refusal:  # listed above, but the runtime will not run it
+        raise UnsupportedError(f"the runtime refuses this model: {refusal}")
     return 0
 
 
@@ -272,8 +284,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except TflmVmcuError as exc:
-        print(f"tflm-vmcu: error: {exc}", file=sys.stderr)
+        _error(str(exc))
         return 1
+    except Exception as exc:  # a defect of ours: still one line, and a clear exit status
+        _error(f"internal error ({type(exc).__name__}: {exc}); please report it with the model")
+        return 1
+
+
+def _error(message: str) -> None:
+    """The one line a failed command prints."""
+    print(f"tflm-vmcu: error: {' '.join(message.split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .errors import ModelError
 
 # tflite TensorType code -> (name, numpy dtype or None when numpy has no equivalent).
 TENSOR_TYPES: dict[int, tuple[str, Any]] = {
@@ -74,7 +77,7 @@ class Tensor:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.itemsize
+        return math.prod(max(int(d), 0) for d in self.shape) * self.itemsize
 
 
 @dataclass
@@ -99,6 +102,63 @@ class Graph:
     metadata: dict[str, bytes] = field(default_factory=dict)
     # Tensors a plan must not wrap around the pool end (fused kernels' workspaces).
     contiguous: tuple[int, ...] = ()
+    # Buffers whose data lies outside the flatbuffer (the schema's offset/size).
+    external_buffers: tuple[int, ...] = ()
 
     def activation_tensors(self) -> list[Tensor]:
         return [t for t in self.tensors if not t.is_constant]
+
+
+def check_graph(graph: Graph) -> None:
+    """Raises ModelError unless the operators form a graph that runs in file order, with
+    one output each: the checks of the runtime's CheckGraph (cpp/src/graph_checks.cc),
+    which the planner relies on (every activation it reads is placed before)."""
+    ops, tensors = graph.operators, graph.tensors
+    if not ops:
+        raise ModelError("the model has no operators")
+    for i, t in enumerate(graph.inputs):
+        if tensors[t].is_constant:
+            raise ModelError(f"model input {i} is constant tensor '{tensors[t].name}'")
+    writer: dict[int, int] = {}
+    for op in ops:
+        for t in op.outputs:
+            if t >= 0:
+                writer.setdefault(t, op.index)
+    written = set(graph.inputs)
+    for op in ops:
+        for k, t in enumerate(op.inputs):
+            if t < 0 or tensors[t].is_constant or t in written:
+                continue
+            name = tensors[t].name
+            if t in op.outputs:
+                raise ModelError(
+                    f"operator {op.index} ({op.opcode}) input {k}: reads its own output '{name}'"
+                )
+            later = writer.get(t)
+            if later is not None:
+                raise ModelError(
+                    f"operator {op.index} ({op.opcode}) input {k}: tensor '{name}' is written "
+                    f"later, by operator {later} ({ops[later].opcode}) (operators must be in "
+                    "execution order, without cycles)"
+                )
+            raise ModelError(
+                f"operator {op.index} ({op.opcode}) input {k}: tensor '{name}' has no data "
+                "(empty buffer), is not a model input and no operator writes it"
+            )
+        if len(op.outputs) != 1 or op.outputs[0] < 0:
+            raise ModelError(
+                f"operator {op.index} ({op.opcode}) has {len(op.outputs)} outputs; "
+                "the planner supports operators with one"
+            )
+        for t in op.outputs:
+            if tensors[t].is_constant:
+                raise ModelError(
+                    f"operator {op.index} ({op.opcode}) writes constant tensor '{tensors[t].name}'"
+                )
+            written.add(t)
+    for i, t in enumerate(graph.outputs):
+        if t not in written or tensors[t].is_constant:
+            raise ModelError(
+                f"model output {i} '{tensors[t].name}' is written by no operator and is not "
+                "a model input"
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from .ir import Graph
@@ -40,8 +41,11 @@ def lifetimes(graph: Graph) -> list[Lifetime]:
 
 def live_bytes_per_op(graph: Graph) -> list[int]:
     """Sum of activation bytes live while each op runs (the tensor-level lower bound)."""
-    live = [0] * max(len(graph.operators), 1)
+    n = max(len(graph.operators), 1)
+    change = [0] * (n + 1)  # bytes that become live (or stop being live) at each op
     for lt in lifetimes(graph):
-        for k in range(lt.first, min(lt.last, len(graph.operators) - 1) + 1):
-            live[k] += lt.nbytes
-    return live
+        end = min(lt.last, len(graph.operators) - 1) + 1
+        if lt.first < end:
+            change[lt.first] += lt.nbytes
+            change[end] -= lt.nbytes
+    return list(itertools.accumulate(change[:n]))

@@ -6,14 +6,19 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from .errors import ModelError
-from .ir import Graph, Operator, Quantization, Tensor
+from .errors import ModelError, UnsupportedError
+from .ir import TENSOR_TYPES, Graph, Operator, Quantization, Tensor
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _OPTION_CLASSES = {v: k for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
 _SKIP_METHODS = re.compile(r"^(Init|GetRootAs\w*|\w+AsNumpy|\w+Length|\w+IsNone)$")
+# The runtime's limits on shapes (kMaxRank, kMaxDim in cpp/, 2 GiB per tensor).
+MAX_RANK = 6
+MAX_DIM = 1 << 24
+MAX_TENSOR_BYTES = (1 << 31) - 1
 
 
 def _snake(name: str) -> str:
@@ -93,6 +98,14 @@ def _read(data: bytes) -> Graph:
     tensors = []
     for i in range(sg.TensorsLength()):
         t = sg.Tensors(i)
+        name = (t.Name() or b"").decode("utf-8", "replace")
+        if t.Buffer() < len(buffers) and buffers[t.Buffer()].Offset() > 1:
+            # The schema's offset/size place the data after the flatbuffer; the runtime
+            # does not follow them, and rewriting the model would lose the data.
+            raise UnsupportedError(
+                f"tensor '{name}' stores its data outside the flatbuffer (buffer offset/size): "
+                "unsupported"
+            )
         q = t.Quantization()
         quant = None
         if q is not None and q.ScaleLength() > 0:
@@ -104,10 +117,11 @@ def _read(data: bytes) -> Graph:
                 axis=q.QuantizedDimension(),
             )
         shape = tuple(int(x) for x in t.ShapeAsNumpy()) if t.ShapeLength() > 0 else ()
+        _check_shape(name, shape, t.Type())
         tensors.append(
             Tensor(
                 index=i,
-                name=(t.Name() or b"").decode("utf-8", "replace"),
+                name=name,
                 shape=shape,
                 type_code=t.Type(),
                 quant=quant,
@@ -118,6 +132,11 @@ def _read(data: bytes) -> Graph:
     operators = []
     for i in range(sg.OperatorsLength()):
         op = sg.Operators(i)
+        if op.OpcodeIndex() >= model.OperatorCodesLength():
+            raise ModelError(
+                f"operator {i} names operator code {op.OpcodeIndex()} of "
+                f"{model.OperatorCodesLength()}"
+            )
         code_table = model.OperatorCodes(op.OpcodeIndex())
         code = max(code_table.BuiltinCode(), code_table.DeprecatedBuiltinCode())
         name = _OP_NAMES.get(code, f"BUILTIN_{code}")
@@ -135,4 +154,34 @@ def _read(data: bytes) -> Graph:
         metadata[(m.Name() or b"").decode("utf-8", "replace")] = buffer_bytes(m.Buffer()) or b""
     inputs = tuple(int(x) for x in sg.InputsAsNumpy()) if sg.InputsLength() else ()
     outputs = tuple(int(x) for x in sg.OutputsAsNumpy()) if sg.OutputsLength() else ()
-    return Graph(tensors, operators, inputs, outputs, model.SubgraphsLength(), metadata)
+    for kind, indices in (("input", inputs), ("output", outputs)):
+        for k, idx in enumerate(indices):
+            if not 0 <= idx < len(tensors):
+                raise ModelError(f"model {kind} {k} names tensor {idx} of {len(tensors)}")
+    external = tuple(i for i, b in enumerate(buffers) if b.Offset() > 1)
+    return Graph(
+        tensors,
+        operators,
+        inputs,
+        outputs,
+        model.SubgraphsLength(),
+        metadata,
+        external_buffers=external,
+    )
+
+
+def _check_shape(name: str, shape: tuple[int, ...], type_code: int) -> None:
+    """The runtime's limits on a shape (Model::Init in cpp/src/model.cc): rank, dimensions,
+    and bytes (zero dimensions left out) within 2 GiB."""
+    if len(shape) > MAX_RANK:
+        raise UnsupportedError(
+            f"tensor '{name}' has rank {len(shape)}; at most {MAX_RANK} is supported"
+        )
+    dtype = TENSOR_TYPES.get(type_code, ("", None))[1]
+    nonzero_bytes = int(np.dtype(dtype).itemsize) if dtype is not None else 1
+    for d, dim in enumerate(shape):
+        if dim < 0 or dim > MAX_DIM:
+            raise ModelError(f"tensor '{name}' has dimension {d} = {dim} (dynamic or out of range)")
+        nonzero_bytes *= max(dim, 1)
+    if nonzero_bytes > MAX_TENSOR_BYTES:
+        raise UnsupportedError(f"tensor '{name}' is larger than 2 GiB")

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 
 from ..fusion import Block, find_blocks, planning_graph
-from ..ir import Graph
+from ..ir import Graph, check_graph
 from .plan import FusedBlock, Plan
 from .ring import plan_ring
 
@@ -58,6 +58,7 @@ def plan_model(graph: Graph, fusion: str = "rows") -> Plan:
     bytes fusing it saves."""
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, not '{fusion}'")
+    check_graph(graph)
     start = time.perf_counter()
     plans: dict[tuple[Block, ...], Plan] = {}
 

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .. import access
-from ..ir import Graph, Operator
+from ..errors import UnsupportedError
+from ..ir import Graph, Operator, check_graph
 from ..lifetimes import Lifetime, lifetimes
 from .plan import Placement, Plan
 
@@ -296,19 +297,20 @@ def _try_place(
 def flat_offsets(lts: dict[int, Lifetime], seg: int) -> tuple[int, dict[int, int]]:
     """Tensor-level first fit (no overlaps), largest first: the fallback and upper bound."""
     order = sorted(lts, key=lambda t: (-lts[t].nbytes, t))
-    placed: list[tuple[int, int, int]] = []  # (offset, size, tensor)
+    placed: list[tuple[int, int, int]] = []  # (offset, size, tensor), kept sorted
     offsets: dict[int, int] = {}
     for t in order:
         n = _ceil(lts[t].nbytes, seg)
+        first, last = lts[t].first, lts[t].last
         cand = 0
-        for off, sz, u in sorted(placed):
-            if lts[u].last < lts[t].first or lts[t].last < lts[u].first:
+        for off, sz, u in placed:
+            if lts[u].last < first or last < lts[u].first:
                 continue
             if cand + n <= off:
                 break
             cand = max(cand, off + sz)
         offsets[t] = cand
-        placed.append((cand, n, t))
+        bisect.insort(placed, (cand, n, t))
     pool = max((off + sz for off, sz, _ in placed), default=0)
     return pool, offsets
 
@@ -320,11 +322,18 @@ def segment_lower_bound(graph: Graph) -> tuple[int, list[int]]:
     bound of any plan that keeps the same op order and kernels."""
     lts = {lt.tensor: lt for lt in lifetimes(graph)}
     facts = op_facts(graph, lts)
+    # Bytes live at each op, from the changes at each lifetime's ends.
+    change = [0] * (len(facts) + 2)
+    for lt in lts.values():
+        if 0 <= lt.first <= lt.last:
+            change[min(lt.first, len(facts) + 1)] += lt.nbytes
+            change[min(lt.last + 1, len(facts) + 1)] -= lt.nbytes
+    live_bytes = list(itertools.accumulate(change))
     per_op = []
     for k, f in enumerate(facts):
-        live = [t for t, lt in lts.items() if lt.first <= k <= lt.last]
         out = lts[f.output].nbytes if f.output in lts else 0
-        others = sum(lts[t].nbytes for t in live if t != f.output)
+        live_out = f.output in lts and lts[f.output].first <= k <= lts[f.output].last
+        others = live_bytes[k] - (out if live_out else 0)
         best = others + out
         if f.alias is not None:
             best = min(best, others + max(out - lts[f.alias].nbytes, 0))
@@ -333,6 +342,17 @@ def segment_lower_bound(graph: Graph) -> tuple[int, list[int]]:
             best = min(best, rest + max(ov.displacement + lts[ov.tensor].nbytes, out))
         per_op.append(best)
     return (max(per_op) if per_op else 0), per_op
+
+
+# The largest pool the runtime addresses (ApplyPlan in cpp/src/interpreter.cc).
+MAX_POOL_BYTES = 0x7FFFFFFF
+
+
+def _too_large(nbytes: int, what: str) -> str:
+    return (
+        f"the model needs {what} {nbytes:,} bytes of activation memory; the runtime "
+        f"addresses at most {MAX_POOL_BYTES:,}"
+    )
 
 
 def plan_ring(
@@ -344,9 +364,12 @@ def plan_ring(
     """The smallest ring plan found over the segment sizes tried. With `linear`, a plan
     for a plain buffer (nothing wraps), e.g. for stock TFLM's offline offsets."""
     start = time.perf_counter()
+    check_graph(graph)
     lts = {lt.tensor: lt for lt in lifetimes(graph)}
     facts = op_facts(graph, lts, rule)
     bound, _ = segment_lower_bound(graph)
+    if bound > MAX_POOL_BYTES:
+        raise UnsupportedError(_too_large(bound, "at least"))
     best: Plan | None = None
     for seg in segments:
         flat_pool, offsets = flat_offsets(lts, seg)
@@ -379,6 +402,8 @@ def plan_ring(
         if best is None or plan.pool_bytes < best.pool_bytes:
             best = plan
     assert best is not None
+    if best.pool_bytes > MAX_POOL_BYTES:
+        raise UnsupportedError(_too_large(best.pool_bytes, "a pool of"))
     best.notes["segment_bound_bytes"] = bound
     best.notes["planning_seconds"] = time.perf_counter() - start
     return best
