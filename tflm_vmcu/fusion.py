@@ -12,7 +12,7 @@ a few pixels, so B, C and D never exist; the graph itself stays as it was.
 
 For planning, each fused block becomes two virtual operators: WORKSPACE, which produces
 the block's workspace (a tensor that must not wrap), and INVERTED_BOTTLENECK (A,
-workspace) -> E, whose access-order model is tflm_vmcu/access/fused_ops.py.
+workspace) -> E, whose access-order model is cpp/src/access_order.cc.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _hwc(graph: Graph, t: int) -> tuple[int, int, int] | None:
 
 def _pointwise(graph: Graph, op: Operator, src: int) -> bool:
     """A 1x1 CONV_2D reading src."""
-    if op.opcode != "CONV_2D" or op.inputs[0] != src or len(op.inputs) < 2:
+    if op.opcode != "CONV_2D" or len(op.inputs) < 2 or op.inputs[0] != src or op.inputs[1] < 0:
         return False
     f = graph.tensors[op.inputs[1]].shape
     x = _hwc(graph, src)
@@ -85,10 +85,12 @@ def _spatial_pad(graph: Graph, op: Operator, src: int) -> tuple[int, int] | None
     """(top, left) of a PAD of src's rows and columns only (IsSpatialPad in
     cpp/src/kernels/inverted_bottleneck.cc): its pad value is its output zero point, which
     the depthwise conv's input offset cancels, so its taps add 0 like padding taps."""
-    pads_t = graph.tensors[op.inputs[1]] if len(op.inputs) == 2 else None
+    pads_t = graph.tensors[op.inputs[1]] if len(op.inputs) == 2 and op.inputs[1] >= 0 else None
     if op.inputs[0] != src or pads_t is None or pads_t.data is None:
         return None
     dtype = np.int64 if pads_t.itemsize == 8 else np.int32
+    if len(pads_t.data) != 8 * np.dtype(dtype).itemsize:
+        return None
     pads = [int(v) for v in np.frombuffer(pads_t.data, dtype=dtype)]
     if len(pads) != 8 or any(pads[i] for i in (0, 1, 6, 7)) or min(pads) < 0:
         return None
@@ -133,7 +135,9 @@ def _block_at(graph: Graph, k: int, readers: dict[int, list[int]]) -> Block | No
         dw_in, pad_before = ops[i].outputs[0], spatial
         i += 1
     dw = ops[i] if i < len(ops) else None
-    if dw is None or dw.opcode != "DEPTHWISE_CONV_2D" or dw.inputs[0] != dw_in:
+    if dw is None or dw.opcode != "DEPTHWISE_CONV_2D" or len(dw.inputs) < 2:
+        return None
+    if dw.inputs[0] != dw_in or dw.inputs[1] < 0 or len(graph.tensors[dw.inputs[1]].shape) != 4:
         return None
     mid, padded, c = _hwc(graph, b), _hwc(graph, dw_in), _hwc(graph, dw.outputs[0])
     kernel = graph.tensors[dw.inputs[1]].shape[1:3]
