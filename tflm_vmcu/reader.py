@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
-from .errors import ModelError, UnsupportedError
+from .errors import ModelError, TflmVmcuError, UnsupportedError
 from .ir import TENSOR_TYPES, Graph, Operator, Quantization, Tensor
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
@@ -66,7 +66,7 @@ def read_model(source: str | Path | bytes | bytearray) -> Graph:
         raise ModelError("not a .tflite model (file identifier is not 'TFL3')")
     try:
         return _read(data)
-    except ModelError:
+    except TflmVmcuError:
         raise
     except Exception as exc:  # the flatbuffers reader fails with assorted errors
         raise ModelError(
