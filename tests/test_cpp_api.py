@@ -16,9 +16,7 @@ import tflm_vmcu
 pytestmark = pytest.mark.skipif(shutil.which("cmake") is None, reason="cmake not installed")
 
 
-@pytest.fixture(scope="module")
-def run_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    build = tmp_path_factory.mktemp("cmake-build")
+def _build(build: Path, *options: str) -> Path:
     subprocess.run(
         [
             "cmake",
@@ -28,12 +26,18 @@ def run_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
             str(build),
             "-DTFLM_VMCU_BUILD_EXAMPLES=ON",
             "-DCMAKE_BUILD_TYPE=Release",
+            *options,
         ],
         check=True,
         capture_output=True,
     )
     subprocess.run(["cmake", "--build", str(build), "-j2"], check=True, capture_output=True)
     return build / "run_model"
+
+
+@pytest.fixture(scope="module")
+def run_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build(tmp_path_factory.mktemp("cmake-build"))
 
 
 def test_cpp_example_matches_python(run_model: Path, tmp_path: Path) -> None:
@@ -71,3 +75,20 @@ def test_cpp_example_reports_errors(run_model: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert "memory block of 1000 bytes is too small" in proc.stderr
+
+
+def test_plan_verifier_can_be_left_out(run_model: Path, tmp_path: Path) -> None:
+    """An unsafe plan (every tensor at offset 0) is refused by the default build and runs
+    unchecked in a build configured with -DTFLM_VMCU_VERIFY_PLAN=OFF."""
+    from bad_input_catalogue import _all_offsets_zero, _plan_edit
+
+    model = tmp_path / "unsafe.tflite"
+    model.write_bytes(_plan_edit(_all_offsets_zero))
+    (tmp_path / "in.bin").write_bytes(bytes(256))
+    args = [str(model), str(tmp_path / "in.bin"), str(tmp_path / "out.bin")]
+    proc = subprocess.run([str(run_model), *args], capture_output=True, text=True, check=False)
+    assert proc.returncode == 1
+    assert "unsafe memory plan at operator 0 (CONV_2D)" in proc.stderr
+    trusting = _build(tmp_path / "build", "-DTFLM_VMCU_VERIFY_PLAN=OFF")
+    proc = subprocess.run([str(trusting), *args], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr

@@ -61,6 +61,11 @@ uint32_t PlanDigest(const Model& model) {
   return f.h;
 }
 
+void Interpreter::set_verify_plan(bool verify) { verify_plan_ = verify; }
+
+#ifdef TFLM_VMCU_NO_PLAN_VERIFIER
+Status Interpreter::VerifyPlan() { return Status::kOk; }
+#else
 namespace {
 
 // Byte ranges [a, a + an) and [b, b + bn) of a ring of `pool` bytes share no byte.
@@ -72,12 +77,7 @@ bool RingDisjoint(uint32_t a, size_t an, uint32_t b, size_t bn, uint32_t pool) {
 
 }  // namespace
 
-void Interpreter::set_verify_plan(bool verify) { verify_plan_ = verify; }
-
 Status Interpreter::VerifyPlan() {
-#ifdef TFLM_VMCU_NO_PLAN_VERIFIER
-  return Status::kOk;
-#else
   if (!verify_plan_) return Status::kOk;
   const uint32_t n = model_.num_tensors();
   const uint32_t ops = model_.num_operators();
@@ -210,7 +210,7 @@ Status Interpreter::VerifyPlan() {
     }
   }
   return Status::kOk;
-#endif
 }
+#endif
 
 }  // namespace tflm_vmcu
