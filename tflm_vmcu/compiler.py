@@ -10,7 +10,7 @@ from pathlib import Path
 
 from . import _runtime
 from .errors import UnsupportedError
-from .ir import Graph, Operator, check_graph
+from .ir import Graph, Operator, check_graph, check_shapes
 from .lifetimes import live_bytes_per_op
 from .plan_format import write_plan
 from .planner.fused import plan_model
@@ -47,6 +47,7 @@ def check_model(data: bytes) -> Graph:
             f"buffer {graph.external_buffers[0]} stores its data outside the flatbuffer "
             "(buffer offset/size): unsupported"
         )
+    check_shapes(graph)
     check_graph(graph)
     return graph
 

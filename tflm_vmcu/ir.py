@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ModelError, UnsupportedError
 
 # tflite TensorType code -> (name, numpy dtype or None when numpy has no equivalent).
 TENSOR_TYPES: dict[int, tuple[str, Any]] = {
@@ -107,6 +107,32 @@ class Graph:
 
     def activation_tensors(self) -> list[Tensor]:
         return [t for t in self.tensors if not t.is_constant]
+
+
+# The runtime's limits on shapes (kMaxRank, kMaxDim in cpp/, 2 GiB per tensor).
+MAX_RANK = 6
+MAX_DIM = 1 << 24
+MAX_TENSOR_BYTES = (1 << 31) - 1
+
+
+def check_shapes(graph: Graph) -> None:
+    """Raises UnsupportedError (ModelError for a negative dimension) unless every shape is
+    within the runtime's limits (Model::Init in cpp/src/model.cc): rank, dimensions, and
+    bytes (zero dimensions left out) within 2 GiB. Stock TFLM allows more."""
+    for t in graph.tensors:
+        if len(t.shape) > MAX_RANK:
+            raise UnsupportedError(
+                f"tensor '{t.name}' has rank {len(t.shape)}; at most {MAX_RANK} is supported"
+            )
+        nonzero_bytes = max(t.itemsize, 1)
+        for d, dim in enumerate(t.shape):
+            if dim < 0 or dim > MAX_DIM:
+                raise (ModelError if dim < 0 else UnsupportedError)(
+                    f"tensor '{t.name}' has dimension {d} = {dim} (dynamic or out of range)"
+                )
+            nonzero_bytes *= max(dim, 1)
+        if nonzero_bytes > MAX_TENSOR_BYTES:
+            raise UnsupportedError(f"tensor '{t.name}' is larger than 2 GiB")
 
 
 def check_graph(graph: Graph) -> None:

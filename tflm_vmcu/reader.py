@@ -6,19 +6,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
 
 from .errors import ModelError, TflmVmcuError, UnsupportedError
-from .ir import TENSOR_TYPES, Graph, Operator, Quantization, Tensor
+from .ir import Graph, Operator, Quantization, Tensor
 
 _OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
 _OPTION_CLASSES = {v: k for k, v in vars(schema.BuiltinOptions).items() if not k.startswith("_")}
 _SKIP_METHODS = re.compile(r"^(Init|GetRootAs\w*|\w+AsNumpy|\w+Length|\w+IsNone)$")
-# The runtime's limits on shapes (kMaxRank, kMaxDim in cpp/, 2 GiB per tensor).
-MAX_RANK = 6
-MAX_DIM = 1 << 24
-MAX_TENSOR_BYTES = (1 << 31) - 1
 
 
 def _snake(name: str) -> str:
@@ -117,7 +112,6 @@ def _read(data: bytes) -> Graph:
                 axis=q.QuantizedDimension(),
             )
         shape = tuple(int(x) for x in t.ShapeAsNumpy()) if t.ShapeLength() > 0 else ()
-        _check_shape(name, shape, t.Type())
         tensors.append(
             Tensor(
                 index=i,
@@ -168,20 +162,3 @@ def _read(data: bytes) -> Graph:
         metadata,
         external_buffers=external,
     )
-
-
-def _check_shape(name: str, shape: tuple[int, ...], type_code: int) -> None:
-    """The runtime's limits on a shape (Model::Init in cpp/src/model.cc): rank, dimensions,
-    and bytes (zero dimensions left out) within 2 GiB."""
-    if len(shape) > MAX_RANK:
-        raise UnsupportedError(
-            f"tensor '{name}' has rank {len(shape)}; at most {MAX_RANK} is supported"
-        )
-    dtype = TENSOR_TYPES.get(type_code, ("", None))[1]
-    nonzero_bytes = int(np.dtype(dtype).itemsize) if dtype is not None else 1
-    for d, dim in enumerate(shape):
-        if dim < 0 or dim > MAX_DIM:
-            raise ModelError(f"tensor '{name}' has dimension {d} = {dim} (dynamic or out of range)")
-        nonzero_bytes *= max(dim, 1)
-    if nonzero_bytes > MAX_TENSOR_BYTES:
-        raise UnsupportedError(f"tensor '{name}' is larger than 2 GiB")
