@@ -153,7 +153,7 @@ def check_graph(graph: Graph) -> None:
     written = set(graph.inputs)
     for op in ops:
         for k, t in enumerate(op.inputs):
-            if t < 0 or tensors[t].is_constant or t in written:
+            if t < 0 or tensors[t].is_constant or tensors[t].is_variable or t in written:
                 continue
             name = tensors[t].name
             if t in op.outputs:
