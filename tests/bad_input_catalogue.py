@@ -180,6 +180,24 @@ def _placement_outside_pool(plan: Plan) -> object:
     return dataclasses.replace(plan, placements={**plan.placements, t: moved})
 
 
+def _pad_zero_point() -> bytes:
+    """PAD whose output zero point (the padding value) lies outside int8."""
+    b = ModelBuilder(seed=16)
+    y = b.pad(b.input([1, 4, 4, 2]), [(0, 0), (1, 1), (1, 1), (0, 0)])
+    b.tensors[y].quantization = _quant([0.02], [-129])
+    return b.build([y])
+
+
+def _unknown_type(m: schema.ModelT) -> None:
+    m.subgraphs[0].tensors[1].type = 99
+
+
+def _truncated_plan() -> bytes:
+    data = compile_bytes(_conv()).model
+    payload = tflm_vmcu.read_model(data).metadata[PLAN_METADATA]
+    return write_metadata(data, PLAN_METADATA, payload[:40])
+
+
 def _all_offsets_zero(plan: Plan) -> object:
     zero = {t: dataclasses.replace(p, offset=0) for t, p in plan.placements.items()}
     return dataclasses.replace(plan, placements=zero)
@@ -274,6 +292,14 @@ CASES: list[tuple[str, Callable[[], object]]] = [
     (
         "Zero point outside int8",
         lambda: tflm_vmcu.Interpreter(_conv(**{"3.quantization": _quant([0.1], [300])})),
+    ),
+    (
+        "PAD value (output zero point) outside int8",
+        lambda: tflm_vmcu.Interpreter(_pad_zero_point()),
+    ),
+    (
+        "Tensor type code the schema does not define",
+        lambda: tflm_vmcu.Interpreter(_edit_model(_conv(), _unknown_type)),
     ),
     (
         "Weights shape larger than their buffer",
@@ -393,6 +419,7 @@ CASES: list[tuple[str, Callable[[], object]]] = [
         "Plan with a pool too small for its tensors",
         lambda: tflm_vmcu.Interpreter(_plan_edit(lambda p: dataclasses.replace(p, pool_bytes=64))),
     ),
+    ("Plan cut short inside its tensor table", lambda: tflm_vmcu.Interpreter(_truncated_plan())),
     (
         "Plan that puts every tensor at offset 0",
         lambda: tflm_vmcu.Interpreter(_plan_edit(_all_offsets_zero)),

@@ -4,13 +4,16 @@ zones around the block intact."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from conftest import MODELS
 
 import tflm_vmcu
-from tflm_vmcu import OutOfMemoryError, TflmVmcuError
+from tflm_vmcu import ModelError, OutOfMemoryError, TflmVmcuError
 from tflm_vmcu.compiler import compile_bytes
+from tflm_vmcu.plan_format import write_plan
 from tflm_vmcu.synth import ModelBuilder
 
 
@@ -98,5 +101,28 @@ def test_tensor_just_under_2gib_is_not_placed_in_a_small_block() -> None:
     x = b.input([1, 126, 341, 49981])
     data = b.build([b.unary("RELU", x)])
     for memory in (4096, 1 << 20):
-        with pytest.raises(OutOfMemoryError, match="too small"):
+        with pytest.raises(TflmVmcuError, match="need 4096 MiB at once"):
             tflm_vmcu.Interpreter(data, memory_bytes=memory)
+    with pytest.raises(TflmVmcuError, match="need 4096 MiB at once"):
+        tflm_vmcu.Interpreter(data)
+
+
+def test_overwritten_model_output_is_refused_and_seen_by_the_hazard_checker() -> None:
+    """A plan that lets a later operator write over a model output already computed: the
+    verifier refuses it; trusted, the hazard checker sees the caller read a stale output."""
+    b = ModelBuilder(seed=21)
+    x = b.input([1, 8, 8, 4])
+    data = b.build([b.unary("RELU", x), b.unary("RELU6", x)])
+    plan = compile_bytes(data).plan
+    graph = tflm_vmcu.read_model(data)
+    first, second = graph.outputs
+    moved = dataclasses.replace(plan.placements[second], offset=plan.placements[first].offset)
+    bad = write_plan(data, dataclasses.replace(plan, placements={**plan.placements, second: moved}))
+    with pytest.raises(ModelError, match="unsafe memory plan at operator 1 "):
+        tflm_vmcu.Interpreter(bad)
+    interp = tflm_vmcu.Interpreter(bad, check_hazards=True, verify_plan=False)
+    d = interp.get_input_details()[0]
+    interp.set_tensor(d["index"], np.ones(tuple(d["shape"]), dtype=np.int8))
+    interp.invoke()
+    assert interp.hazards > 0
+    assert interp.first_hazard.startswith("the caller (after the last operator) read byte 0")

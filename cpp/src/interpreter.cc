@@ -235,6 +235,10 @@ Status Interpreter::InitTensors() {
                   "tensor '%s' is a variable (stateful) tensor: unsupported", info.name);
     const size_t elem = DTypeSize(info.type);
     const int64_t count = info.shape.FlatSize();
+    // A type code the schema does not define is a corrupt model (TFLM refuses it too).
+    if (!DTypeKnown(info.type))
+      return Fail(Status::kInvalidModel, "tensor '%s' has unknown type code %u", info.name,
+                  static_cast<unsigned>(info.type));
     if (elem == 0) {
       if (info.data == nullptr)
         return Fail(Status::kUnsupportedType, "tensor '%s' has type %s: unsupported", info.name,
@@ -396,7 +400,12 @@ Status Interpreter::PlanActivations() {
     offset[t] = candidate;
     if (candidate + size[t] > pool) pool = candidate + size[t];
   }
-  if (pool > 0x7fffffff || static_cast<uint64_t>(pool) > tail_ - head_room)
+  if (pool > 0x7fffffff)  // no block can hold it: say so at once, in MiB (no 32-bit wrap)
+    return Fail(Status::kInvalidModel,
+                "the model's activations need %u MiB at once, more than the 2048 MiB the runtime "
+                "addresses",
+                static_cast<unsigned>(pool >> 20));
+  if (static_cast<uint64_t>(pool) > tail_ - head_room)
     return Fail(Status::kOutOfMemory,
                 "memory block of %u bytes is too small: needs %u bytes (activation pool %u + "
                 "runtime state %u)",
@@ -446,11 +455,18 @@ Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
                 word(4), digest);
   const size_t words = plan_bytes / 4;
   const size_t ops_at = kPlanHeaderWords + n;
-  if (word(5) != n || words < ops_at + 1 || word(ops_at) != ops || words < ops_at + 1 + ops)
+  if (word(5) != n)
     return Fail(Status::kInvalidModel,
-                "the memory plan is for a model with %u tensors, this one has %u tensors and "
-                "%u operators",
-                word(5), n, ops);
+                "the memory plan is for a model with %u tensors, this one has %u", word(5), n);
+  if (words < ops_at + 1 + ops)
+    return Fail(Status::kInvalidModel,
+                "the memory plan is truncated: %u bytes, its tensor and operator tables need "
+                "more",
+                static_cast<unsigned>(plan_bytes));
+  if (word(ops_at) != ops)
+    return Fail(Status::kInvalidModel,
+                "the memory plan is for a model with %u operators, this one has %u", word(ops_at),
+                ops);
   const size_t blocks_at = ops_at + 1 + ops;
   const uint32_t blocks = words > blocks_at ? word(blocks_at) : 0;
   if (words <= blocks_at || blocks > ops || words < blocks_at + 1 + kBlockWords * blocks)
@@ -638,6 +654,18 @@ Status Interpreter::Invoke() {
     }
     const Status s = node.kernel->eval(ctx);
     if (s != Status::kOk) return s;
+  }
+  // The caller reads the model outputs after the last operator: under the hazard checker,
+  // each must still hold its own bytes (no later write overwrote it).
+  if (hazard_ != nullptr) {
+    hazard_->op = -1;
+    ++hazard_->unit;
+    hazard_->writing = false;
+    for (uint32_t k = 0; k < model_.num_outputs(); ++k) {
+      const Tensor& t = tensors_[model_.output_tensor(k)];
+      if (!t.is_const && t.data != nullptr && t.bytes > 0)
+        hazard_->OnRead(t, t.offset, 0, static_cast<uint32_t>(t.bytes));
+    }
   }
   return Status::kOk;
 }

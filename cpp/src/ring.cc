@@ -15,10 +15,15 @@ void HazardState::OnRead(const Tensor& t, uint32_t pool_pos, uint32_t i, uint32_
     pin[pos] = unit;
     if (tensor[pos] == t.index && element[pos] == static_cast<int32_t>(i + k)) continue;
     if (count++ == 0) {
+      char reader[40];
+      if (op < 0)
+        Format(reader, sizeof(reader), "the caller (after the last operator)");
+      else
+        Format(reader, sizeof(reader), "operator %d", op);
       Format(first, sizeof(first),
-             "operator %d read byte %u of tensor '%s' at pool offset %u, but that byte now "
-             "holds %s %d of tensor %d",
-             op, i + k, t.name, pos, tensor[pos] < 0 ? "nothing:" : "byte", element[pos],
+             "%s read byte %u of tensor '%s' at pool offset %u, but that byte now holds %s %d "
+             "of tensor %d",
+             reader, i + k, t.name, pos, tensor[pos] < 0 ? "nothing:" : "byte", element[pos],
              tensor[pos]);
     }
   }

@@ -37,7 +37,7 @@ struct HazardState {
   uint32_t unit = 1;     // current unit of work
   bool writing = false;  // the current unit has started writing
   uint32_t count = 0;    // hazards seen
-  int32_t op = -1;       // operator being evaluated
+  int32_t op = -1;       // operator being evaluated (-1: the caller, reading outputs)
   char first[256] = {};  // description of the first hazard
 
   void OnRead(const Tensor& t, uint32_t pool_pos, uint32_t i, uint32_t n);

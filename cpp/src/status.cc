@@ -53,13 +53,19 @@ size_t DTypeSize(uint8_t tflite_type) {
   }
 }
 
+namespace {
+const char* const kTypeNames[] = {"FLOAT32", "FLOAT16",    "INT32",  "UINT8",     "INT64",
+                                  "STRING",  "BOOL",       "INT16",  "COMPLEX64", "INT8",
+                                  "FLOAT64", "COMPLEX128", "UINT64", "RESOURCE",  "VARIANT",
+                                  "UINT32",  "UINT16",     "INT4",   "BFLOAT16"};
+}  // namespace
+
+bool DTypeKnown(uint8_t tflite_type) {
+  return tflite_type < sizeof(kTypeNames) / sizeof(kTypeNames[0]);
+}
+
 const char* DTypeName(uint8_t tflite_type) {
-  static const char* const kNames[] = {"FLOAT32", "FLOAT16",    "INT32",  "UINT8",     "INT64",
-                                       "STRING",  "BOOL",       "INT16",  "COMPLEX64", "INT8",
-                                       "FLOAT64", "COMPLEX128", "UINT64", "RESOURCE",  "VARIANT",
-                                       "UINT32",  "UINT16",     "INT4",   "BFLOAT16"};
-  if (tflite_type < sizeof(kNames) / sizeof(kNames[0])) return kNames[tflite_type];
-  return "UNKNOWN";
+  return DTypeKnown(tflite_type) ? kTypeNames[tflite_type] : "UNKNOWN";
 }
 
 }  // namespace tflm_vmcu

@@ -25,6 +25,8 @@ size_t DTypeSize(uint8_t tflite_type);
 
 // Name of a tflite type code ("INT8", "FLOAT32", ...), "UNKNOWN" if not known.
 const char* DTypeName(uint8_t tflite_type);
+// True when the tflite schema defines the type code (supported or not).
+bool DTypeKnown(uint8_t tflite_type);
 
 struct Shape {
   int32_t rank = 0;

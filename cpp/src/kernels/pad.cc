@@ -27,6 +27,10 @@ Status Prepare(OpContext& ctx) {
   const Tensor* out = ctx.output(0);
   if ((s = ExpectType(ctx, in, DType::kInt8, "input")) != Status::kOk) return s;
   if ((s = ExpectType(ctx, out, DType::kInt8, "output")) != Status::kOk) return s;
+  // The padding value is the output's zero point, as in TFLM, which refuses one outside int8.
+  if (out->zero_point < INT8_MIN || out->zero_point > INT8_MAX)
+    return ctx.Fail(Status::kInvalidModel, "output tensor '%s' has zero point %d outside int8",
+                    out->name, out->zero_point);
   const int rank = in->shape.rank;
   if (rank > kMaxDims || out->shape.rank != rank)
     return ctx.Fail(Status::kInvalidShape, "input rank %d, output rank %d (at most %d)", rank,
