@@ -224,24 +224,10 @@ def _other_permutation() -> bytes:
     return _edit_model(compiled, swap)
 
 
-def _block_workspace_on_input() -> bytes:
-    b = ModelBuilder(seed=13)
-    x = b.conv2d(b.input([1, 6, 6, 3]), 8, (3, 3))
-    y = b.conv2d(b.depthwise_conv2d(b.conv2d(x, 24, (1, 1)), 1), 8, (1, 1))
-    data = b.build([b.conv2d(b.elementwise("ADD", x, y), 4, (1, 1))])
-    graph = tflm_vmcu.read_model(data)
-    plan = plan_with_blocks(graph, find_blocks(graph))
-    block = find_blocks(graph)[0]
-    on_input = plan.placements[block.input].offset
-    plan.blocks = [dataclasses.replace(plan.blocks[0], workspace_offset=on_input)]
-    plan.pool_bytes = max(plan.pool_bytes, on_input + plan.blocks[0].workspace_bytes)
-    return write_plan(data, plan)
-
-
-def _block(**changes: Any) -> bytes:
+def _block(edit: Callable[[Plan, Any], object] | None = None, **changes: Any) -> bytes:
     """A model with one inverted-bottleneck block (3x3 conv, 1x1 expand, depthwise, 1x1
     project, residual ADD, 1x1 conv), compiled with the block fused; `changes` edits the
-    plan's fused-block entry."""
+    plan's fused-block entry, `edit(plan, block)` the plan."""
     b = ModelBuilder(seed=13)
     x = b.conv2d(b.input([1, 6, 6, 3]), 8, (3, 3))
     y = b.conv2d(b.depthwise_conv2d(b.conv2d(x, 24, (1, 1)), 1), 8, (1, 1))
@@ -249,7 +235,15 @@ def _block(**changes: Any) -> bytes:
     graph = tflm_vmcu.read_model(data)
     plan = plan_with_blocks(graph, find_blocks(graph))
     plan.blocks = [dataclasses.replace(plan.blocks[0], **changes)]
+    if edit is not None:
+        edit(plan, find_blocks(graph)[0])
     return write_plan(data, plan)
+
+
+def _workspace_on_input(plan: Plan, block: Any) -> None:
+    on_input = plan.placements[block.input].offset
+    plan.blocks = [dataclasses.replace(plan.blocks[0], workspace_offset=on_input)]
+    plan.pool_bytes = max(plan.pool_bytes, on_input + plan.blocks[0].workspace_bytes)
 
 
 def _block_on_constant() -> bytes:
@@ -426,7 +420,7 @@ CASES: list[tuple[str, Callable[[], object]]] = [
     ),
     (
         "Plan whose fused block's workspace lies on the block input",
-        lambda: tflm_vmcu.Interpreter(_block_workspace_on_input()),
+        lambda: tflm_vmcu.Interpreter(_block(_workspace_on_input)),
     ),
     (
         "Plan for the same graph with another dilation",

@@ -14,32 +14,6 @@ from typing import Any
 from .. import _runtime
 from ..ir import Graph, Operator
 
-# Builtin ops with an access-order model (MinDisplacement in cpp/src/access_order.cc).
-_MODELLED = frozenset(
-    {
-        "ADD",
-        "AVERAGE_POOL_2D",
-        "CONCATENATION",
-        "CONV_2D",
-        "DEPTHWISE_CONV_2D",
-        "DEQUANTIZE",
-        "FULLY_CONNECTED",
-        "HARD_SWISH",
-        "LOGISTIC",
-        "MAX_POOL_2D",
-        "MEAN",
-        "MUL",
-        "PAD",
-        "QUANTIZE",
-        "RELU",
-        "RELU6",
-        "RESHAPE",
-        "SOFTMAX",
-        "TRANSPOSE",
-    }
-)
-
-
 def _operand(graph: Graph, t: int, with_data: bool = True) -> tuple[Any, ...] | None:
     if t < 0:
         return None
@@ -61,8 +35,6 @@ def min_displacement(
         return None
     if op.opcode == BLOCK_OP:
         return block_min_displacement(op.options["block"]) if input_pos == 0 else None
-    if op.opcode not in _MODELLED:
-        return None
     d = _runtime.min_displacement(
         op.builtin_code,
         op.options,
@@ -100,7 +72,3 @@ def block_min_displacement(block: Any) -> int:
             }
         )
     )
-
-
-def modelled_ops() -> set[str]:
-    return set(_MODELLED)
