@@ -14,6 +14,7 @@ from typing import Any
 from .. import _runtime
 from ..ir import Graph, Operator
 
+
 def _operand(graph: Graph, t: int, with_data: bool = True) -> tuple[Any, ...] | None:
     if t < 0:
         return None
