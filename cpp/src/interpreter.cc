@@ -10,6 +10,7 @@
 #include "node.h"
 #include "op_names.h"
 #include "op_options.h"
+#include "plan_reader.h"
 #include "plan_verifier.h"
 #include "registry.h"
 #include "ring.h"
@@ -164,7 +165,7 @@ Status Interpreter::AllocateTensors() {
   size_t plan_bytes = 0;
   const uint8_t* plan = nullptr;
   Status st = CheckAndPrepare(&plan, &plan_bytes);
-  if (st == Status::kOk) st = plan != nullptr ? ApplyPlan(plan, plan_bytes) : PlanActivations();
+  if (st == Status::kOk) st = plan != nullptr ? ApplyPlan() : PlanActivations();
   if (st != Status::kOk) return st;
   allocated_ = true;
   status_ = Status::kOk;
@@ -423,62 +424,18 @@ Status Interpreter::PlanActivations() {
   return Status::kOk;
 }
 
-// A plan written by the compiler (tflm_vmcu/plan_format.py): little-endian u32 words
-//   [magic 'VMCP', version 4, pool bytes, segment bytes, graph digest, tensor count,
-//    offset per tensor,
-//    op count, start word of each op's data (-1: none),
-//    fused block count, per block (first op, last op, mode, workspace offset, workspace
-//    bytes; mode 0: rows, 1: window),
-//    data words]
-// with offset -1 for tensors outside the pool (constants, and the tensors inside a fused
-// block, which never exist). Every offset is checked before use.
-namespace {
-constexpr uint32_t kPlanMagic = 0x50434D56;  // "VMCP"
-constexpr size_t kPlanHeaderWords = 6;
-constexpr uint32_t kPlanVersion = 4;
-constexpr size_t kBlockWords = 5;
-}  // namespace
-
 Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
-  const uint32_t n = model_.num_tensors();
-  const uint32_t ops = model_.num_operators();
-  auto word = [&](size_t i) { return fb::LoadU32(plan + 4 * i); };
-  if (plan_bytes < 4 * kPlanHeaderWords || (plan_bytes & 3) != 0 || word(0) != kPlanMagic ||
-      word(1) != kPlanVersion)
-    return Fail(Status::kInvalidModel, "metadata '%s' is not a version-%u tflm-vmcu plan",
-                kPlanMetadataName, kPlanVersion);
-  const uint32_t digest = PlanDigest(model_);
-  if (word(4) != digest)
-    return Fail(Status::kInvalidModel,
-                "the memory plan belongs to another model (its graph, operator options or small "
-                "constants differ: plan digest %u, this model %u)",
-                word(4), digest);
-  const size_t words = plan_bytes / 4;
-  const size_t ops_at = kPlanHeaderWords + n;
-  if (word(5) != n)
-    return Fail(Status::kInvalidModel,
-                "the memory plan is for a model with %u tensors, this one has %u", word(5), n);
-  if (words < ops_at + 1 + ops)
-    return Fail(Status::kInvalidModel,
-                "the memory plan is truncated: %u bytes, its tensor and operator tables need "
-                "more",
-                static_cast<unsigned>(plan_bytes));
-  if (word(ops_at) != ops)
-    return Fail(Status::kInvalidModel,
-                "the memory plan is for a model with %u operators, this one has %u", word(ops_at),
-                ops);
-  const size_t blocks_at = ops_at + 1 + ops;
-  const uint32_t blocks = words > blocks_at ? word(blocks_at) : 0;
-  if (words <= blocks_at || blocks > ops || words < blocks_at + 1 + kBlockWords * blocks)
-    return Fail(Status::kInvalidModel, "the memory plan's fused-block table is truncated");
-  plan_blocks_ = plan + 4 * (blocks_at + 1);
-  plan_num_blocks_ = blocks;
-  const size_t data_at = blocks_at + 1 + kBlockWords * blocks;
-  // Op data is handed to kernels as int32 arrays in place: it must be aligned.
-  if ((reinterpret_cast<uintptr_t>(plan) & 3) != 0) return Status::kOk;
-  plan_op_starts_ = plan + 4 * (ops_at + 1);
-  plan_op_data_ = plan + 4 * data_at;
-  plan_op_words_ = static_cast<uint32_t>(words - data_at);
+  PlanTables t;
+  char why[sizeof(error_)];
+  if (!ReadPlanTables(model_, plan, plan_bytes, &t, why, sizeof(why)))
+    return Fail(Status::kInvalidModel, "%s", why);
+  plan_pool_ = t.pool_bytes;
+  plan_offsets_ = t.offsets;
+  plan_blocks_ = t.blocks;
+  plan_num_blocks_ = t.num_blocks;
+  plan_op_starts_ = t.op_starts;
+  plan_op_data_ = t.op_data;
+  plan_op_words_ = t.op_words;
   return Status::kOk;
 }
 
@@ -488,6 +445,7 @@ Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
 Status Interpreter::ApplyBlocks(uint32_t pool) {
   const uint32_t ops = model_.num_operators();
   auto word = [&](size_t i) { return fb::LoadU32(plan_blocks_ + 4 * i); };
+  constexpr size_t kBlockWords = kPlanBlockWords;
   uint32_t next_free = 0;  // blocks must be ordered and disjoint
   if (plan_num_blocks_ > 0) {
     blocks_ = static_cast<Bottleneck*>(
@@ -583,11 +541,9 @@ const int32_t* Interpreter::PlannedOpData(int op_index, uint32_t* words) const {
   return reinterpret_cast<const int32_t*>(plan_op_data_) + start;
 }
 
-Status Interpreter::ApplyPlan(const uint8_t* plan, size_t plan_bytes) {
+Status Interpreter::ApplyPlan() {
   const uint32_t n = model_.num_tensors();
-  auto word = [&](size_t i) { return fb::LoadU32(plan + 4 * i); };
-  (void)plan_bytes;  // sizes were checked by ReadPlanOpData
-  const uint32_t pool = word(2);
+  const uint32_t pool = plan_pool_;
   const uintptr_t base = AlignUp(reinterpret_cast<uintptr_t>(memory_), kPoolAlignment);
   const size_t head_room = base - reinterpret_cast<uintptr_t>(memory_);
   pool_ = reinterpret_cast<uint8_t*>(base);
@@ -604,7 +560,7 @@ Status Interpreter::ApplyPlan(const uint8_t* plan, size_t plan_bytes) {
                 static_cast<unsigned>(state_bytes_));
   for (uint32_t i = 0; i < n; ++i) {
     Tensor& t = tensors_[i];
-    const int32_t offset = static_cast<int32_t>(word(kPlanHeaderWords + i));
+    const int32_t offset = static_cast<int32_t>(fb::LoadU32(plan_offsets_ + 4 * size_t{i}));
     if (t.is_const) continue;
     if (offset < 0 || static_cast<uint32_t>(offset) >= (pool == 0 ? 1 : pool) || t.bytes > pool) {
       if (offset < 0 && (t.bytes == 0 || InsideBlock(t))) continue;

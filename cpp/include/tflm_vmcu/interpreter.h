@@ -111,7 +111,7 @@ class Interpreter {
   Status PrepareNodes();
   Status PlanActivations();
   Status ReadPlanOpData(const uint8_t* plan, size_t plan_bytes);
-  Status ApplyPlan(const uint8_t* plan, size_t plan_bytes);
+  Status ApplyPlan();  // after ReadPlanOpData
   Status ApplyBlocks(uint32_t pool);
   bool InsideBlock(const Tensor& t) const;
   const int32_t* PlannedOpData(int op_index, uint32_t* words) const;
@@ -126,6 +126,8 @@ class Interpreter {
   size_t pool_bytes_ = 0;
   bool has_plan_ = false;
   HazardState* hazard_ = nullptr;
+  uint32_t plan_pool_ = 0;                   // the plan's pool bytes
+  const uint8_t* plan_offsets_ = nullptr;    // in the model: int32 offset per tensor
   const uint8_t* plan_op_starts_ = nullptr;  // in the model: per-op start words
   const uint8_t* plan_op_data_ = nullptr;    // in the model: int32 op data
   uint32_t plan_op_words_ = 0;
