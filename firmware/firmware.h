@@ -1,5 +1,5 @@
 // Shared by the startup code and main.cc: exit codes, stack painting, the SysTick
-// counter. tflm_vmcu/firmware.py decodes the same exit codes.
+// counter. tflm_vmcu/firmware/qemu.py decodes the same exit codes.
 #pragma once
 
 #include <stdint.h>

@@ -471,7 +471,7 @@ def test_without_the_plugin_the_count_falls_back_to_icount(
 ) -> None:
     """No host compiler, or a QEMU that cannot load the plugin: the firmware still runs,
     and the instructions are the SysTick estimate, saying why."""
-    import tflm_vmcu.firmware as fw
+    from tflm_vmcu.firmware import counting as fw
 
     model = _model("op_pad.tflite")
 
