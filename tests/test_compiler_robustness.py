@@ -376,8 +376,9 @@ def test_huge_tensors_are_planned_or_refused_without_allocating_them(tmp_path: P
         sys.exit(10 * codes[0] + codes[1] + 100 * codes[2])
         """
     )
+    # From tmp_path, so the installed package is imported rather than the source tree.
     proc = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=tmp_path
     )
     err = proc.stderr.splitlines()
     assert proc.returncode == 10, proc.stderr
