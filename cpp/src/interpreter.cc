@@ -7,6 +7,7 @@
 #include "format.h"
 #include "kernels/inverted_bottleneck.h"
 #include "kernels/kernel.h"
+#include "model_tensor.h"
 #include "node.h"
 #include "op_names.h"
 #include "op_options.h"
@@ -220,49 +221,11 @@ Status Interpreter::InitTensors() {
     return Fail(Status::kOutOfMemory,
                 "memory block of %u bytes is too small for %u tensor structs (%u bytes)",
                 static_cast<unsigned>(memory_size_), n, static_cast<unsigned>(sizeof(Tensor) * n));
+  char why[sizeof(error_)];
   for (uint32_t i = 0; i < n; ++i) {
-    const TensorInfo info = model_.tensor(i);
-    Tensor& t = tensors_[i];
-    t = Tensor();
-    t.index = static_cast<int32_t>(i);
-    t.name = info.name;
-    t.shape = info.shape;
-    t.type = static_cast<DType>(info.type);
-    t.scale = info.scale;
-    t.zero_point = info.zero_point;
-    t.channels = info.channels;
-    if (info.is_variable)
-      return Fail(Status::kUnsupportedType,
-                  "tensor '%s' is a variable (stateful) tensor: unsupported", info.name);
-    const size_t elem = DTypeSize(info.type);
-    const int64_t count = info.shape.FlatSize();
-    // A type code the schema does not define is a corrupt model (TFLM refuses it too).
-    if (!DTypeKnown(info.type))
-      return Fail(Status::kInvalidModel, "tensor '%s' has unknown type code %u", info.name,
-                  static_cast<unsigned>(info.type));
-    if (elem == 0) {
-      if (info.data == nullptr)
-        return Fail(Status::kUnsupportedType, "tensor '%s' has type %s: unsupported", info.name,
-                    DTypeName(info.type));
-      t.bytes = info.data_bytes;  // opaque constant; kernels reject it if they read it
-    } else {
-      if (count > 0x7fffffff / static_cast<int64_t>(elem))
-        return Fail(Status::kInvalidModel, "tensor '%s' is larger than 2 GiB", info.name);
-      t.bytes = static_cast<size_t>(count) * elem;
-    }
-    if (info.data != nullptr) {
-      if (elem != 0 && info.data_bytes != t.bytes)
-        return Fail(Status::kInvalidModel,
-                    "tensor '%s' holds %u bytes of data but its shape and type need %u", info.name,
-                    static_cast<unsigned>(info.data_bytes), static_cast<unsigned>(t.bytes));
-      const size_t align = elem > 4 ? 4 : (elem == 0 ? 1 : elem);
-      if ((reinterpret_cast<uintptr_t>(info.data) % align) != 0)
-        return Fail(Status::kInvalidModel,
-                    "constant tensor '%s' is not %u-byte aligned in the model", info.name,
-                    static_cast<unsigned>(align));
-      t.is_const = true;
-      t.data = const_cast<uint8_t*>(info.data);  // read-only: kernels never write inputs
-    }
+    const Status st =
+        TensorFromModel(model_.tensor(i), static_cast<int32_t>(i), &tensors_[i], why, sizeof(why));
+    if (st != Status::kOk) return Fail(st, "%s", why);
   }
   return Status::kOk;
 }
