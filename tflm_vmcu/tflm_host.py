@@ -1,0 +1,154 @@
+"""Runs models in stock TFLM built on the host from a TFLM tree (tools/tflm_host).
+
+`run_stock` builds (cached, see tflm_build) tools/tflm_host/stock_main.cc against the
+tree and runs a model in it: TFLM's own planner and reference kernels, every op of
+tools/tflm_host/all_ops.h registered.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TflmVmcuError
+from .reader import read_model
+from .tflm_build import build_program, cache_root
+
+_USED_RE = re.compile(r"^arena_used_bytes=(\d+)$", re.MULTILINE)
+_FIRST_ARENA = 16 << 20  # first try when no arena is given
+_MAX_ARENA = 1 << 30
+_ALIGN = 16
+
+
+def source_dir() -> Path:
+    """The checkout holding tools/tflm_host (TFLM_VMCU_SOURCE_DIR overrides)."""
+    env = os.environ.get("TFLM_VMCU_SOURCE_DIR")
+    root = Path(env) if env else Path(__file__).resolve().parent.parent
+    if not (root / "tools" / "tflm_host" / "stock_main.cc").is_file():
+        raise TflmVmcuError(
+            f"tools/tflm_host not found under {root}: run from a source checkout "
+            "or set TFLM_VMCU_SOURCE_DIR"
+        )
+    return root
+
+
+def stock_program(tree: Path, cache_dir: Path | None = None) -> Path:
+    """Builds (cached) the stock-TFLM host runner for `tree`; returns its path."""
+    src = source_dir() / "tools" / "tflm_host" / "stock_main.cc"
+    out = cache_root(cache_dir) / "bin" / "stock_main"
+    return build_program(tree, [src], out, include_dirs=[src.parent], cache_dir=cache_dir)
+
+
+class _Runner:
+    """Runs one model with given inputs at different arena sizes."""
+
+    def __init__(self, program: Path, model: bytes, inputs: list[np.ndarray], tmp: str) -> None:
+        self.program, self.dir = program, Path(tmp)
+        (self.dir / "model.tflite").write_bytes(model)
+        self.inputs = []
+        for i, arr in enumerate(inputs):
+            path = self.dir / f"in_{i}.bin"
+            path.write_bytes(np.ascontiguousarray(arr).tobytes())
+            self.inputs.append(str(path))
+        self.out = self.dir / "out"
+        self.out.mkdir()
+
+    def run(self, arena: int) -> subprocess.CompletedProcess[str]:
+        for f in self.out.iterdir():
+            f.unlink()
+        cmd = [str(self.program), str(self.dir / "model.tflite"), str(arena), str(self.out)]
+        return subprocess.run(
+            [*cmd, *self.inputs], capture_output=True, text=True, check=False, timeout=600
+        )
+
+
+def _message(proc: subprocess.CompletedProcess[str]) -> str:
+    why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+    lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
+    return f"stock TFLM failed ({why}): {' | '.join(lines[-4:]) or 'no message'}"
+
+
+def _looks_like_arena(proc: subprocess.CompletedProcess[str]) -> bool:
+    return proc.returncode == 1 and "AllocateTensors failed" in proc.stderr
+
+
+def _smallest_arena(runner: _Runner) -> int:
+    """Bisection over multiples of 16 for the smallest arena that runs: first a large
+    arena (doubled while AllocateTensors fails), then arena_used_bytes rounded up as a
+    hint (usually the answer), then bisection between the largest failure and the
+    smallest success."""
+    hi = _FIRST_ARENA
+    ok = runner.run(hi)
+    while ok.returncode != 0:
+        if not _looks_like_arena(ok) or hi >= _MAX_ARENA:
+            raise TflmVmcuError(_message(ok))
+        hi *= 2
+        ok = runner.run(hi)
+    lo = 0  # largest arena known to fail (0: none tried)
+    hint = -(-_used(ok) // _ALIGN) * _ALIGN
+    for probe in (hint, hint - _ALIGN):
+        if lo < probe < hi:
+            if runner.run(probe).returncode == 0:
+                hi = probe
+            else:
+                lo = probe
+    while hi - lo > _ALIGN:
+        mid = (lo + hi) // 2 // _ALIGN * _ALIGN
+        if runner.run(mid).returncode == 0:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _used(proc: subprocess.CompletedProcess[str]) -> int:
+    m = _USED_RE.search(proc.stdout)
+    if m is None:
+        raise TflmVmcuError(f"stock TFLM printed no arena_used_bytes: {proc.stdout[-200:]!r}")
+    return int(m.group(1))
+
+
+def smallest_arena(
+    tree: Path, model_bytes: bytes, inputs: list[np.ndarray], cache_dir: Path | None = None
+) -> tuple[int, int]:
+    """The smallest arena (a multiple of 16 bytes, found by bisection) with which stock
+    TFLM runs the model on these inputs, and arena_used_bytes() reported with it."""
+    program = stock_program(tree, cache_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = _Runner(program, model_bytes, inputs, tmp)
+        arena = _smallest_arena(runner)
+        return arena, _used(runner.run(arena))
+
+
+def run_stock(
+    tree: Path,
+    model_bytes: bytes,
+    inputs: list[np.ndarray],
+    arena_bytes: int | None = None,
+    cache_dir: Path | None = None,
+) -> tuple[list[np.ndarray], int]:
+    """Runs the model once in stock TFLM built from `tree`; returns the outputs (dtype
+    and shape from the model) and interpreter.arena_used_bytes().
+
+    With arena_bytes None, runs with the smallest arena that works, found by bisection
+    on multiples of 16 bytes (arena_used_bytes rounded up to 16 is tried first; TFLM may
+    need more than it reports, for temporary allocations during setup). Raises
+    TflmVmcuError with TFLM's message if AllocateTensors or Invoke fails."""
+    graph = read_model(model_bytes)
+    program = stock_program(tree, cache_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = _Runner(program, model_bytes, inputs, tmp)
+        arena = _smallest_arena(runner) if arena_bytes is None else arena_bytes
+        proc = runner.run(arena)
+        if proc.returncode != 0:
+            raise TflmVmcuError(_message(proc))
+        outputs = []
+        for k, t in enumerate(graph.tensors[i] for i in graph.outputs):
+            raw = (runner.out / f"out_{k}.bin").read_bytes()
+            outputs.append(np.frombuffer(raw, dtype=t.np_dtype).reshape(t.shape).copy())
+        return outputs, _used(proc)
