@@ -182,7 +182,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 def _first_error(output: str) -> str:
     lines = output.splitlines()
-    for marker in (" error:", "error:", "undefined reference", "fatal"):
+    for marker in ("undefined reference", " error:", "error:", "fatal"):
         for line in lines:
             if marker in line:
                 return line.strip()

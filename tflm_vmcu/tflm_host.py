@@ -1,12 +1,15 @@
-"""Runs models in stock TFLM built on the host from a TFLM tree (tools/tflm_host).
+"""Runs models in TFLM built on the host from a TFLM tree (tools/tflm_host).
 
 `run_stock` builds (cached, see tflm_build) tools/tflm_host/stock_main.cc against the
 tree and runs a model in it: TFLM's own planner and reference kernels, every op of
-tools/tflm_host/all_ops.h registered.
+tools/tflm_host/all_ops.h registered. `run_plugin` runs the same program built with the
+tflm-vmcu plug-in (cpp/tflm_plugin): the model's plan places the buffers and this runtime's
+ring kernels run the ops it has.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -37,11 +40,25 @@ def source_dir() -> Path:
     return root
 
 
-def stock_program(tree: Path, cache_dir: Path | None = None) -> Path:
-    """Builds (cached) the stock-TFLM host runner for `tree`; returns its path."""
-    src = source_dir() / "tools" / "tflm_host" / "stock_main.cc"
-    out = cache_root(cache_dir) / "bin" / "stock_main"
-    return build_program(tree, [src], out, include_dirs=[src.parent], cache_dir=cache_dir)
+def stock_program(tree: Path, cache_dir: Path | None = None, plugin: bool = False) -> Path:
+    """Builds (cached) the host runner for `tree`, with the plug-in or stock; returns its
+    path."""
+    root = source_dir()
+    src = root / "tools" / "tflm_host" / "stock_main.cc"
+    # One copy per tree, so that runs against two trees never swap programs.
+    tag = hashlib.sha256(str(Path(tree).resolve()).encode()).hexdigest()[:12]
+    name = "plugin_main" if plugin else "stock_main"
+    out = cache_root(cache_dir) / "bin" / f"{name}-{tag}"
+    if not plugin:
+        return build_program(tree, [src], out, include_dirs=[src.parent], cache_dir=cache_dir)
+    # The plug-in and the runtime's own sources: the kernels the interpreter runs.
+    runtime = sorted((root / "cpp" / "src").rglob("*.cc"))
+    sources = [src, root / "cpp" / "tflm_plugin" / "tflm_plugin.cc", *runtime]
+    includes = [src.parent, root / "cpp" / "include", root / "cpp" / "src"]
+    includes.append(root / "cpp" / "tflm_plugin" / "include")
+    return build_program(
+        tree, sources, out, include_dirs=includes, defines=["TFLM_VMCU_PLUGIN"], cache_dir=cache_dir
+    )
 
 
 class _Runner:
@@ -114,11 +131,16 @@ def _used(proc: subprocess.CompletedProcess[str]) -> int:
 
 
 def smallest_arena(
-    tree: Path, model_bytes: bytes, inputs: list[np.ndarray], cache_dir: Path | None = None
+    tree: Path,
+    model_bytes: bytes,
+    inputs: list[np.ndarray],
+    cache_dir: Path | None = None,
+    plugin: bool = False,
 ) -> tuple[int, int]:
     """The smallest arena (a multiple of 16 bytes, found by bisection) with which stock
-    TFLM runs the model on these inputs, and arena_used_bytes() reported with it."""
-    program = stock_program(tree, cache_dir)
+    TFLM (or TFLM with the plug-in) runs the model on these inputs, and arena_used_bytes()
+    reported with it."""
+    program = stock_program(tree, cache_dir, plugin)
     with tempfile.TemporaryDirectory() as tmp:
         runner = _Runner(program, model_bytes, inputs, tmp)
         arena = _smallest_arena(runner)
@@ -131,8 +153,10 @@ def run_stock(
     inputs: list[np.ndarray],
     arena_bytes: int | None = None,
     cache_dir: Path | None = None,
+    plugin: bool = False,
 ) -> tuple[list[np.ndarray], int]:
-    """Runs the model once in stock TFLM built from `tree`; returns the outputs (dtype
+    """Runs the model once in stock TFLM built from `tree` (with `plugin`, in TFLM with the
+    tflm-vmcu plug-in: the model must carry a plan for it); returns the outputs (dtype
     and shape from the model) and interpreter.arena_used_bytes().
 
     With arena_bytes None, runs with the smallest arena that works, found by bisection
@@ -140,7 +164,7 @@ def run_stock(
     need more than it reports, for temporary allocations during setup). Raises
     TflmVmcuError with TFLM's message if AllocateTensors or Invoke fails."""
     graph = read_model(model_bytes)
-    program = stock_program(tree, cache_dir)
+    program = stock_program(tree, cache_dir, plugin)
     with tempfile.TemporaryDirectory() as tmp:
         runner = _Runner(program, model_bytes, inputs, tmp)
         arena = _smallest_arena(runner) if arena_bytes is None else arena_bytes
@@ -152,3 +176,14 @@ def run_stock(
             raw = (runner.out / f"out_{k}.bin").read_bytes()
             outputs.append(np.frombuffer(raw, dtype=t.np_dtype).reshape(t.shape).copy())
         return outputs, _used(proc)
+
+
+def run_plugin(
+    tree: Path,
+    model_bytes: bytes,
+    inputs: list[np.ndarray],
+    arena_bytes: int | None = None,
+    cache_dir: Path | None = None,
+) -> tuple[list[np.ndarray], int]:
+    """run_stock with the plug-in (`tflm-vmcu compile --target tflm-plugin` models)."""
+    return run_stock(tree, model_bytes, inputs, arena_bytes, cache_dir, plugin=True)

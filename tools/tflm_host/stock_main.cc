@@ -1,4 +1,7 @@
-// Stock TFLM on the host: runs a model with TFLM's own planner and kernels.
+// Stock TFLM on the host: runs a model with TFLM's own planner and kernels. Built with
+// -DTFLM_VMCU_PLUGIN, the same runner is an application using the tflm-vmcu plug-in
+// (tflm_vmcu/tflm_plugin.h): the model's plan places the buffers and the ring kernels run
+// every op this runtime has (TFLM's kernels the rest).
 //
 //   stock_main MODEL.tflite ARENA_BYTES OUT_DIR IN_0.bin [IN_1.bin ...]
 //
@@ -15,6 +18,11 @@
 #include "all_ops.h"
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/schema/schema_generated.h"
+#ifdef TFLM_VMCU_PLUGIN
+#include "tensorflow/lite/micro/micro_allocator.h"
+#include "tflm_vmcu/interpreter.h"
+#include "tflm_vmcu/tflm_plugin.h"
+#endif
 
 namespace {
 
@@ -56,25 +64,10 @@ bool WriteFile(const std::string& path, const void* data, size_t size) {
   return std::fclose(f) == 0 && ok;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  if (argc < 5) {
-    std::fprintf(stderr, "usage: %s MODEL.tflite ARENA_BYTES OUT_DIR IN_0.bin [IN_1.bin ...]\n",
-                 argv[0]);
-    return 1;
-  }
-  size_t model_size = 0;
-  uint8_t* model_data = ReadFile(argv[1], &model_size);
-  if (model_data == nullptr) return Fail("cannot read model", argv[1]);
-  char* end = nullptr;
-  const unsigned long long arena_size = std::strtoull(argv[2], &end, 10);
-  if (end == argv[2] || *end != '\0' || arena_size == 0) {
-    return Fail("ARENA_BYTES is not a positive integer", argv[2]);
-  }
-  uint8_t* arena = AllocAligned(arena_size);
-  if (arena == nullptr) return Fail("cannot allocate the arena", argv[2]);
-
+// Everything after reading the model: the interpreter is destroyed on return, before
+// main() frees the arena it points into.
+int Run(char** argv, size_t num_inputs, const uint8_t* model_data, uint8_t* arena,
+        size_t arena_size) {
   const tflite::Model* model = tflite::GetModel(model_data);
   if (model->version() != TFLITE_SCHEMA_VERSION) {
     return Fail("unsupported model schema version", std::to_string(model->version()));
@@ -83,10 +76,9 @@ int main(int argc, char** argv) {
   if (tflm_vmcu_host::AddAllOps(resolver) != kTfLiteOk) return Fail("op registration failed");
   tflite::MicroInterpreter interpreter(model, resolver, arena, arena_size);
   if (interpreter.AllocateTensors() != kTfLiteOk) {
-    return Fail("AllocateTensors failed", "arena of " + std::string(argv[2]) + " bytes");
+    return Fail("AllocateTensors failed", "arena of " + std::to_string(arena_size) + " bytes");
   }
 
-  const size_t num_inputs = static_cast<size_t>(argc - 4);
   if (num_inputs != interpreter.inputs_size()) {
     return Fail("wrong number of inputs", "model has " + std::to_string(interpreter.inputs_size()) +
                                               ", given " + std::to_string(num_inputs));
@@ -96,13 +88,14 @@ int main(int argc, char** argv) {
     size_t size = 0;
     uint8_t* data = ReadFile(argv[4 + i], &size);
     if (data == nullptr) return Fail("cannot read input", argv[4 + i]);
-    if (size != input->bytes) {
+    const bool size_ok = size == input->bytes;
+    if (size_ok) std::memcpy(input->data.raw, data, size);
+    std::free(data);
+    if (!size_ok) {
       return Fail("input size mismatch", std::string(argv[4 + i]) + " has " + std::to_string(size) +
                                              " bytes, input " + std::to_string(i) + " needs " +
                                              std::to_string(input->bytes));
     }
-    std::memcpy(input->data.raw, data, size);
-    std::free(data);
   }
 
   if (interpreter.Invoke() != kTfLiteOk) return Fail("Invoke failed");
@@ -115,7 +108,29 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("arena_used_bytes=%zu\n", interpreter.arena_used_bytes());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 5) {
+    std::fprintf(stderr, "usage: %s MODEL.tflite ARENA_BYTES OUT_DIR IN_0.bin [IN_1.bin ...]\n",
+                 argv[0]);
+    return 1;
+  }
+  char* end = nullptr;
+  const unsigned long long arena_size = std::strtoull(argv[2], &end, 10);
+  if (end == argv[2] || *end != '\0' || arena_size == 0) {
+    return Fail("ARENA_BYTES is not a positive integer", argv[2]);
+  }
+  size_t model_size = 0;
+  uint8_t* model_data = ReadFile(argv[1], &model_size);
+  if (model_data == nullptr) return Fail("cannot read model", argv[1]);
+  uint8_t* arena = AllocAligned(arena_size);
+  if (arena == nullptr) return Fail("cannot allocate the arena", argv[2]);
+  const int status = Run(argv, static_cast<size_t>(argc - 4), model_data, arena, arena_size);
   std::free(arena);
   std::free(model_data);
-  return 0;
+  return status;
 }
