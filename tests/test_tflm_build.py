@@ -5,6 +5,7 @@ errors. Needs ../shared/third_party/tflite-micro/reference (skipped without it).
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -157,3 +158,18 @@ def test_stock_runner_reports_tflm_errors(stock: Path, cache: Path) -> None:
     wrong = [np.zeros((1, 3), np.int8)]
     with pytest.raises(TflmVmcuError, match="input size mismatch"):
         run_stock(TREE, data, wrong, arena_bytes=1 << 20, cache_dir=cache)
+
+
+def test_library_compile_error_names_the_file(tmp_path: Path) -> None:
+    """A tree whose first source does not compile: one error naming that file and the
+    compiler's first error line (the other sources are not all compiled first)."""
+    tree = tmp_path / "tree"
+    shutil.copytree(TREE, tree)
+    first = "tensorflow/compiler/mlir/lite/core/api/error_reporter.cc"  # sources are sorted
+    (tree / first).write_text("this is not C++;\n")
+    with pytest.raises(TflmVmcuError) as err:
+        tflm_library(tree, tmp_path / "cache")
+    message = str(err.value)
+    assert f"compiling {first} failed" in message
+    assert "error_reporter.cc:1:1: error:" in message
+    assert "\n" not in message

@@ -340,7 +340,11 @@ def build_program(
     program, manifest = entry / "program", entry / "deps.json"
     with _locked(entry.with_suffix(".lock")):
         if not (program.is_file() and _deps_unchanged(manifest)):
-            _build_program(cxx, srcs, flags, libs, lib, entry)
+            try:
+                _build_program(cxx, srcs, flags, libs, lib, entry)
+            except TflmVmcuError:
+                shutil.rmtree(entry, ignore_errors=True)  # leave no half-built entry
+                raise
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
