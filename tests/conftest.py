@@ -38,3 +38,20 @@ def require_shared(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} not present (real third-party models live in ../shared/models)")
     return path
+
+
+# TFLM source tree for the host builds (tests/test_tflm_build.py, tests/test_tflm_plugin.py).
+TFLM_TREE = ROOT.parent / "shared" / "third_party" / "tflite-micro" / "reference"
+
+
+@pytest.fixture(scope="session")
+def tflm_cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where host TFLM builds are cached: $TFLM_VMCU_CACHE (CI sets it inside the clone),
+    else pytest's cache folder (kept between sessions), else a session temporary folder."""
+    env = os.environ.get("TFLM_VMCU_CACHE")
+    if env:
+        return Path(env)
+    config_cache = getattr(request.config, "cache", None)
+    if config_cache is not None:
+        return Path(config_cache.mkdir("tflm-vmcu"))
+    return tmp_path_factory.mktemp("tflm-vmcu")

@@ -44,33 +44,21 @@ ARENA_ABOVE_USED = {
 
 
 @pytest.fixture(scope="session")
-def cache(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """$TFLM_VMCU_CACHE (CI sets it inside the clone), else pytest's cache folder (kept
-    between sessions), else a session temporary folder."""
-    env = os.environ.get("TFLM_VMCU_CACHE")
-    if env:
-        return Path(env)
-    if request.config.cache is not None:
-        return Path(request.config.cache.mkdir("tflm-vmcu"))
-    return tmp_path_factory.mktemp("tflm-vmcu")
+def library(tflm_cache: Path) -> Path:
+    return tflm_library(TREE, tflm_cache)
 
 
 @pytest.fixture(scope="session")
-def library(cache: Path) -> Path:
-    return tflm_library(TREE, cache)
+def stock(library: Path, tflm_cache: Path) -> Path:
+    return stock_program(TREE, tflm_cache)
 
 
-@pytest.fixture(scope="session")
-def stock(library: Path, cache: Path) -> Path:
-    return stock_program(TREE, cache)
-
-
-def test_library_and_program_are_cached(library: Path, stock: Path, cache: Path) -> None:
+def test_library_and_program_are_cached(library: Path, stock: Path, tflm_cache: Path) -> None:
     assert library.is_file()
     assert stock.is_file()
     start = time.monotonic()
-    assert tflm_library(TREE, cache) == library
-    assert stock_program(TREE, cache) == stock
+    assert tflm_library(TREE, tflm_cache) == library
+    assert stock_program(TREE, tflm_cache) == stock
     assert time.monotonic() - start < 5  # no compiler run: only stats and a hash
 
 
@@ -81,13 +69,13 @@ def test_person_detect_is_present_or_skipped() -> None:
 
 @pytest.mark.parametrize("path", model_params(MODELS))
 def test_stock_host_tflm_is_bit_exact_with_python_runtime(
-    path: Path, stock: Path, cache: Path
+    path: Path, stock: Path, tflm_cache: Path
 ) -> None:
     data = path.read_bytes()
     inputs = make_inputs(tflm_vmcu.read_model(data), runs=3, seed=7)
     expected = run_tflm(data, inputs).outputs
     for run, arrays in enumerate(inputs):
-        outputs, used = run_stock(TREE, data, arrays, arena_bytes=4 << 20, cache_dir=cache)
+        outputs, used = run_stock(TREE, data, arrays, arena_bytes=4 << 20, cache_dir=tflm_cache)
         assert used > 0
         assert len(outputs) == len(expected[run])
         for k, (got, want) in enumerate(zip(outputs, expected[run], strict=True)):
@@ -96,24 +84,24 @@ def test_stock_host_tflm_is_bit_exact_with_python_runtime(
 
 
 @pytest.mark.parametrize("path", model_params(MODELS))
-def test_smallest_arena_matches_arena_used_bytes(path: Path, stock: Path, cache: Path) -> None:
+def test_smallest_arena_matches_arena_used_bytes(path: Path, stock: Path, tflm_cache: Path) -> None:
     data = path.read_bytes()
     inputs = make_inputs(tflm_vmcu.read_model(data), runs=1, seed=1)[0]
-    arena, used = smallest_arena(TREE, data, inputs, cache_dir=cache)
+    arena, used = smallest_arena(TREE, data, inputs, cache_dir=tflm_cache)
     assert arena % 16 == 0
     if path.name in ARENA_ABOVE_USED:
         assert arena - used == ARENA_ABOVE_USED[path.name], f"arena {arena}, used {used}"
     else:
         assert used <= arena < used + 16, f"smallest arena {arena}, arena_used_bytes {used}"
     # run_stock without an arena runs at that smallest arena, with the same outputs.
-    outputs, used_default = run_stock(TREE, data, inputs, cache_dir=cache)
+    outputs, used_default = run_stock(TREE, data, inputs, cache_dir=tflm_cache)
     assert used_default == used
-    reference, _ = run_stock(TREE, data, inputs, arena_bytes=4 << 20, cache_dir=cache)
+    reference, _ = run_stock(TREE, data, inputs, arena_bytes=4 << 20, cache_dir=tflm_cache)
     for got, want in zip(outputs, reference, strict=True):
         assert np.array_equal(got, want)
     # 16 bytes less fails: AllocateTensors refuses, or (fc_autoencoder) TFLM crashes.
     with pytest.raises(TflmVmcuError, match=r"AllocateTensors failed|signal 11"):
-        run_stock(TREE, data, inputs, arena_bytes=arena - 16, cache_dir=cache)
+        run_stock(TREE, data, inputs, arena_bytes=arena - 16, cache_dir=tflm_cache)
 
 
 def test_missing_tree_is_one_clear_error(tmp_path: Path) -> None:
@@ -124,40 +112,42 @@ def test_missing_tree_is_one_clear_error(tmp_path: Path) -> None:
         tflm_library(tmp_path / "tree", tmp_path)
 
 
-def test_compile_and_link_errors_name_the_file(library: Path, cache: Path, tmp_path: Path) -> None:
+def test_compile_and_link_errors_name_the_file(
+    library: Path, tflm_cache: Path, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.cc"
     bad.write_text('#include "tensorflow/lite/micro/micro_interpreter.h"\nint main() { nope(); }\n')
     with pytest.raises(TflmVmcuError, match=r"compiling bad\.cc failed: .*bad\.cc:2.*nope"):
-        build_program(TREE, [bad], tmp_path / "bad", cache_dir=cache)
+        build_program(TREE, [bad], tmp_path / "bad", cache_dir=tflm_cache)
     unresolved = tmp_path / "unresolved.cc"
     unresolved.write_text("void missing();\nint main() { missing(); }\n")
     with pytest.raises(TflmVmcuError, match=r"linking failed: .*missing"):
-        build_program(TREE, [unresolved], tmp_path / "unresolved", cache_dir=cache)
+        build_program(TREE, [unresolved], tmp_path / "unresolved", cache_dir=tflm_cache)
 
 
 def test_program_is_rebuilt_when_a_header_changes(
-    library: Path, cache: Path, tmp_path: Path
+    library: Path, tflm_cache: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "value.h").write_text("#define VALUE 3\n")
     main = tmp_path / "main.cc"
     main.write_text('#include "value.h"\nint main() { return VALUE; }\n')
     program = build_program(
-        TREE, [main], tmp_path / "prog", include_dirs=[tmp_path], cache_dir=cache
+        TREE, [main], tmp_path / "prog", include_dirs=[tmp_path], cache_dir=tflm_cache
     )
     assert subprocess.run([program], check=False).returncode == 3
     (tmp_path / "value.h").write_text("#define VALUE 5\n")
     os.utime(tmp_path / "value.h", ns=(time.time_ns(), time.time_ns() + 10**9))
     program = build_program(
-        TREE, [main], tmp_path / "prog", include_dirs=[tmp_path], cache_dir=cache
+        TREE, [main], tmp_path / "prog", include_dirs=[tmp_path], cache_dir=tflm_cache
     )
     assert subprocess.run([program], check=False).returncode == 5
 
 
-def test_stock_runner_reports_tflm_errors(stock: Path, cache: Path) -> None:
+def test_stock_runner_reports_tflm_errors(stock: Path, tflm_cache: Path) -> None:
     data = (ROOT / "models" / "op_add.tflite").read_bytes()
     wrong = [np.zeros((1, 3), np.int8)]
     with pytest.raises(TflmVmcuError, match="input size mismatch"):
-        run_stock(TREE, data, wrong, arena_bytes=1 << 20, cache_dir=cache)
+        run_stock(TREE, data, wrong, arena_bytes=1 << 20, cache_dir=tflm_cache)
 
 
 def test_library_compile_error_names_the_file(tmp_path: Path) -> None:

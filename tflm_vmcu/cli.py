@@ -80,6 +80,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     if args.target == "tflm":
         return _compile_tflm(args)
+    if args.target == "tflm-plugin":
+        return _compile_plugin(args)
     from .compiler import compile_model
 
     result = compile_model(args.model, args.output, args.fusion)
@@ -109,15 +111,38 @@ def cmd_compile(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compile_plugin(args: argparse.Namespace) -> int:
+    from .plugin_target import compile_for_plugin, ring_ops
+    from .reader import load_bytes
+
+    kernels = args.kernels or "portable"
+    model, plan = compile_for_plugin(load_bytes(args.model), kernels)
+    Path(args.output).write_bytes(model)
+    graph = read_model(model)
+    ring = len(ring_ops(graph))
+    print(f"model: {args.model}")
+    print(
+        f"plan for TFLM + the tflm-vmcu plug-in: ring of {plan.pool_bytes:,} bytes, offsets "
+        f"aligned to {plan.segment_bytes} bytes"
+    )
+    print(
+        f"operators: {ring} on ring kernels, {len(graph.operators) - ring} on TFLM kernels "
+        f"(their tensors flat; overlaps safe for {kernels} kernels)"
+    )
+    print(f"wrote {args.output}")
+    return 0
+
+
 def _compile_tflm(args: argparse.Namespace) -> int:
     from .reader import load_bytes
     from .tflm_target import compile_for_tflm
 
-    result = compile_for_tflm(load_bytes(args.model), args.kernels, args.unsafe_shift)
+    kernels = args.kernels or "reference"
+    result = compile_for_tflm(load_bytes(args.model), kernels, args.unsafe_shift)
     Path(args.output).write_bytes(result.model)
     print(f"model: {args.model}")
     print(
-        f"offline plan for stock TFLM ({args.kernels} kernels): head {result.plan.pool_bytes:,} "
+        f"offline plan for stock TFLM ({kernels} kernels): head {result.plan.pool_bytes:,} "
         f"bytes (TFLM's own plan: {result.greedy_head_bytes:,}), offsets aligned to "
         f"{result.plan.segment_bytes} bytes"
     )
@@ -164,6 +189,29 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate_plugin(args: argparse.Namespace) -> int:
+    from .plugin_validate import validate_plugin
+
+    if args.tflm_source is None:
+        raise TflmVmcuError("--runtime tflm-plugin needs --tflm-source DIR (a TFLM source tree)")
+    report = validate_plugin(args.model, Path(args.tflm_source), runs=args.runs, seed=args.seed)
+    if args.json:
+        print(json.dumps(report.to_json()))
+    else:
+        verdict = (
+            "bit-exact" if report.bit_exact else "OUTPUTS DIFFER: " + "; ".join(report.mismatches)
+        )
+        print(f"model: {report.model}  ({report.runs} seeded runs, seed {report.seed})")
+        print(f"TFLM + plug-in against stock TFLM: {verdict}")
+        print(
+            f"arena: {report.arena_bytes:,} bytes with the plug-in, {report.stock_arena_bytes:,} "
+            f"stock ({report.arena_bytes / report.stock_arena_bytes:.3f}x)"
+        )
+        o = report.ops
+        print(f"operators: {o['ring']} on ring kernels, {o['tflm']} on TFLM kernels")
+    return 0 if report.bit_exact else 2
+
+
 def _validate_tflm(args: argparse.Namespace) -> int:
     from .plan_format import write_metadata
     from .reader import load_bytes
@@ -186,6 +234,8 @@ def _validate_tflm(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     if args.tflm:
         return _validate_tflm(args)
+    if args.runtime == "tflm-plugin":
+        return _validate_plugin(args)
     from .validate import validate
 
     report = validate(args.model, runs=args.runs, seed=args.seed, check_hazards=args.check_hazards)
@@ -237,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="MODEL has an offline plan: run it and the unplanned model in stock TFLM, "
         "compare outputs and the smallest arena each accepts",
     )
+    p.add_argument(
+        "--runtime",
+        choices=["tflm-vmcu", "tflm-plugin"],
+        default="tflm-vmcu",
+        help="tflm-plugin: run MODEL (compiled with --target tflm-plugin) in TFLM + the "
+        "plug-in and without its plan in stock TFLM, both built from --tflm-source",
+    )
+    p.add_argument("--tflm-source", metavar="DIR", help="a TFLM source tree (for tflm-plugin)")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("compile", help="plan the activation pool and store the plan in the model")
     p.add_argument("model")
@@ -244,15 +302,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--report", metavar="DIR", help="also write the report (table, PNG, SVG)")
     p.add_argument(
         "--target",
-        choices=["tflm-vmcu", "tflm"],
+        choices=["tflm-vmcu", "tflm", "tflm-plugin"],
         default="tflm-vmcu",
-        help="tflm-vmcu: ring plan for this runtime; tflm: offline plan for stock TFLM",
+        help="tflm-vmcu: ring plan for this runtime; tflm: offline plan for stock TFLM; "
+        "tflm-plugin: plan for TFLM with the tflm-vmcu plug-in (cpp/tflm_plugin)",
     )
     p.add_argument(
         "--kernels",
         choices=["reference", "portable"],
-        default="reference",
-        help="with --target tflm: the kernel library the plan must be safe for",
+        default=None,
+        help="the TFLM kernel library the plan must be safe for: with --target tflm "
+        "(default reference), or tflm-plugin for the ops without a ring kernel (default "
+        "portable)",
     )
     p.add_argument(
         "--fusion",

@@ -25,9 +25,43 @@ from .tflm_target import RULES
 PLUGIN_SEGMENTS = (16,)
 
 
+# Activation types the ring kernels take: int8 throughout, float32 on the float side of
+# QUANTIZE and DEQUANTIZE.
+_FLOAT_SIDE = {"QUANTIZE": 0, "DEQUANTIZE": 1}  # op -> position of its float tensor (in, out)
+
+
+def _ring_types(graph: Graph, op: Operator) -> bool:
+    acts = [t for t in (*op.inputs, *op.outputs) if t >= 0 and not graph.tensors[t].is_constant]
+    float_pos = _FLOAT_SIDE.get(op.opcode)
+    for k, t in enumerate(acts):
+        name = graph.tensors[t].dtype_name
+        if name != "int8" and not (name == "float32" and float_pos == min(k, 1)):
+            return False
+    return True
+
+
 def ring_ops(graph: Graph) -> set[int]:
-    """Operators the plug-in's ring kernels run: those whose builtin this runtime has."""
-    return {op.index for op in graph.operators if ops.is_supported(op.opcode)}
+    """Operators the plug-in's ring kernels run: every op whose builtin this runtime has (the
+    plug-in registers its kernel for the whole builtin); TFLM's kernels run the rest.
+
+    A builtin is registered once in TFLM, so an op of such a builtin on activation types the
+    ring kernel does not take (int16 QUANTIZE, say) cannot fall back to TFLM's kernel: the
+    model is refused, naming the op."""
+    ours = set()
+    for op in graph.operators:
+        if not ops.is_supported(op.opcode):
+            continue
+        if not _ring_types(graph, op):
+            types = sorted(
+                {graph.tensors[t].dtype_name for t in (*op.inputs, *op.outputs) if t >= 0}
+            )
+            raise TflmVmcuError(
+                f"operator {op.index} ({op.opcode}) has {', '.join(types)} tensors: the "
+                f"plug-in's ring kernel for {op.opcode} takes int8 (float32 only on the float "
+                "side of QUANTIZE and DEQUANTIZE), and TFLM's kernel cannot run beside it"
+            )
+        ours.add(op.index)
+    return ours
 
 
 def plan_for_plugin(graph: Graph, kernels: str = "portable") -> Plan:

@@ -66,15 +66,33 @@ bool WriteFile(const std::string& path, const void* data, size_t size) {
 
 // Everything after reading the model: the interpreter is destroyed on return, before
 // main() frees the arena it points into.
-int Run(char** argv, size_t num_inputs, const uint8_t* model_data, uint8_t* arena,
-        size_t arena_size) {
+int Run(char** argv, size_t num_inputs, const uint8_t* model_data, size_t model_size,
+        uint8_t* arena, size_t arena_size) {
   const tflite::Model* model = tflite::GetModel(model_data);
   if (model->version() != TFLITE_SCHEMA_VERSION) {
     return Fail("unsupported model schema version", std::to_string(model->version()));
   }
   tflite::MicroMutableOpResolver<tflm_vmcu_host::kAllOpsCount> resolver;
+#ifdef TFLM_VMCU_PLUGIN
+  // What an application changes to use the plug-in (docs/MIGRATION.md): the planner, the
+  // ring kernels for the ops this runtime has, and the external context.
+  tflm_vmcu::TflmPlugin plugin(model_data, model_size);
+  static const TFLMRegistration ring = tflm_vmcu::TflmPlugin::Registration();
+  auto pick = [](tflite::BuiltinOperator op) -> const TFLMRegistration* {
+    return tflm_vmcu::IsOpSupported(op) ? &ring : nullptr;
+  };
+  if (tflm_vmcu_host::AddAllOps(resolver, pick) != kTfLiteOk) return Fail("op registration failed");
+  tflite::MicroAllocator* allocator =
+      tflite::MicroAllocator::Create(arena, arena_size, plugin.planner());
+  if (allocator == nullptr) return Fail("AllocateTensors failed", "no allocator");
+  tflite::MicroInterpreter interpreter(model, resolver, allocator);
+  if (std::getenv("TFLM_VMCU_NO_CONTEXT") == nullptr)  // tests: the step an app may forget
+    interpreter.SetMicroExternalContext(&plugin);
+#else
+  (void)model_size;
   if (tflm_vmcu_host::AddAllOps(resolver) != kTfLiteOk) return Fail("op registration failed");
   tflite::MicroInterpreter interpreter(model, resolver, arena, arena_size);
+#endif
   if (interpreter.AllocateTensors() != kTfLiteOk) {
     return Fail("AllocateTensors failed", "arena of " + std::to_string(arena_size) + " bytes");
   }
@@ -129,7 +147,8 @@ int main(int argc, char** argv) {
   if (model_data == nullptr) return Fail("cannot read model", argv[1]);
   uint8_t* arena = AllocAligned(arena_size);
   if (arena == nullptr) return Fail("cannot allocate the arena", argv[2]);
-  const int status = Run(argv, static_cast<size_t>(argc - 4), model_data, arena, arena_size);
+  const int status =
+      Run(argv, static_cast<size_t>(argc - 4), model_data, model_size, arena, arena_size);
   std::free(arena);
   std::free(model_data);
   return status;
