@@ -151,3 +151,40 @@ def test_cli_compiles_and_validates_for_the_plugin(
     }
     assert main(["validate", str(out), "--runtime", "tflm-plugin"]) == 1
     assert "needs --tflm-source DIR" in capsys.readouterr().err
+
+
+def test_add_kernels_registers_every_ring_op(tflm_cache: Path, tmp_path: Path) -> None:
+    """TflmPlugin::AddKernels (what docs/MIGRATION.md shows) compiles against the tree and
+    registers a ring kernel for each op the runtime has, once."""
+    from tflm_vmcu import ops
+    from tflm_vmcu.tflm_build import build_program
+
+    main = tmp_path / "add_kernels.cc"
+    main.write_text(
+        "#include <cstdio>\n"
+        '#include "tflm_vmcu/tflm_plugin.h"\n'
+        "int main() {\n"
+        "  tflite::MicroMutableOpResolver<32> resolver;\n"
+        "  const unsigned char none[8] = {};\n"
+        "  tflm_vmcu::TflmPlugin plugin(none, sizeof(none));\n"
+        "  const bool ok = plugin.AddKernels(resolver) == kTfLiteOk;\n"
+        "  const bool twice = plugin.AddKernels(resolver) != kTfLiteOk;\n"
+        '  std::printf("%d %d %u\\n", ok, twice, resolver.GetRegistrationLength());\n'
+        "}\n"
+    )
+    runtime = sorted((ROOT / "cpp" / "src").rglob("*.cc"))
+    program = build_program(
+        TREE,
+        [main, ROOT / "cpp" / "tflm_plugin" / "tflm_plugin.cc", *runtime],
+        tmp_path / "add_kernels",
+        include_dirs=[
+            ROOT / "cpp" / "include",
+            ROOT / "cpp" / "src",
+            ROOT / "cpp" / "tflm_plugin" / "include",
+        ],
+        cache_dir=tflm_cache,
+    )
+    import subprocess
+
+    out = subprocess.run([str(program)], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1", "1", str(len(ops.SUPPORTED_OPS))]
