@@ -92,3 +92,22 @@ def test_plan_verifier_can_be_left_out(run_model: Path, tmp_path: Path) -> None:
     trusting = _build(tmp_path / "build", "-DTFLM_VMCU_VERIFY_PLAN=OFF")
     proc = subprocess.run([str(trusting), *args], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_tflm_plugin_target_builds(tmp_path: Path) -> None:
+    """The CMake target tflm_vmcu::tflm_plugin compiles against a TFLM tree, -Werror."""
+    tree = ROOT.parent / "shared" / "third_party" / "tflite-micro" / "reference"
+    if not tree.is_dir():
+        pytest.skip(f"{tree} not present (TFLM source trees live in ../shared/third_party)")
+    build = tmp_path / "build"
+    subprocess.run(
+        ["cmake", "-S", str(ROOT), "-B", str(build), f"-DTFLM_VMCU_TFLM_SOURCE={tree}"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["cmake", "--build", str(build), "--target", "tflm_vmcu_tflm_plugin", "-j2"],
+        check=True,
+        capture_output=True,
+    )
+    assert (build / "libtflm_vmcu_tflm_plugin.a").is_file()
