@@ -1,5 +1,6 @@
 #include "access_order.h"
 
+#include "kernels/dim_list.h"
 #include "kernels/inverted_bottleneck.h"
 #include "op_names.h"
 
@@ -202,24 +203,6 @@ int64_t Softmax(const Tensor& in, const Tensor& out) {
   return Rows(rows, depth, kUnitChunk, ItemSize(in), ItemSize(out));
 }
 
-// DimList::Append in kernels/mean.cc: unit dims dropped, merged while contiguous.
-struct DimList {
-  int n = 0;
-  int64_t dims[kMaxRank] = {};
-  int64_t strides[kMaxRank] = {};
-  void Append(int64_t dim, int64_t stride) {
-    if (dim == 1) return;
-    if (n > 0 && strides[n - 1] == stride * dim) {
-      dims[n - 1] *= dim;
-      strides[n - 1] = stride;
-      return;
-    }
-    dims[n] = dim;
-    strides[n] = stride;
-    ++n;
-  }
-};
-
 // MEAN: with the input's innermost dim kept, units of kUnitChunk outputs along it, each
 // reading that run of the input for every reduced position; else one output per unit.
 int64_t Mean(const AccessOp& op) {
@@ -238,7 +221,7 @@ int64_t Mean(const AccessOp& op) {
       reduced[a] = true;
     }
   }
-  DimList kept;
+  DimListOf<int64_t> kept;
   int64_t stride = 1;
   int64_t strides[kMaxRank] = {};
   for (int i = rank - 1; i >= 0; --i) {
@@ -248,17 +231,17 @@ int64_t Mean(const AccessOp& op) {
   for (int i = 0; i < rank; ++i)
     if (!reduced[i]) kept.Append(Dim(in, i), strides[i]);
   Scan scan;
-  if (kept.n > 0 && kept.strides[kept.n - 1] == 1) {
-    const int64_t inner = kept.dims[kept.n - 1];
+  if (kept.rank > 0 && kept.strides[kept.rank - 1] == 1) {
+    const int64_t inner = kept.dims[kept.rank - 1];
     int64_t q = 0;
-    for (Odometer it(kept.dims, kept.strides, kept.n - 1); !it.Done(); it.Next(), ++q) {
+    for (Odometer it(kept.dims, kept.strides, kept.rank - 1); !it.Done(); it.Next(), ++q) {
       for (int64_t s = 0; s < inner; s += kUnitChunk)
         scan.Unit(it.Offset() + s, q * inner + Min(s + kUnitChunk, inner));
     }
     return scan.Result();
   }
   int64_t q = 0;
-  for (Odometer it(kept.dims, kept.strides, kept.n); !it.Done(); it.Next())
+  for (Odometer it(kept.dims, kept.strides, kept.rank); !it.Done(); it.Next())
     scan.Unit(it.Offset(), ++q);
   return scan.Result();
 }

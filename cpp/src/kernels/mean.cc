@@ -18,6 +18,7 @@
 //    then writes the block;
 //  - otherwise (the innermost dim is reduced): a unit is one output; it reads its
 //    contiguous runs of reduced elements, then writes the output byte.
+#include "kernels/dim_list.h"
 #include "kernels/kernel.h"
 #include "kernels/kernel_util.h"
 #include "kernels/quant_util.h"
@@ -35,25 +36,7 @@ inline int32_t Clamp(int32_t v, int32_t lo, int32_t hi) {
   return v < hi ? v : hi;
 }
 
-// A set of dims of the input as extents and input strides (in elements), after dropping
-// unit dims and merging dims that are contiguous in the input.
-struct DimList {
-  int32_t rank = 0;
-  int32_t dims[kMaxRank] = {};
-  int32_t strides[kMaxRank] = {};
-
-  void Append(int32_t dim, int32_t stride) {
-    if (dim == 1) return;
-    if (rank > 0 && strides[rank - 1] == stride * dim) {
-      dims[rank - 1] *= dim;
-      strides[rank - 1] = stride;
-      return;
-    }
-    dims[rank] = dim;
-    strides[rank] = stride;
-    ++rank;
-  }
-};
+using DimList = DimListOf<int32_t>;  // op data: kept small
 
 struct MeanOpData {
   DimList kept;            // output dims, row-major
