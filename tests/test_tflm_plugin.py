@@ -13,6 +13,7 @@ import pytest
 from conftest import MODELS, ROOT, committed_models, model_params, shared_models
 
 import tflm_vmcu
+import tflm_vmcu.compiler
 from tflm_vmcu.errors import TflmVmcuError
 from tflm_vmcu.plan_format import PLAN_METADATA, write_metadata
 from tflm_vmcu.plugin_target import compile_for_plugin, ring_ops
@@ -101,6 +102,14 @@ def test_model_without_a_plan_is_refused(tflm_cache: Path) -> None:
     data = (MODELS / "op_relu.tflite").read_bytes()
     with pytest.raises(TflmVmcuError, match="carries no tflm-vmcu plan"):
         run_plugin(TREE, data, _inputs(data), arena_bytes=1 << 20, cache_dir=tflm_cache)
+
+
+def test_plan_with_fused_blocks_is_refused(tflm_cache: Path) -> None:
+    """A plan for the tflm-vmcu runtime that fuses blocks cannot run inside TFLM."""
+    compiled = tflm_vmcu.compiler.compile_bytes((MODELS / "mobilenetv2_small.tflite").read_bytes())
+    assert compiled.plan.blocks
+    with pytest.raises(TflmVmcuError, match="compile the model with `tflm-vmcu compile --target"):
+        run_plugin(TREE, compiled.model, _inputs(compiled.model), 1 << 22, cache_dir=tflm_cache)
 
 
 def test_too_small_arena_is_refused(tflm_cache: Path) -> None:

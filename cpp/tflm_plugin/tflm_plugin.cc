@@ -55,8 +55,15 @@ TflmPlugin::TflmPlugin(const uint8_t* model, size_t model_size) : planner_(this)
     return;
   }
   PlanTables* tables = reinterpret_cast<PlanTables*>(plan_);
-  if (!ReadPlanTables(model_, plan, bytes, tables, error_, sizeof(error_)))
+  if (!ReadPlanTables(model_, plan, bytes, tables, error_, sizeof(error_))) {
     status_ = Status::kInvalidModel;
+  } else if (tables->num_blocks > 0) {  // a plan for the tflm-vmcu runtime, not for TFLM
+    status_ = Status::kInvalidModel;
+    Format(error_, sizeof(error_),
+           "the plan fuses %u inverted-bottleneck blocks, which run in the tflm-vmcu runtime "
+           "only: compile the model with `tflm-vmcu compile --target tflm-plugin`",
+           tables->num_blocks);
+  }
 }
 
 const PlanTables& TflmPlugin::plan() const { return *reinterpret_cast<const PlanTables*>(plan_); }
