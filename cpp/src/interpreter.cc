@@ -61,13 +61,8 @@ class Interpreter::Context : public OpContext {
     return p;
   }
 
-  Status Fail(Status status, const char* format, ...) override {
-    char detail[192];
-    va_list args;
-    va_start(args, format);
-    FormatV(detail, sizeof(detail), format, args);
-    va_end(args);
-    return interp_->Fail(status, "operator %d (%s): %s", op_index_, op_name_, detail);
+  Status Report(Status status, const char* message) override {
+    return interp_->Fail(status, "%s", message);
   }
 
  private:

@@ -3,8 +3,6 @@
 // interpreter runs) as TFLM registrations.
 #include "tflm_vmcu/tflm_plugin.h"
 
-#include <stdarg.h>
-
 #include <new>
 
 #include "format.h"
@@ -295,13 +293,8 @@ class PluginContext : public OpContext {
     return context_->AllocatePersistentBuffer(context_, bytes);
   }
 
-  Status Fail(Status status, const char* format, ...) override {
-    char detail[192];
-    va_list args;
-    va_start(args, format);
-    FormatV(detail, sizeof(detail), format, args);
-    va_end(args);
-    MicroPrintf("tflm-vmcu: operator %d (%s): %s", op_index_, op_name_, detail);
+  Status Report(Status status, const char* message) override {
+    MicroPrintf("tflm-vmcu: %s", message);
     return status;
   }
 

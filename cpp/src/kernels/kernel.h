@@ -80,7 +80,11 @@ class OpContext {
 
   // Records an error naming this op; the format supports %d %u %s %f (no width).
   // Returns `status` so a kernel can write `return ctx.Fail(...)`.
-  virtual Status Fail(Status status, const char* format, ...) = 0;
+  Status Fail(Status status, const char* format, ...);
+
+  // How a front end delivers "operator N (NAME): detail": the interpreter keeps it as its
+  // error message, the TFLM plug-in prints it.
+  virtual Status Report(Status status, const char* message) = 0;
 
  protected:
   ~OpContext() = default;  // not virtual: no deleting destructor, no heap

@@ -1,10 +1,24 @@
 #include "kernels/kernel_util.h"
 
 #include <float.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "format.h"
+
 namespace tflm_vmcu {
+
+Status OpContext::Fail(Status status, const char* format, ...) {
+  char detail[192];
+  va_list args;
+  va_start(args, format);
+  FormatV(detail, sizeof(detail), format, args);
+  va_end(args);
+  char message[256];
+  Format(message, sizeof(message), "operator %d (%s): %s", op_index_, op_name_, detail);
+  return Report(status, message);
+}
 
 Status ExpectType(OpContext& ctx, const Tensor* t, DType type, const char* role) {
   if (t == nullptr) return ctx.Fail(Status::kInvalidModel, "missing %s tensor", role);
