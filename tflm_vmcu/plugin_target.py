@@ -15,7 +15,7 @@ import dataclasses
 from . import ops
 from .errors import TflmVmcuError
 from .ir import Graph, Operator
-from .plan_format import write_plan
+from .plan_format import PLAN_METADATA, write_metadata, write_plan
 from .planner.plan import Plan
 from .planner.ring import plan_ring, runtime_rule
 from .quant import channel_params
@@ -95,3 +95,9 @@ def compile_for_plugin(data: bytes, kernels: str = "portable") -> tuple[bytes, P
     """The model with a plan for TFLM + the plug-in, and the plan."""
     plan = plan_for_plugin(read_model(data), kernels)
     return write_plan(data, plan), plan
+
+
+def stock_model(data: bytes) -> bytes:
+    """The model that stock TFLM runs for a model compiled for the plug-in: without the
+    plan. (The model stock TFLM and the plug-in are compared on.)"""
+    return write_metadata(data, PLAN_METADATA, None)

@@ -13,7 +13,8 @@ import numpy as np
 
 from . import ops
 from .errors import TflmVmcuError
-from .plan_format import PLAN_METADATA, write_metadata
+from .plan_format import PLAN_METADATA
+from .plugin_target import stock_model
 from .reader import load_bytes, read_model
 from .tflm_host import run_stock, smallest_arena
 from .validate import make_inputs
@@ -54,7 +55,7 @@ def validate_plugin(
             "the model carries no plan for the plug-in: compile it with "
             "`tflm-vmcu compile MODEL -o OUT --target tflm-plugin`"
         )
-    stock = write_metadata(compiled, PLAN_METADATA, None)
+    stock = stock_model(compiled)
     inputs = make_inputs(graph, runs, seed)
     plugin_arena, plugin_used = smallest_arena(tree, compiled, inputs[0], cache_dir, plugin=True)
     stock_arena, stock_used = smallest_arena(tree, stock, inputs[0], cache_dir)
