@@ -1,4 +1,6 @@
-"""`tflm-vmcu firmware`: the command-line parser and the command."""
+"""`tflm-vmcu firmware`: the command-line parser and the command. `--runtime tflm-vmcu` (the
+default) builds the runtime's own firmware (native.py); `--runtime tflm-plugin` TFLM with
+the plug-in beside stock TFLM, from the TFLM tree of `--tflm-source` (tflm_plugin.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from .build import NO_DSP_FLAG
 from .host import PLANS
 from .native import firmware
 from .qemu import DEFAULT_TIMEOUT_S
+from .tflm_plugin import PluginFirmwareResult, firmware_plugin
 
 
 def add_firmware_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -20,6 +23,17 @@ def add_firmware_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.add_argument("model")
     p.add_argument("--cpu", choices=list(BOARDS), default="cortex-m4")
+    p.add_argument(
+        "--runtime",
+        choices=["tflm-vmcu", "tflm-plugin"],
+        default="tflm-vmcu",
+        help="tflm-vmcu: this runtime's own firmware; tflm-plugin: MODEL (compiled with "
+        "--target tflm-plugin) in TFLM + the plug-in, and without its plan in stock TFLM, "
+        "both built from --tflm-source (e.g. TFLM's cmsis_nn tree)",
+    )
+    p.add_argument(
+        "--tflm-source", metavar="DIR", help="a TFLM source tree (for --runtime tflm-plugin)"
+    )
     p.add_argument(
         "--run", action="store_true", help="run under qemu-system-arm and check bit-exactness"
     )
@@ -68,6 +82,8 @@ def add_firmware_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
 
 
 def cmd_firmware(args: argparse.Namespace) -> int:
+    if args.runtime == "tflm-plugin":
+        return _cmd_plugin(args)
     result = firmware(
         args.model,
         args.cpu,
@@ -116,3 +132,70 @@ def cmd_firmware(args: argparse.Namespace) -> int:
     if not result.ran:
         return 0
     return 0 if result.bit_exact else 2
+
+
+def _cmd_plugin(args: argparse.Namespace) -> int:
+    from ..errors import TflmVmcuError
+
+    if args.tflm_source is None:
+        raise TflmVmcuError("--runtime tflm-plugin needs --tflm-source DIR (a TFLM source tree)")
+    if args.plan != "ring" or not args.dsp:
+        raise TflmVmcuError("--plan and --no-dsp apply to --runtime tflm-vmcu only")
+    result = firmware_plugin(
+        args.model,
+        args.tflm_source,
+        args.cpu,
+        run=args.run,
+        out_dir=args.out,
+        seed=args.seed,
+        timeout=args.timeout,
+        stack_bytes=args.stack_bytes,
+        count=args.count,
+        corrupt_expected=args.corrupt_expected,
+    )
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        _print_plugin(result)
+    if not result.ran:
+        return 0
+    return 0 if result.bit_exact else 2
+
+
+def _ratio(ours: int | None, theirs: int | None) -> str:
+    return f" ({ours / theirs:.3f}x stock)" if ours is not None and theirs else ""
+
+
+def _print_plugin(r: PluginFirmwareResult) -> None:
+    print(
+        f"model: {r.model}  cpu: {r.cpu}  board: {r.board}  TFLM: {r.tflm_source} "
+        f"({r.kernels} kernels)"
+    )
+    print(f"operators: {r.ring_ops} on ring kernels, {r.tflm_ops} on TFLM kernels")
+    if r.elf:
+        print(f"elf: {r.elf} (stock: {r.stock_elf})")
+    print(f"flash: {r.flash_bytes:,} bytes (stock TFLM {r.stock_flash_bytes or 0:,})")
+    if not r.ran:
+        return
+    print(r.console.rstrip())
+    if r.arena_bytes is not None:
+        print(
+            f"arena: {r.arena_bytes:,} bytes{_ratio(r.arena_bytes, r.stock_arena_bytes)}, "
+            f"stock TFLM {r.stock_arena_bytes or 0:,}"
+        )
+    if r.ram_bytes is not None:
+        print(f"ram: {r.ram_bytes:,} bytes (arena + stack {r.stack_bytes:,})")
+    if r.instructions is not None:
+        print(
+            f"instructions (Invoke): {r.instructions:,}"
+            f"{_ratio(r.instructions, r.stock_instructions)}, stock TFLM "
+            f"{r.stock_instructions or 0:,} ({r.instructions_method})"
+        )
+    if r.ops and len(r.ops) == len(r.stock_ops):
+        print("  op                         plug-in        stock")
+        for ours, theirs in zip(r.ops, r.stock_ops, strict=True):
+            print(
+                f"  {ours.index:>3} {ours.opcode:<20} {ours.instructions:>12,} "
+                f"{theirs.instructions:>12,}"
+            )
+    print(f"result: {r.verdict}")

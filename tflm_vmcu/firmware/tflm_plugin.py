@@ -463,7 +463,7 @@ def firmware_plugin(
             result.stock_instructions = stock_res.instructions
             result.stock_stack_bytes = stock_res.stack_bytes
             result.stock_ram_bytes = stock_res.ram_bytes
-            result.stock_verdict = stock_res.verdict
+            result.stock_verdict = "ran" if stock_res.exit_code == 0 else stock_res.verdict
             result.stock_ops = stock_res.ops
             if result.bit_exact and not corrupt_expected:
                 # The core compared; the printed outputs must agree with it.
