@@ -15,7 +15,8 @@
 //   model_io.h    the input bytes and, with FW_HAS_EXPECTED, the expected output bytes
 //   model_ops.h   FW_MODEL_OPS(RING, TFLM): the model's builtin ops with their
 //                 MicroMutableOpResolver adders; RING for ops the plug-in's ring kernels run
-//                 (TFLM's kernel in the stock build), TFLM for the others
+//                 (TFLM's kernel in the stock build), TFLM for the others;
+//                 FW_MODEL_BLOCK_OPS(BLOCK): the plug-in's fused-block custom op, if used
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -99,8 +100,11 @@ void WriteOutput(size_t index, const uint8_t* data, size_t bytes) {
 }
 
 #define FW_COUNT_OP(builtin, adder) +1
-constexpr unsigned int kNumOps = 0 FW_MODEL_OPS(FW_COUNT_OP, FW_COUNT_OP);
+#define FW_COUNT_BLOCK(name) +1
+constexpr unsigned int kNumOps =
+    0 FW_MODEL_OPS(FW_COUNT_OP, FW_COUNT_OP) FW_MODEL_BLOCK_OPS(FW_COUNT_BLOCK);
 #undef FW_COUNT_OP
+#undef FW_COUNT_BLOCK
 
 #ifdef TFLM_VMCU_PLUGIN
 tflm_vmcu::TflmPlugin g_plugin(g_model, g_model_len);
@@ -123,6 +127,18 @@ TfLiteStatus AddOps(tflite::MicroMutableOpResolver<kNumOps>& resolver) {
   FW_MODEL_OPS(FW_ADD_RING, FW_ADD_TFLM)
 #undef FW_ADD_RING
 #undef FW_ADD_TFLM
+#ifdef TFLM_VMCU_PLUGIN
+  // A fused inverted-bottleneck block: the plug-in's custom op.
+#define FW_ADD_BLOCK(name)                                                            \
+  {                                                                                   \
+    static const TFLMRegistration block = tflm_vmcu::TflmPlugin::BlockRegistration(); \
+    if (resolver.AddCustom(name, &block) != kTfLiteOk) return kTfLiteError;           \
+  }
+#else
+#define FW_ADD_BLOCK(name) return kTfLiteError;  // stock TFLM has no kernel for it
+#endif
+  FW_MODEL_BLOCK_OPS(FW_ADD_BLOCK)
+#undef FW_ADD_BLOCK
   return kTfLiteOk;
 }
 

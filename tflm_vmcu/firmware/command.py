@@ -171,7 +171,10 @@ def _print_plugin(r: PluginFirmwareResult) -> None:
         f"model: {r.model}  cpu: {r.cpu}  board: {r.board}  TFLM: {r.tflm_source} "
         f"({r.kernels} kernels)"
     )
-    print(f"operators: {r.ring_ops} on ring kernels, {r.tflm_ops} on TFLM kernels")
+    print(
+        f"operators: {r.ring_ops} on ring kernels, {r.tflm_ops} on TFLM kernels, "
+        f"{r.fused_blocks} fused blocks"
+    )
     if r.elf:
         print(f"elf: {r.elf} (stock: {r.stock_elf})")
     print(f"flash: {r.flash_bytes:,} bytes (stock TFLM {r.stock_flash_bytes or 0:,})")
@@ -191,11 +194,10 @@ def _print_plugin(r: PluginFirmwareResult) -> None:
             f"{_ratio(r.instructions, r.stock_instructions)}, stock TFLM "
             f"{r.stock_instructions or 0:,} ({r.instructions_method})"
         )
-    if r.ops and len(r.ops) == len(r.stock_ops):
-        print("  op                         plug-in        stock")
-        for ours, theirs in zip(r.ops, r.stock_ops, strict=True):
-            print(
-                f"  {ours.index:>3} {ours.opcode:<20} {ours.instructions:>12,} "
-                f"{theirs.instructions:>12,}"
-            )
+    if r.ops and r.stock_ops and all(r.stock_ops_of):
+        print(f"  {'operator':<36} {'plug-in':>12} {'stock':>12}")
+        for ours, theirs in zip(r.ops, r.stock_ops_of, strict=True):
+            stock = sum(r.stock_ops[k].instructions for k in theirs)
+            name = ours.opcode if len(theirs) == 1 else f"{ours.opcode} ({len(theirs)} ops)"
+            print(f"  {ours.index:>3} {name:<32} {ours.instructions:>12,} {stock:>12,}")
     print(f"result: {r.verdict}")
