@@ -13,6 +13,8 @@ from . import ops
 from .errors import TflmVmcuError, UnsupportedError
 from .firmware import add_firmware_parser
 from .lifetimes import live_bytes_per_op
+from .planner.plan import Plan
+from .plugin_blocks import BLOCK_CUSTOM_CODE
 from .reader import read_model
 
 
@@ -93,11 +95,24 @@ def cmd_compile(args: argparse.Namespace) -> int:
     )
     print(f"tensor-level lower bound (peak live bytes): {result.peak_live_bytes:,}")
     print(f"segment-level lower bound: {result.segment_bound_bytes:,}")
+    _print_fusion(plan, args.fusion)
+    print(f"wrote {args.output}")
+    if args.report:
+        cmd_report(argparse.Namespace(model=args.model, out=args.report, json=False))
+    return 0
+
+
+def _print_fusion(plan: Plan, fusion: str, as_custom_ops: bool = False) -> None:
     fused: list[dict[str, Any]] = plan.notes.get("fused_blocks", [])  # type: ignore[assignment]
     print(
         f"inverted-bottleneck blocks: {plan.notes.get('fusion_candidates', 0)} found, "
-        f"{len(fused)} fused (where fusing lowers the pool; --fusion {args.fusion})"
+        f"{len(fused)} fused (where fusing lowers the pool; --fusion {fusion})"
     )
+    if as_custom_ops and fused:
+        print(
+            f"  each fused block is one custom operator {BLOCK_CUSTOM_CODE} (op numbers below "
+            "are the original model's)"
+        )
     for b in fused:
         first, last = b["ops"]
         print(
@@ -105,30 +120,28 @@ def cmd_compile(args: argparse.Namespace) -> int:
             f"{b['saved_bytes']:,} pool bytes "
             f"(workspace {b['workspace_bytes']:,})"
         )
-    print(f"wrote {args.output}")
-    if args.report:
-        cmd_report(argparse.Namespace(model=args.model, out=args.report, json=False))
-    return 0
 
 
 def _compile_plugin(args: argparse.Namespace) -> int:
-    from .plugin_target import compile_for_plugin, ring_ops
+    from .plugin_target import compile_for_plugin, op_counts
     from .reader import load_bytes
 
     kernels = args.kernels or "portable"
-    model, plan = compile_for_plugin(load_bytes(args.model), kernels)
+    model, plan = compile_for_plugin(load_bytes(args.model), kernels, args.fusion)
     Path(args.output).write_bytes(model)
     graph = read_model(model)
-    ring = len(ring_ops(graph))
+    counts = op_counts(graph)
     print(f"model: {args.model}")
     print(
         f"plan for TFLM + the tflm-vmcu plug-in: ring of {plan.pool_bytes:,} bytes, offsets "
         f"aligned to {plan.segment_bytes} bytes"
     )
     print(
-        f"operators: {ring} on ring kernels, {len(graph.operators) - ring} on TFLM kernels "
-        f"(their tensors flat; overlaps safe for {kernels} kernels)"
+        f"operators: {counts['ring']} on ring kernels, {counts['tflm']} on TFLM kernels "
+        f"(their tensors flat; overlaps safe for {kernels} kernels), "
+        f"{counts['fused_blocks']} fused blocks"
     )
+    _print_fusion(plan, args.fusion, as_custom_ops=True)
     print(f"wrote {args.output}")
     return 0
 
@@ -208,7 +221,11 @@ def _validate_plugin(args: argparse.Namespace) -> int:
             f"stock ({report.arena_bytes / report.stock_arena_bytes:.3f}x)"
         )
         o = report.ops
-        print(f"operators: {o['ring']} on ring kernels, {o['tflm']} on TFLM kernels")
+        print(
+            f"operators: {o['ring']} on ring kernels, {o['tflm']} on TFLM kernels, "
+            f"{o['fused_blocks']} fused blocks (custom operator {BLOCK_CUSTOM_CODE}, "
+            "registered by the plug-in)"
+        )
     return 0 if report.bit_exact else 2
 
 

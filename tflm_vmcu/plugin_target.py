@@ -6,6 +6,10 @@ kernel runs: their tensors stay flat (a TFLM kernel sees one flat pointer), and 
 overlaps an input only as `kernels` (the TFLM kernel library, "portable" by default: safe
 for any implementation, CMSIS-NN included) allows. Offsets are multiples of 16, TFLM's
 buffer alignment.
+
+Inverted-bottleneck blocks are fused where that lowers the pool, with the same choice as
+the runtime's plan (planner.fused.plan_model), and each fused block becomes one custom
+operator (tflm_vmcu.plugin_blocks), so TFLM never allocates its inner tensors.
 """
 
 from __future__ import annotations
@@ -14,10 +18,13 @@ import dataclasses
 
 from . import ops
 from .errors import TflmVmcuError
+from .fusion import BLOCK_OP, WORKSPACE_OP
 from .ir import Graph, Operator
 from .plan_format import PLAN_METADATA, write_metadata, write_plan
+from .planner.fused import plan_model
 from .planner.plan import Plan
 from .planner.ring import plan_ring, runtime_rule
+from .plugin_blocks import BLOCK_CUSTOM_CODE, fuse_blocks, unfuse
 from .quant import channel_params
 from .reader import read_model
 from .tflm_target import RULES
@@ -64,7 +71,16 @@ def ring_ops(graph: Graph) -> set[int]:
     return ours
 
 
-def plan_for_plugin(graph: Graph, kernels: str = "portable") -> Plan:
+def op_counts(graph: Graph) -> dict[str, int]:
+    """Operators of a model compiled for the plug-in by what runs them: ring kernels, TFLM's
+    kernels, and the fused blocks (each one custom operator)."""
+    blocks = sum(op.opcode == f"CUSTOM:{BLOCK_CUSTOM_CODE}" for op in graph.operators)
+    ring = sum(ops.is_supported(op.opcode) for op in graph.operators)
+    return {"ring": ring, "tflm": len(graph.operators) - ring - blocks, "fused_blocks": blocks}
+
+
+def plan_for_plugin(graph: Graph, kernels: str = "portable", fusion: str = "rows") -> Plan:
+    """The plan in terms of `graph`'s operators (fused blocks included, as the runtime's)."""
     if kernels not in RULES:
         raise TflmVmcuError(f"unknown kernel library '{kernels}' (use one of {sorted(RULES)})")
     if graph.num_subgraphs != 1:
@@ -79,11 +95,21 @@ def plan_for_plugin(graph: Graph, kernels: str = "portable") -> Plan:
     }
     tflm_rule = RULES[kernels]
 
-    def rule(g: Graph, op: Operator, pos: int) -> tuple[int, bool] | None:
-        return runtime_rule(g, op, pos) if op.index in ours else tflm_rule(g, op, pos)
+    def planner(virtual: Graph, spans: list[tuple[int, int]]) -> Plan:
+        ring = {
+            k
+            for k, op in enumerate(virtual.operators)
+            if op.opcode in (BLOCK_OP, WORKSPACE_OP) or spans[k][0] in ours
+        }
 
-    planned = dataclasses.replace(graph, contiguous=tuple(sorted(flat)))
-    plan = plan_ring(planned, segments=PLUGIN_SEGMENTS, rule=rule)
+        def rule(g: Graph, op: Operator, pos: int) -> tuple[int, bool] | None:
+            return runtime_rule(g, op, pos) if op.index in ring else tflm_rule(g, op, pos)
+
+        contiguous = tuple(sorted({*virtual.contiguous, *flat}))
+        planned = dataclasses.replace(virtual, contiguous=contiguous)
+        return plan_ring(planned, segments=PLUGIN_SEGMENTS, rule=rule)
+
+    plan = plan_model(graph, fusion, planner)
     for op in graph.operators:
         words = channel_params(graph, op) if op.index in ours else None
         if words is not None:
@@ -91,13 +117,19 @@ def plan_for_plugin(graph: Graph, kernels: str = "portable") -> Plan:
     return plan
 
 
-def compile_for_plugin(data: bytes, kernels: str = "portable") -> tuple[bytes, Plan]:
-    """The model with a plan for TFLM + the plug-in, and the plan."""
-    plan = plan_for_plugin(read_model(data), kernels)
+def compile_for_plugin(
+    data: bytes, kernels: str = "portable", fusion: str = "rows"
+) -> tuple[bytes, Plan]:
+    """The model for TFLM + the plug-in (fused blocks rewritten into custom operators) with
+    its plan, and the plan (in terms of the rewritten model's operators)."""
+    plan = plan_for_plugin(read_model(data), kernels, fusion)
+    if plan.blocks:
+        data, plan = fuse_blocks(data, plan)
     return write_plan(data, plan), plan
 
 
 def stock_model(data: bytes) -> bytes:
-    """The model that stock TFLM runs for a model compiled for the plug-in: without the
-    plan. (The model stock TFLM and the plug-in are compared on.)"""
-    return write_metadata(data, PLAN_METADATA, None)
+    """The model that stock TFLM runs for a model compiled for the plug-in: fused blocks
+    back as their operators, without the plan. (The model stock TFLM and the plug-in are
+    compared on.)"""
+    return write_metadata(unfuse(data), PLAN_METADATA, None)

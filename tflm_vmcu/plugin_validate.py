@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from . import ops
 from .errors import TflmVmcuError
 from .plan_format import PLAN_METADATA
-from .plugin_target import stock_model
+from .plugin_target import op_counts, stock_model
 from .reader import load_bytes, read_model
 from .tflm_host import run_stock, smallest_arena
 from .validate import make_inputs
@@ -66,7 +65,6 @@ def validate_plugin(
         for k, (a, b) in enumerate(zip(ours, theirs, strict=True)):
             if not np.array_equal(a, b):
                 mismatches.append(f"run {r} output {k}: {int(np.sum(a != b))} elements differ")
-    ring = sum(ops.is_supported(op.opcode) for op in graph.operators)
     return PluginReport(
         model=str(model) if not isinstance(model, bytes) else "<bytes>",
         runs=runs,
@@ -76,6 +74,6 @@ def validate_plugin(
         stock_arena_bytes=stock_used,
         smallest_arena_bytes=plugin_arena,
         stock_smallest_arena_bytes=stock_arena,
-        ops={"ring": ring, "tflm": len(graph.operators) - ring, "fused_blocks": 0},
+        ops=op_counts(graph),
         mismatches=mismatches,
     )

@@ -32,7 +32,14 @@ namespace quant_f {
 enum { kScale = 2, kZeroPoint = 3, kQuantizedDimension = 6 };
 }
 namespace op_f {
-enum { kOpcodeIndex = 0, kInputs = 1, kOutputs = 2, kBuiltinOptionsType = 3, kBuiltinOptions = 4 };
+enum {
+  kOpcodeIndex = 0,
+  kInputs = 1,
+  kOutputs = 2,
+  kBuiltinOptionsType = 3,
+  kBuiltinOptions = 4,
+  kCustomOptions = 5
+};
 }
 namespace buffer_f {
 enum { kData = 0, kOffset = 1, kSize = 2 };
@@ -83,6 +90,72 @@ bool BufferData(const fb::Buffer& buf, const fb::Table& b, const uint8_t** data,
     *bytes = static_cast<size_t>(size);
   }
   return true;
+}
+
+// Validates operator table `i` of `operators` (`what`: "operator" or "nested operator")
+// against the model's operator code and tensor counts.
+bool CheckOperator(const fb::Vector& operators, uint32_t i, const char* what, uint32_t num_opcodes,
+                   uint32_t num_tensors, char* error, size_t error_size) {
+  fb::Table t, options;
+  fb::Vector in, out, custom;
+  bool ok = true;
+  if (!fb::Table::Element(operators, i, &t) || !t.GetVector(op_f::kInputs, 4, &in) ||
+      !t.GetVector(op_f::kOutputs, 4, &out) || !t.SubTable(op_f::kBuiltinOptions, &options) ||
+      !t.GetVector(op_f::kCustomOptions, 1, &custom)) {
+    Format(error, error_size, "corrupt model: %s %u is out of bounds", what, i);
+    return false;
+  }
+  const uint32_t opcode = t.Scalar<uint32_t>(op_f::kOpcodeIndex, 0, &ok);
+  t.Scalar<uint8_t>(op_f::kBuiltinOptionsType, 0, &ok);
+  if (!ok || opcode >= num_opcodes) {
+    Format(error, error_size, "corrupt model: %s %u names operator code %u of %u", what, i, opcode,
+           num_opcodes);
+    return false;
+  }
+  const fb::Vector* op_io[2] = {&in, &out};
+  for (const fb::Vector* io : op_io) {
+    for (uint32_t k = 0; k < io->length; ++k) {
+      const int32_t idx = io->Int32(k);
+      if (idx < -1 || idx >= static_cast<int32_t>(num_tensors) || (idx == -1 && io == &out)) {
+        Format(error, error_size, "corrupt model: %s %u %s %u names tensor %d of %u", what, i,
+               io == &in ? "input" : "output", k, idx, num_tensors);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// The operator of table `t`; operator codes from the model's vector at `opcodes_pos`.
+OperatorInfo ReadOperator(const fb::Buffer& buf, size_t opcodes_pos, const fb::Table& t) {
+  bool ok = true;
+  OperatorInfo info;
+  const uint32_t opcode = t.Scalar<uint32_t>(op_f::kOpcodeIndex, 0, &ok);
+  const fb::Table code = TableAt(buf, opcodes_pos, opcode);
+  const int32_t deprecated = code.Scalar<int8_t>(opcode_f::kDeprecatedBuiltinCode, 0, &ok);
+  const int32_t builtin = code.Scalar<int32_t>(opcode_f::kBuiltinCode, 0, &ok);
+  // Schema rule: the real code is the larger of the two fields.
+  info.builtin_code = builtin > deprecated ? builtin : deprecated;
+  uint32_t len;
+  code.String(opcode_f::kCustomCode, &info.custom_code, &len);
+  if (info.builtin_code == 32 /* CUSTOM */) info.builtin_code = -1;
+  fb::Vector in, out, custom;
+  t.GetVector(op_f::kInputs, 4, &in);
+  t.GetVector(op_f::kOutputs, 4, &out);
+  t.GetVector(op_f::kCustomOptions, 1, &custom);
+  info.num_inputs = in.length;
+  info.num_outputs = out.length;
+  info.inputs = in.Bytes();
+  info.outputs = out.Bytes();
+  if (custom.present) {
+    info.custom_options = custom.Bytes();
+    info.custom_options_size = custom.length;
+  }
+  info.options_type = t.Scalar<uint8_t>(op_f::kBuiltinOptionsType, 0, &ok);
+  size_t options = 0;
+  t.Follow(op_f::kBuiltinOptions, &options);
+  info.options_pos = options;
+  return info;
 }
 
 }  // namespace
@@ -224,25 +297,8 @@ Status Model::Init(const uint8_t* bytes, size_t size, char* error, size_t error_
   }
 
   for (uint32_t i = 0; i < operators.length; ++i) {
-    fb::Table t, options;
-    fb::Vector in, out;
-    if (!fb::Table::Element(operators, i, &t) || !t.GetVector(op_f::kInputs, 4, &in) ||
-        !t.GetVector(op_f::kOutputs, 4, &out) || !t.SubTable(op_f::kBuiltinOptions, &options))
-      TFLM_VMCU_BAD("corrupt model: operator %u is out of bounds", i);
-    const uint32_t opcode = t.Scalar<uint32_t>(op_f::kOpcodeIndex, 0, &ok);
-    t.Scalar<uint8_t>(op_f::kBuiltinOptionsType, 0, &ok);
-    if (!ok || opcode >= opcodes.length)
-      TFLM_VMCU_BAD("corrupt model: operator %u names operator code %u of %u", i, opcode,
-                    opcodes.length);
-    const fb::Vector* op_io[2] = {&in, &out};
-    for (const fb::Vector* io : op_io) {
-      for (uint32_t k = 0; k < io->length; ++k) {
-        const int32_t idx = io->Int32(k);
-        if (idx < -1 || idx >= static_cast<int32_t>(tensors.length) || (idx == -1 && io == &out))
-          TFLM_VMCU_BAD("corrupt model: operator %u %s %u names tensor %d of %u", i,
-                        io == &in ? "input" : "output", k, idx, tensors.length);
-      }
-    }
+    if (!CheckOperator(operators, i, "operator", opcodes.length, tensors.length, error, error_size))
+      return Status::kInvalidModel;
   }
 #undef TFLM_VMCU_BAD
 
@@ -318,30 +374,39 @@ TensorInfo Model::tensor(uint32_t i) const {
 
 OperatorInfo Model::op(uint32_t i) const {
   const fb::Buffer buf{bytes_, size_};
-  bool ok = true;
-  OperatorInfo info;
-  const fb::Table t = TableAt(buf, operators_pos_, i);
-  const uint32_t opcode = t.Scalar<uint32_t>(op_f::kOpcodeIndex, 0, &ok);
-  const fb::Table code = TableAt(buf, opcodes_pos_, opcode);
-  const int32_t deprecated = code.Scalar<int8_t>(opcode_f::kDeprecatedBuiltinCode, 0, &ok);
-  const int32_t builtin = code.Scalar<int32_t>(opcode_f::kBuiltinCode, 0, &ok);
-  // Schema rule: the real code is the larger of the two fields.
-  info.builtin_code = builtin > deprecated ? builtin : deprecated;
-  uint32_t len;
-  code.String(opcode_f::kCustomCode, &info.custom_code, &len);
-  if (info.builtin_code == 32 /* CUSTOM */) info.builtin_code = -1;
-  fb::Vector in, out;
-  t.GetVector(op_f::kInputs, 4, &in);
-  t.GetVector(op_f::kOutputs, 4, &out);
-  info.num_inputs = in.length;
-  info.num_outputs = out.length;
-  info.inputs = in.Bytes();
-  info.outputs = out.Bytes();
-  info.options_type = t.Scalar<uint8_t>(op_f::kBuiltinOptionsType, 0, &ok);
-  size_t options = 0;
-  t.Follow(op_f::kBuiltinOptions, &options);
-  info.options_pos = options;
-  return info;
+  return ReadOperator(buf, opcodes_pos_, TableAt(buf, operators_pos_, i));
+}
+
+Status Model::ReadNested(const OperatorInfo& op, NestedOperators* out, char* error,
+                         size_t error_size) const {
+  *out = NestedOperators();
+  const fb::Buffer buf{bytes_, size_};
+  fb::Table root;
+  fb::Vector operators;
+  // The nested root table lies inside the options (64-bit sums: size_t is 32-bit on MCUs).
+  const uint64_t at = op.custom_options != nullptr ? op.custom_options - bytes_ : 0;
+  const uint64_t root_pos =
+      op.custom_options_size >= 8 ? at + fb::LoadU32(op.custom_options) : uint64_t{0};
+  if (root_pos < at + 4 || root_pos + 4 > at + op.custom_options_size ||
+      !fb::Table::At(buf, static_cast<size_t>(root_pos), &root) ||
+      !root.GetVector(subgraph_f::kOperators, 4, &operators)) {
+    Format(error, error_size, "custom operator '%s' has no readable nested operators",
+           op.custom_code);
+    return Status::kInvalidModel;
+  }
+  for (uint32_t i = 0; i < operators.length; ++i) {
+    if (!CheckOperator(operators, i, "nested operator", num_opcodes_, num_tensors_, error,
+                       error_size))
+      return Status::kInvalidModel;
+  }
+  out->pos = operators.pos;
+  out->count = operators.length;
+  return Status::kOk;
+}
+
+OperatorInfo Model::nested_op(const NestedOperators& nested, uint32_t i) const {
+  const fb::Buffer buf{bytes_, size_};
+  return ReadOperator(buf, opcodes_pos_, TableAt(buf, nested.pos, i));
 }
 
 uint32_t Model::Digest() const {

@@ -15,6 +15,10 @@ int32_t PlanTables::Offset(uint32_t tensor) const {
   return static_cast<int32_t>(fb::LoadU32(offsets + 4 * static_cast<size_t>(tensor)));
 }
 
+uint32_t PlanTables::BlockWord(uint32_t k, uint32_t i) const {
+  return fb::LoadU32(blocks + 4 * (kPlanBlockWords * k + i));
+}
+
 const int32_t* PlanTables::OpData(uint32_t op, uint32_t* words) const {
   *words = 0;
   if (op_starts == nullptr) return nullptr;

@@ -29,6 +29,8 @@ struct PlanTables {
   uint32_t op_words = 0;
 
   int32_t Offset(uint32_t tensor) const;
+  // Word `i` (< kPlanBlockWords) of fused block `k`'s record.
+  uint32_t BlockWord(uint32_t k, uint32_t i) const;
   // Op `op`'s precomputed words and an upper bound of their count; nullptr if none.
   const int32_t* OpData(uint32_t op, uint32_t* words) const;
 };

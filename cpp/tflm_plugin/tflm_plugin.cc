@@ -6,6 +6,7 @@
 #include <new>
 
 #include "format.h"
+#include "kernels/inverted_bottleneck.h"
 #include "kernels/kernel.h"
 #include "model_tensor.h"
 #include "op_names.h"
@@ -21,10 +22,19 @@ namespace tflm_vmcu {
 namespace {
 
 constexpr int32_t kAlignment = 16;  // MicroArenaBufferAlignment()
-constexpr int kMaxOperands = 16;    // inputs + outputs of one op run by the plug-in
 
 int32_t AlignUp(int64_t v) {
   return static_cast<int32_t>((v + kAlignment - 1) / kAlignment * kAlignment);
+}
+
+bool IsBlockOperator(const OperatorInfo& op) {
+  const char* a = op.custom_code;
+  const char* b = TflmPlugin::kBlockOpName;
+  while (*a != '\0' && *a == *b) {
+    ++a;
+    ++b;
+  }
+  return op.builtin_code < 0 && *a == *b;
 }
 
 // Bytes TFLM allocates for tensor `info`: none for constants, variables and empty tensors.
@@ -55,12 +65,23 @@ TflmPlugin::TflmPlugin(const uint8_t* model, size_t model_size) : planner_(this)
   PlanTables* tables = reinterpret_cast<PlanTables*>(plan_);
   if (!ReadPlanTables(model_, plan, bytes, tables, error_, sizeof(error_))) {
     status_ = Status::kInvalidModel;
-  } else if (tables->num_blocks > 0) {  // a plan for the tflm-vmcu runtime, not for TFLM
-    status_ = Status::kInvalidModel;
-    Format(error_, sizeof(error_),
-           "the plan fuses %u inverted-bottleneck blocks, which run in the tflm-vmcu runtime "
-           "only: compile the model with `tflm-vmcu compile --target tflm-plugin`",
-           tables->num_blocks);
+  } else {
+    // Each fused block must be one custom operator (a plan for the tflm-vmcu runtime fuses
+    // runs of the model's own operators, which TFLM would run one by one).
+    for (uint32_t k = 0; k < tables->num_blocks; ++k) {
+      const uint32_t first = tables->BlockWord(k, 0);
+      const uint32_t last = tables->BlockWord(k, 1);
+      const bool custom =
+          first == last && first < model_.num_operators() && IsBlockOperator(model_.op(first));
+      if (!custom) {
+        status_ = Status::kInvalidModel;
+        Format(error_, sizeof(error_),
+               "the plan fuses operators %u..%u, which run fused in the tflm-vmcu runtime "
+               "only: compile the model with `tflm-vmcu compile --target tflm-plugin`",
+               first, last);
+        return;
+      }
+    }
   }
 }
 
@@ -126,6 +147,20 @@ TfLiteStatus PlanPlanner::AddBuffer(int size, int first_time_used, int last_time
       return kTfLiteError;
     }
     b.offset = plugin_->plan().Offset(static_cast<uint32_t>(tensor));
+    if (b.offset < 0) {
+      // Only the inner tensors of fused blocks are left out of the plan: no operator reads or
+      // writes them (TFLM gives them no lifetime), so they get no bytes.
+      if (first_time_used >= 0 || last_time_used >= 0) {
+        MicroPrintf(
+            "tflm-vmcu: the memory plan gives tensor %d ('%s'), which operator %d uses, "
+            "no place",
+            static_cast<int>(tensor), info.name, first_time_used);
+        failed_ = true;
+        return kTfLiteError;
+      }
+      b.offset = 0;
+      b.size = 0;
+    }
   }
   return kTfLiteOk;
 }
@@ -163,7 +198,7 @@ TfLiteStatus PlanPlanner::Place() {
   };
   for (int i = 0; i < count_; ++i) {
     Buffer& b = buffers_[i];
-    if (b.offset < 0) continue;
+    if (b.offset < 0 || b.unused()) continue;
     if (static_cast<uint32_t>(b.offset) >= (ring == 0 ? 1 : ring)) {
       MicroPrintf("tflm-vmcu: the memory plan puts tensor %d at offset %d of a %u-byte ring",
                   static_cast<int>(b.tensor), static_cast<int>(b.offset),
@@ -182,7 +217,7 @@ TfLiteStatus PlanPlanner::Place() {
       moved = false;
       for (int j = 0; j < count_; ++j) {
         const Buffer& o = buffers_[j];
-        if (j == i || o.offset < 0 || !live_together(b, o)) continue;
+        if (j == i || o.offset < 0 || o.unused() || !live_together(b, o)) continue;
         int64_t r[4];
         ranges(o, r);
         for (int k = 0; k < 4; k += 2) {
@@ -216,61 +251,103 @@ size_t PlanPlanner::GetMaximumMemorySize() {
 
 namespace {
 
+constexpr int kMaxTensors = 16;  // distinct tensors of one op or one fused block
+
 struct NodeState {
   int32_t op = -1;  // operator index in the model
   const Kernel* kernel = nullptr;
   void* op_data = nullptr;
 };
 
-// One op's operands as this runtime's kernels see them, built from the model (flash) each
-// time: nothing per tensor is kept in the arena.
+// A fused block's kernel state, built at Prepare from the operators nested in the custom
+// operator: the Bottleneck and the block's input and output, which it points to.
+struct BlockState {
+  Bottleneck block;
+  Tensor input, output;
+};
+
+// The tensors of one op, or of one fused block's operators, each loaded once from the model
+// (flash) when first named: nothing per tensor is kept in the arena.
+class TensorSet {
+ public:
+  // `pool`: the ring's start (activations get their addresses), nullptr in Prepare.
+  TensorSet(const TflmPlugin& p, uint8_t* pool) : plugin_(p), pool_(pool) {}
+
+  // Tensor `index` (nullptr for -1, an omitted optional input). `inner`: the tensor may be
+  // one the plan leaves out (inside a fused block). On failure returns false with `why` set.
+  bool Get(int32_t index, bool inner, Tensor** out, char* why, size_t why_size) {
+    *out = nullptr;
+    if (index < 0) return true;
+    for (int k = 0; k < count_; ++k) {
+      if (tensors_[k].index == index) {
+        *out = &tensors_[k];
+        return true;
+      }
+    }
+    if (count_ == kMaxTensors) {
+      Format(why, why_size, "names more than %d tensors, the plug-in runs at most that many",
+             kMaxTensors);
+      return false;
+    }
+    Tensor& t = tensors_[count_];
+    if (TensorFromModel(plugin_.model().tensor(static_cast<uint32_t>(index)), index, &t, why,
+                        why_size) != Status::kOk)
+      return false;
+    if (!t.is_const) {
+      const int32_t offset = plugin_.plan().Offset(static_cast<uint32_t>(index));
+      if (offset < 0 && !inner) {
+        Format(why, why_size, "tensor '%s' has no place in the memory plan", t.name);
+        return false;
+      }
+      t.offset = offset < 0 ? 0 : static_cast<uint32_t>(offset);
+      t.data = pool_ != nullptr && offset >= 0 ? pool_ + offset : nullptr;
+    }
+    ++count_;
+    *out = &t;
+    return true;
+  }
+
+ private:
+  const TflmPlugin& plugin_;
+  uint8_t* pool_;
+  Tensor tensors_[kMaxTensors];
+  int count_ = 0;
+};
+
+// One operator's operands as this runtime's kernels see them.
 struct Operands {
-  Tensor tensors[kMaxOperands];
-  Tensor* inputs[kMaxOperands] = {};
-  Tensor* outputs[kMaxOperands] = {};
+  Tensor* inputs[kMaxTensors] = {};
+  Tensor* outputs[kMaxTensors] = {};
   int num_inputs = 0;
   int num_outputs = 0;
 
-  // `pool`: the ring's start (activations get their data pointers), nullptr in Prepare.
-  Status Load(const TflmPlugin& p, int32_t op, uint8_t* pool, char* why, size_t why_size) {
-    const OperatorInfo info = p.model().op(static_cast<uint32_t>(op));
-    if (info.num_inputs + info.num_outputs > static_cast<uint32_t>(kMaxOperands)) {
+  bool Load(const OperatorInfo& info, TensorSet& set, bool inner, char* why, size_t why_size) {
+    if (info.num_inputs + info.num_outputs > static_cast<uint32_t>(kMaxTensors)) {
       Format(why, why_size, "has %u operands, the plug-in runs at most %d",
-             info.num_inputs + info.num_outputs, kMaxOperands);
-      return Status::kUnsupportedOp;
+             info.num_inputs + info.num_outputs, kMaxTensors);
+      return false;
     }
     num_inputs = static_cast<int>(info.num_inputs);
     num_outputs = static_cast<int>(info.num_outputs);
-    for (int k = 0; k < num_inputs + num_outputs; ++k) {
-      const int32_t index = k < num_inputs ? info.Input(static_cast<uint32_t>(k))
-                                           : info.Output(static_cast<uint32_t>(k - num_inputs));
-      Tensor** slot = k < num_inputs ? &inputs[k] : &outputs[k - num_inputs];
-      *slot = nullptr;
-      if (index < 0) continue;
-      Tensor& t = tensors[k];
-      const Status s =
-          TensorFromModel(p.model().tensor(static_cast<uint32_t>(index)), index, &t, why, why_size);
-      if (s != Status::kOk) return s;
-      if (!t.is_const) {
-        const int32_t offset = p.plan().Offset(static_cast<uint32_t>(index));
-        if (offset < 0) {
-          Format(why, why_size, "tensor '%s' has no place in the memory plan", t.name);
-          return Status::kInvalidModel;
-        }
-        t.offset = static_cast<uint32_t>(offset);
-        t.data = pool != nullptr ? pool + offset : nullptr;
-      }
-      *slot = &t;
+    for (int k = 0; k < num_inputs; ++k) {
+      if (!set.Get(info.Input(static_cast<uint32_t>(k)), inner, &inputs[k], why, why_size))
+        return false;
     }
-    return Status::kOk;
+    for (int k = 0; k < num_outputs; ++k) {
+      if (!set.Get(info.Output(static_cast<uint32_t>(k)), inner, &outputs[k], why, why_size))
+        return false;
+    }
+    return true;
   }
 };
 
 class PluginContext : public OpContext {
  public:
+  // `planned`: the op's words in the plan (nullptr: none), an upper bound of their count.
   PluginContext(TfLiteContext* context, const TflmPlugin& plugin, int32_t op, int32_t code,
-                const OpOptions* options, Operands& operands, void* op_data, uint8_t* pool)
-      : context_(context), plugin_(plugin) {
+                const OpOptions* options, Operands& operands, void* op_data, uint8_t* pool,
+                const int32_t* planned, uint32_t planned_words)
+      : context_(context), planned_(planned), planned_words_(planned_words) {
     options_ = options;
     inputs_ = operands.inputs;
     outputs_ = operands.outputs;
@@ -284,7 +361,8 @@ class PluginContext : public OpContext {
   }
 
   const int32_t* PlannedData(uint32_t* words) const override {
-    return plugin_.plan().OpData(static_cast<uint32_t>(op_index_), words);
+    *words = planned_ != nullptr ? planned_words_ : 0;
+    return planned_;
   }
 
   void* AllocatePersistent(size_t bytes, size_t alignment) override {
@@ -300,7 +378,8 @@ class PluginContext : public OpContext {
 
  private:
   TfLiteContext* context_;
-  const TflmPlugin& plugin_;
+  const int32_t* planned_;
+  uint32_t planned_words_;
 };
 
 TflmPlugin* PluginOf(TfLiteContext* context) {
@@ -314,6 +393,22 @@ TflmPlugin* PluginOf(TfLiteContext* context) {
   return p != nullptr && p->status() == Status::kOk ? p : nullptr;
 }
 
+// The ring's start: where TFLM put the output of `op`, less its plan offset.
+uint8_t* PoolOf(TfLiteContext* context, TfLiteNode* node, const TflmPlugin& p, int32_t op) {
+  const TfLiteEvalTensor* eval = tflite::micro::GetEvalOutput(context, node, 0);
+  const int32_t out = p.model().op(static_cast<uint32_t>(op)).Output(0);
+  return static_cast<uint8_t*>(eval->data.data) - p.plan().Offset(static_cast<uint32_t>(out));
+}
+
+// The model operator a node runs: the one writing the node's output.
+bool FindOperator(const TflmPlugin& p, TfLiteNode* node, int32_t* op) {
+  *op = node->outputs->size < 1 ? -1 : p.OperatorWriting(node->outputs->data[0]);
+  if (*op < 0)
+    MicroPrintf("tflm-vmcu: no operator of the model writes tensor %d",
+                node->outputs->size < 1 ? -1 : node->outputs->data[0]);
+  return *op >= 0;
+}
+
 void* InitNode(TfLiteContext* context, const char*, size_t) {
   void* raw = context->AllocatePersistentBuffer(context, sizeof(NodeState));
   return raw != nullptr ? new (raw) NodeState() : nullptr;
@@ -322,27 +417,23 @@ void* InitNode(TfLiteContext* context, const char*, size_t) {
 TfLiteStatus PrepareNode(TfLiteContext* context, TfLiteNode* node) {
   TflmPlugin* p = PluginOf(context);
   NodeState* state = static_cast<NodeState*>(node->user_data);
-  if (p == nullptr || state == nullptr || node->outputs->size < 1) return kTfLiteError;
-  state->op = p->OperatorWriting(node->outputs->data[0]);
-  if (state->op < 0) {
-    MicroPrintf("tflm-vmcu: no operator of the model writes tensor %d", node->outputs->data[0]);
-    return kTfLiteError;
-  }
+  if (p == nullptr || state == nullptr || !FindOperator(*p, node, &state->op)) return kTfLiteError;
   const OperatorInfo info = p->model().op(static_cast<uint32_t>(state->op));
   state->kernel = FindKernel(info.builtin_code);
   char why[192];
+  TensorSet set(*p, nullptr);
   Operands operands;
-  Status s = state->kernel == nullptr ? Status::kUnsupportedOp : Status::kOk;
-  if (s == Status::kOk) s = operands.Load(*p, state->op, nullptr, why, sizeof(why));
-  if (s != Status::kOk) {
+  if (state->kernel == nullptr || !operands.Load(info, set, false, why, sizeof(why))) {
     if (state->kernel == nullptr) Format(why, sizeof(why), "no ring kernel");
     MicroPrintf("tflm-vmcu: operator %d (%s): %s", static_cast<int>(state->op),
                 BuiltinOpName(info.builtin_code), why);
     return kTfLiteError;
   }
   const OpOptions options = DecodeOptions(p->model(), info.options_type, info.options_pos);
-  PluginContext ctx(context, *p, state->op, info.builtin_code, &options, operands, nullptr,
-                    nullptr);
+  uint32_t words = 0;
+  const int32_t* planned = p->plan().OpData(static_cast<uint32_t>(state->op), &words);
+  PluginContext ctx(context, *p, state->op, info.builtin_code, &options, operands, nullptr, nullptr,
+                    planned, words);
   if (state->kernel->prepare(ctx) != Status::kOk) return kTfLiteError;
   state->op_data = ctx.op_data();
   return kTfLiteOk;
@@ -353,21 +444,131 @@ TfLiteStatus InvokeNode(TfLiteContext* context, TfLiteNode* node) {
   const NodeState* state = static_cast<const NodeState*>(node->user_data);
   if (p == nullptr || state == nullptr || state->kernel == nullptr) return kTfLiteError;
   const OperatorInfo info = p->model().op(static_cast<uint32_t>(state->op));
-  // The ring starts where TFLM put the head: the output's address less its plan offset.
-  const int32_t out = info.Output(0);
-  const TfLiteEvalTensor* eval = tflite::micro::GetEvalOutput(context, node, 0);
-  uint8_t* pool =
-      static_cast<uint8_t*>(eval->data.data) - p->plan().Offset(static_cast<uint32_t>(out));
   char why[192];
+  TensorSet set(*p, PoolOf(context, node, *p, state->op));
   Operands operands;
-  if (operands.Load(*p, state->op, pool, why, sizeof(why)) != Status::kOk) {
+  if (!operands.Load(info, set, false, why, sizeof(why))) {
     MicroPrintf("tflm-vmcu: operator %d: %s", static_cast<int>(state->op), why);
     return kTfLiteError;
   }
   const OpOptions options = DecodeOptions(p->model(), info.options_type, info.options_pos);
   PluginContext ctx(context, *p, state->op, info.builtin_code, &options, operands, state->op_data,
-                    pool);
+                    PoolOf(context, node, *p, state->op), nullptr, 0);
   return state->kernel->eval(ctx) == Status::kOk ? kTfLiteOk : kTfLiteError;
+}
+
+// ---- fused blocks --------------------------------------------------------------------------
+
+void* InitBlock(TfLiteContext* context, const char*, size_t) {
+  void* raw = context->AllocatePersistentBuffer(context, sizeof(BlockState));
+  return raw != nullptr ? new (raw) BlockState() : nullptr;
+}
+
+// Inner operator `j`'s words in the block operator's plan data: [count, start of each
+// inner operator's words (-1: none), the words].
+const int32_t* InnerWords(const int32_t* words, uint32_t n, uint32_t j, uint32_t count,
+                          uint32_t* out) {
+  *out = 0;
+  if (words == nullptr || n < 1 + count || static_cast<uint32_t>(words[0]) != count) return nullptr;
+  const int32_t start = words[1 + j];
+  if (start < static_cast<int32_t>(1 + count) || static_cast<uint32_t>(start) >= n) return nullptr;
+  *out = n - static_cast<uint32_t>(start);
+  return words + start;
+}
+
+TfLiteStatus BlockFail(int32_t op, const char* why) {
+  MicroPrintf("tflm-vmcu: operator %d (%s): %s", static_cast<int>(op), TflmPlugin::kBlockOpName,
+              why);
+  return kTfLiteError;
+}
+
+TfLiteStatus PrepareBlock(TfLiteContext* context, TfLiteNode* node) {
+  TflmPlugin* p = PluginOf(context);
+  BlockState* state = static_cast<BlockState*>(node->user_data);
+  int32_t op;
+  if (p == nullptr || state == nullptr || !FindOperator(*p, node, &op)) return kTfLiteError;
+  const Model& m = p->model();
+  const OperatorInfo info = m.op(static_cast<uint32_t>(op));
+  char why[192];
+  uint32_t k = 0;  // the plan's record of this block
+  while (k < p->plan().num_blocks && p->plan().BlockWord(k, 0) != static_cast<uint32_t>(op)) ++k;
+  if (k == p->plan().num_blocks) return BlockFail(op, "the memory plan has no fused block here");
+  NestedOperators nested;
+  if (m.ReadNested(info, &nested, why, sizeof(why)) != Status::kOk) return BlockFail(op, why);
+  if (nested.count < 2 || nested.count > static_cast<uint32_t>(kMaxBlockOps)) {
+    Format(why, sizeof(why), "stands for %u operators, a fused block is 2 to %d", nested.count,
+           kMaxBlockOps);
+    return BlockFail(op, why);
+  }
+  // The block's operators prepared by their own kernels, then fused as the interpreter does.
+  TensorSet set(*p, nullptr);
+  Operands operands[kMaxBlockOps];
+  OpOptions options[kMaxBlockOps];
+  BlockOp ops[kMaxBlockOps];
+  uint32_t words = 0;
+  const int32_t* planned = p->plan().OpData(static_cast<uint32_t>(op), &words);
+  for (uint32_t j = 0; j < nested.count; ++j) {
+    const OperatorInfo inner = m.nested_op(nested, j);
+    const Kernel* kernel = FindKernel(inner.builtin_code);
+    if (kernel == nullptr || inner.num_outputs != 1 ||
+        !operands[j].Load(inner, set, true, why, sizeof(why))) {
+      if (kernel == nullptr || inner.num_outputs != 1)
+        Format(why, sizeof(why), "nested operator %u (%s) cannot be part of a fused block", j,
+               BuiltinOpName(inner.builtin_code));
+      return BlockFail(op, why);
+    }
+    options[j] = DecodeOptions(m, inner.options_type, inner.options_pos);
+    uint32_t n = 0;
+    const int32_t* data = InnerWords(planned, words, j, nested.count, &n);
+    PluginContext ctx(context, *p, op, inner.builtin_code, &options[j], operands[j], nullptr,
+                      nullptr, data, n);
+    if (kernel->prepare(ctx) != Status::kOk) return kTfLiteError;
+    ops[j] =
+        BlockOp{inner.builtin_code,     &options[j],  operands[j].inputs, operands[j].num_inputs,
+                operands[j].outputs[0], ctx.op_data()};
+  }
+  Bottleneck b;
+  if (!MakeBottleneck(ops, static_cast<int32_t>(nested.count), &b, why, sizeof(why)))
+    return BlockFail(op, why);
+  if (info.num_inputs < 1 || info.num_outputs != 1 || b.input->index != info.Input(0) ||
+      b.output->index != info.Output(0))
+    return BlockFail(op, "its operands are not the input and output of the block it stands for");
+  const uint32_t mode = p->plan().BlockWord(k, 2);
+  const uint32_t ws_offset = p->plan().BlockWord(k, 3);
+  const uint32_t ws_bytes = p->plan().BlockWord(k, 4);
+  b.window = mode == 1;
+  const uint32_t need = BottleneckWorkspaceBytes(b);
+  const uint32_t pool = p->pool_bytes();
+  if (mode > 1 || ws_bytes < need || ws_offset > pool || ws_bytes > pool - ws_offset) {
+    Format(why, sizeof(why),
+           "the memory plan gives the block a %u-byte workspace at offset %u of a %u-byte "
+           "ring in mode %u; it needs %u bytes inside the ring",
+           ws_bytes, ws_offset, pool, mode, need);
+    return BlockFail(op, why);
+  }
+  b.workspace = Tensor();
+  b.workspace.name = "workspace";
+  b.workspace.index = static_cast<int32_t>(m.num_tensors() + k);
+  b.workspace.bytes = ws_bytes;
+  b.workspace.offset = ws_offset;
+  b.workspace_offset = ws_offset;
+  b.first_op = b.last_op = static_cast<uint32_t>(op);
+  state->input = *b.input;
+  state->output = *b.output;
+  b.input = &state->input;
+  b.output = &state->output;
+  state->block = b;
+  return kTfLiteOk;
+}
+
+TfLiteStatus InvokeBlock(TfLiteContext* context, TfLiteNode* node) {
+  TflmPlugin* p = PluginOf(context);
+  const BlockState* state = static_cast<const BlockState*>(node->user_data);
+  if (p == nullptr || state == nullptr || state->block.input == nullptr) return kTfLiteError;
+  EvalBottleneck(state->block,
+                 PoolOf(context, node, *p, static_cast<int32_t>(state->block.first_op)),
+                 p->pool_bytes(), nullptr);
+  return kTfLiteOk;
 }
 
 }  // namespace
@@ -377,6 +578,14 @@ TFLMRegistration TflmPlugin::Registration() {
   r.init = InitNode;
   r.prepare = PrepareNode;
   r.invoke = InvokeNode;
+  return r;
+}
+
+TFLMRegistration TflmPlugin::BlockRegistration() {
+  TFLMRegistration r = {};
+  r.init = InitBlock;
+  r.prepare = PrepareBlock;
+  r.invoke = InvokeBlock;
   return r;
 }
 

@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..fusion import Block, find_blocks, planning_graph
 from ..ir import Graph, check_graph
 from .plan import FusedBlock, Plan
 from .ring import plan_ring
 
+# Plans the graph the planner sees with blocks fused (fusion.planning_graph), given the span
+# of original operators each of its operators stands for.
+VirtualPlanner = Callable[[Graph, list[tuple[int, int]]], Plan]
 
-def plan_with_blocks(graph: Graph, blocks: Sequence[Block]) -> Plan:
+
+def _runtime_planner(virtual: Graph, spans: list[tuple[int, int]]) -> Plan:
+    return plan_ring(virtual)
+
+
+def plan_with_blocks(
+    graph: Graph, blocks: Sequence[Block], planner: VirtualPlanner = _runtime_planner
+) -> Plan:
     """The ring plan with `blocks` fused, in terms of the original graph's operators."""
     virtual, spans = planning_graph(graph, blocks)
-    vplan = plan_ring(virtual)
+    vplan = planner(virtual, spans)
     num_ops = len(graph.operators)
 
     def first(k: int) -> int:
@@ -49,13 +59,16 @@ def plan_with_blocks(graph: Graph, blocks: Sequence[Block]) -> Plan:
 FUSION_MODES = ("rows", "window", "off")
 
 
-def plan_model(graph: Graph, fusion: str = "rows") -> Plan:
+def plan_model(
+    graph: Graph, fusion: str = "rows", planner: VirtualPlanner = _runtime_planner
+) -> Plan:
     """The ring plan of the runtime. With fusion "rows", every inverted-bottleneck block is
     fused where that lowers the pool (a block that does not is left to the unfused
     kernels), in rows mode: as fast as the unfused ops. With "window", blocks also run in
     window mode where that lowers the pool further (less memory, several times more work
     in those blocks). "off" fuses nothing. The notes record, per fused block, the pool
-    bytes fusing it saves."""
+    bytes fusing it saves. `planner` plans each candidate (the TFLM plug-in's keeps the
+    tensors of TFLM's kernels flat)."""
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, not '{fusion}'")
     check_graph(graph)
@@ -65,7 +78,7 @@ def plan_model(graph: Graph, fusion: str = "rows") -> Plan:
     def plan_for(blocks: list[Block]) -> Plan:  # each set of fused blocks planned once
         key = tuple(blocks)
         if key not in plans:
-            plans[key] = plan_with_blocks(graph, blocks)
+            plans[key] = plan_with_blocks(graph, blocks, planner)
         return plans[key]
 
     candidates = find_blocks(graph) if fusion != "off" else []

@@ -72,8 +72,9 @@ int Run(char** argv, size_t num_inputs, const uint8_t* model_data, size_t model_
   if (model->version() != TFLITE_SCHEMA_VERSION) {
     return Fail("unsupported model schema version", std::to_string(model->version()));
   }
-  tflite::MicroMutableOpResolver<tflm_vmcu_host::kAllOpsCount> resolver;
 #ifdef TFLM_VMCU_PLUGIN
+  // Every op, and the custom operator of fused blocks.
+  tflite::MicroMutableOpResolver<tflm_vmcu_host::kAllOpsCount + 1> resolver;
   // What an application changes to use the plug-in (docs/MIGRATION.md): the planner, the
   // ring kernels for the ops this runtime has, and the external context.
   tflm_vmcu::TflmPlugin plugin(model_data, model_size);
@@ -81,7 +82,10 @@ int Run(char** argv, size_t num_inputs, const uint8_t* model_data, size_t model_
   auto pick = [](tflite::BuiltinOperator op) -> const TFLMRegistration* {
     return tflm_vmcu::IsOpSupported(op) ? &ring : nullptr;
   };
-  if (tflm_vmcu_host::AddAllOps(resolver, pick) != kTfLiteOk) return Fail("op registration failed");
+  const TFLMRegistration block = tflm_vmcu::TflmPlugin::BlockRegistration();
+  if (tflm_vmcu_host::AddAllOps(resolver, pick) != kTfLiteOk ||
+      resolver.AddCustom(tflm_vmcu::TflmPlugin::kBlockOpName, &block) != kTfLiteOk)
+    return Fail("op registration failed");
   tflite::MicroAllocator* allocator =
       tflite::MicroAllocator::Create(arena, arena_size, plugin.planner());
   if (allocator == nullptr) return Fail("AllocateTensors failed", "no allocator");
@@ -90,6 +94,7 @@ int Run(char** argv, size_t num_inputs, const uint8_t* model_data, size_t model_
     interpreter.SetMicroExternalContext(&plugin);
 #else
   (void)model_size;
+  tflite::MicroMutableOpResolver<tflm_vmcu_host::kAllOpsCount> resolver;
   if (tflm_vmcu_host::AddAllOps(resolver) != kTfLiteOk) return Fail("op registration failed");
   tflite::MicroInterpreter interpreter(model, resolver, arena, arena_size);
 #endif

@@ -34,13 +34,23 @@ struct OperatorInfo {
   const char* custom_code = "";
   uint32_t num_inputs = 0;
   uint32_t num_outputs = 0;
-  const uint8_t* inputs = nullptr;   // little-endian int32[num_inputs] inside the model
-  const uint8_t* outputs = nullptr;  // little-endian int32[num_outputs]
-  uint8_t options_type = 0;          // BuiltinOptions union tag
-  size_t options_pos = 0;            // table position in the model, 0 if absent
+  const uint8_t* inputs = nullptr;          // little-endian int32[num_inputs] inside the model
+  const uint8_t* outputs = nullptr;         // little-endian int32[num_outputs]
+  uint8_t options_type = 0;                 // BuiltinOptions union tag
+  size_t options_pos = 0;                   // table position in the model, 0 if absent
+  const uint8_t* custom_options = nullptr;  // a custom operator's options, inside the model
+  uint32_t custom_options_size = 0;
 
   int32_t Input(uint32_t i) const;
   int32_t Output(uint32_t i) const;
+};
+
+// Operators nested in a custom operator's options: a flatbuffer SubGraph table whose
+// operators use the model's own operator codes and tensors (how the TFLM plug-in's fused
+// blocks keep the operators they stand for).
+struct NestedOperators {
+  size_t pos = 0;  // the vector of operator tables, a position in the model
+  uint32_t count = 0;
 };
 
 class Model {
@@ -58,6 +68,12 @@ class Model {
   // Decodes tensor `i` (< num_tensors, validated by Init).
   TensorInfo tensor(uint32_t i) const;
   OperatorInfo op(uint32_t i) const;
+
+  // Reads the operators nested in `op`'s custom options, validated as Init validates the
+  // model's own; on failure writes one line to `error`.
+  Status ReadNested(const OperatorInfo& op, NestedOperators* out, char* error,
+                    size_t error_size) const;
+  OperatorInfo nested_op(const NestedOperators& nested, uint32_t i) const;
 
   const uint8_t* bytes() const { return bytes_; }
   size_t size() const { return size_; }

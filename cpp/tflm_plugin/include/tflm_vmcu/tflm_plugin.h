@@ -50,6 +50,10 @@ class PlanPlanner : public tflite::MicroMemoryPlanner {
   struct Buffer {
     int32_t size, first, last, offset;
     int32_t tensor;  // model tensor, -1 for a scratch buffer
+    // A tensor inside a fused block: no operator touches it, so it gets no bytes (size 0;
+    // TFLM plans no empty tensors). The struct stays small: TFLM's temporary memory holds
+    // one per buffer while it plans.
+    bool unused() const { return tensor >= 0 && size == 0; }
   };
   TfLiteStatus Place();
 
@@ -101,12 +105,19 @@ class TflmPlugin {
     add(r.AddMean(Registration()));
     add(r.AddQuantize(Registration()));
     add(r.AddHardSwish(Registration()));
+    const TFLMRegistration block = BlockRegistration();  // AddCustom copies it
+    add(r.AddCustom(kBlockOpName, &block));
     return s;
   }
 
   // The TFLM registration of the ring kernels (one for every op: each node finds its kernel
   // from the model's operator).
   static TFLMRegistration Registration();
+
+  // The custom operator a fused inverted-bottleneck block becomes in a model compiled for the
+  // plug-in, and its registration (the runtime's fused kernel).
+  static constexpr const char* kBlockOpName = "TFLM_VMCU_BOTTLENECK";
+  static TFLMRegistration BlockRegistration();
 
   // For the plug-in's planner and kernels.
   const Model& model() const { return model_; }
