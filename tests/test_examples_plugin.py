@@ -66,10 +66,9 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _run_app(cache: Path, model: Path, arena_bytes: int) -> tuple[int, list[list[int]]]:
+def _run_app(cache: Path, model: Path, arena_bytes: int) -> subprocess.CompletedProcess[str]:
     """Configures and builds the example for `model` and `arena_bytes` (one cached build
-    folder: a new model or arena rebuilds only the model array and main.cc), runs it and
-    returns arena_used_bytes and the outputs it printed."""
+    folder: a new model or arena rebuilds only the model array and main.cc) and runs it."""
     key = hashlib.sha256(f"{ROOT}|{TFLM_TREE.resolve()}".encode()).hexdigest()[:12]
     build = cache / f"example-tflm_plugin_app-{key}"
     with _locked(build.with_suffix(".lock")):
@@ -79,14 +78,30 @@ def _run_app(cache: Path, model: Path, arena_bytes: int) -> tuple[int, list[list
         for cmd in (configure, ["cmake", "--build", str(build), "-j2"]):
             proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        proc = subprocess.run(
+        return subprocess.run(
             [str(build / "tflm_plugin_app")], capture_output=True, text=True, check=False
         )
+
+
+def _results(proc: subprocess.CompletedProcess[str]) -> tuple[int, list[list[int]]]:
+    """arena_used_bytes and the outputs the example printed."""
     assert proc.returncode == 0, proc.stderr
     used = re.search(r"^arena_used_bytes: (\d+)$", proc.stdout, re.MULTILINE)
     assert used is not None, proc.stdout
     outputs = re.findall(r"^output \d+:(.*)$", proc.stdout, re.MULTILINE)
     return int(used.group(1)), [[int(v) for v in line.split()] for line in outputs]
+
+
+def _compiled(name: str, original: Path, cache: Path, tmp_path: Path) -> Path:
+    """`tflm-vmcu compile --target tflm-plugin`, as a user runs it; the result is kept in
+    the cache (rewritten only when it changes), so that a rerun rebuilds nothing."""
+    out = tmp_path / f"{name}.plugin.tflite"
+    assert cli(["compile", str(original), "-o", str(out), "--target", "tflm-plugin"]) == 0
+    compiled = cache / "example-models" / out.name
+    compiled.parent.mkdir(parents=True, exist_ok=True)
+    if not compiled.is_file() or compiled.read_bytes() != out.read_bytes():
+        shutil.copyfile(out, compiled)
+    return compiled
 
 
 @pytest.mark.parametrize("name", ["mobilenetv2_small", "conv_tanh_conv"])
@@ -97,13 +112,7 @@ def test_example_app_matches_stock_tflm_in_a_smaller_arena(
     if name == "conv_tanh_conv":
         original = tmp_path / f"{name}.tflite"
         original.write_bytes(_with_tanh())
-    # The model as a user compiles it, kept beside the build so that a rerun rebuilds nothing.
-    compiled = tflm_cache / "example-models" / f"{name}.plugin.tflite"
-    compiled.parent.mkdir(parents=True, exist_ok=True)
-    out = tmp_path / compiled.name
-    assert cli(["compile", str(original), "-o", str(out), "--target", "tflm-plugin"]) == 0
-    if not compiled.is_file() or compiled.read_bytes() != out.read_bytes():
-        shutil.copyfile(out, compiled)
+    compiled = _compiled(name, original, tflm_cache, tmp_path)
 
     # Stock TFLM on the original model and the input the example writes.
     data = original.read_bytes()
@@ -113,7 +122,7 @@ def test_example_app_matches_stock_tflm_in_a_smaller_arena(
     stock_arena = smallest_arena(data)
 
     # The example, with an arena 16 bytes smaller than stock TFLM needs.
-    used, outputs = _run_app(tflm_cache, compiled, stock_arena - 16)
+    used, outputs = _results(_run_app(tflm_cache, compiled, stock_arena - 16))
     assert len(outputs) == len(stock.outputs[0])
     for got, want in zip(outputs, stock.outputs[0], strict=True):
         assert want.dtype == np.int8
@@ -123,6 +132,19 @@ def test_example_app_matches_stock_tflm_in_a_smaller_arena(
         f"{name}: arena_used_bytes {used:,}, stock TFLM {stock.total_bytes:,} "
         f"(smallest arena {stock_arena:,})"
     )
+
+
+def test_example_app_refuses_a_too_small_arena(tflm_cache: Path, tmp_path: Path) -> None:
+    """The plug-in's planner reports its true extent: in an arena smaller than the plan,
+    AllocateTensors fails with a message, and the example says so (exit 1)."""
+    original = tmp_path / "conv_tanh_conv.tflite"
+    original.write_bytes(_with_tanh())
+    proc = _run_app(tflm_cache, _compiled("conv_tanh_conv", original, tflm_cache, tmp_path), 2048)
+    assert proc.returncode == 1
+    # TFLM's message: the extent the planner reports does not fit.
+    assert re.search(r"Failed to resize buffer\. Requested: \d+", proc.stderr), proc.stderr
+    assert "AllocateTensors failed (arena of 2048 bytes)" in proc.stderr
+    assert "arena_used_bytes" not in proc.stdout
 
 
 def test_migration_doc_shows_the_lines_the_example_changes() -> None:
