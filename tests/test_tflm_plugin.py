@@ -15,11 +15,12 @@ from conftest import MODELS, ROOT, committed_models, model_params, shared_models
 import tflm_vmcu
 import tflm_vmcu.compiler
 from tflm_vmcu.errors import TflmVmcuError
-from tflm_vmcu.plan_format import PLAN_METADATA, write_metadata
-from tflm_vmcu.plugin_target import compile_for_plugin, ring_ops
+from tflm_vmcu.plan_format import PLAN_METADATA, pack_model, write_metadata, write_plan
+from tflm_vmcu.plugin_blocks import BLOCK_CUSTOM_CODE, is_block_op, nested_operators, nested_options
+from tflm_vmcu.plugin_target import compile_for_plugin, ring_ops, stock_model
 from tflm_vmcu.plugin_validate import validate_plugin
 from tflm_vmcu.synth import ModelBuilder
-from tflm_vmcu.tflm_host import run_plugin
+from tflm_vmcu.tflm_host import run_plugin, run_stock
 from tflm_vmcu.validate import make_inputs
 
 TREE = ROOT.parent / "shared" / "third_party" / "tflite-micro" / "reference"
@@ -110,6 +111,79 @@ def test_plan_with_fused_blocks_is_refused(tflm_cache: Path) -> None:
     assert compiled.plan.blocks
     with pytest.raises(TflmVmcuError, match="compile the model with `tflm-vmcu compile --target"):
         run_plugin(TREE, compiled.model, _inputs(compiled.model), 1 << 22, cache_dir=tflm_cache)
+
+
+MOBILENET = MODELS / "mobilenetv2_small.tflite"
+
+
+def test_fused_blocks_run_as_custom_operators(tflm_cache: Path) -> None:
+    """Each fused block is one custom operator; its inner tensors stay in the tensor table,
+    touched by no operator, and TFLM gives them no bytes: the arena is smaller than with the
+    same blocks unfused, bit-exact."""
+    compiled, plan = compile_for_plugin(MOBILENET.read_bytes())
+    graph, original = tflm_vmcu.read_model(compiled), tflm_vmcu.read_model(MOBILENET.read_bytes())
+    blocks = [op for op in graph.operators if op.opcode == f"CUSTOM:{BLOCK_CUSTOM_CODE}"]
+    assert len(blocks) == len(plan.blocks) >= 2
+    assert len(graph.tensors) == len(original.tensors)
+    touched = {t for op in graph.operators for t in (*op.inputs, *op.outputs)}
+    inner = [t.index for t in original.activation_tensors() if t.index not in touched]
+    assert inner
+    assert not any(t in plan.placements for t in inner)
+    fused = validate_plugin(compiled, TREE, runs=2, cache_dir=tflm_cache)
+    assert fused.bit_exact, fused.mismatches
+    assert fused.ops["fused_blocks"] == len(blocks)
+    unfused, _ = compile_for_plugin(MOBILENET.read_bytes(), fusion="off")
+    assert tflm_vmcu.read_model(unfused).operators == original.operators
+    plain = validate_plugin(unfused, TREE, runs=1, cache_dir=tflm_cache)
+    assert plain.ops["fused_blocks"] == 0
+    assert fused.arena_bytes < plain.arena_bytes < plain.stock_arena_bytes
+
+
+def test_stock_tflm_refuses_a_model_with_fused_blocks(tflm_cache: Path) -> None:
+    """Stock TFLM has no kernel for the custom operator; stock_model gives back the
+    original operators, which it runs."""
+    compiled, _ = compile_for_plugin(MOBILENET.read_bytes())
+    with pytest.raises(TflmVmcuError, match="CUSTOM"):
+        run_stock(TREE, compiled, _inputs(compiled), 1 << 22, tflm_cache)
+    back = tflm_vmcu.read_model(stock_model(compiled))
+    assert back.operators == tflm_vmcu.read_model(MOBILENET.read_bytes()).operators
+    assert PLAN_METADATA not in back.metadata
+
+
+def _edit_first_block(compiled: bytes, plan: object, edit: object) -> bytes:
+    """The compiled model with its first block operator's nested operators edited, and a
+    plan whose digest matches again (so that the plug-in's own checks must catch it)."""
+    from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromPackedBuf(bytearray(compiled), 0)
+    op = next(op for op in m.subgraphs[0].operators if is_block_op(m, op))
+    op.customOptions = edit(nested_operators(m, op))  # type: ignore[operator]
+    return write_plan(pack_model(m, len(compiled)), plan)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda ops: nested_options(ops[::-1]), "cannot be part of a fused block|is not"),
+        (lambda ops: nested_options(ops[:1]), "stands for 1 operators"),
+        (lambda ops: nested_options(ops)[:6], "no readable nested operators"),
+        (
+            lambda ops: nested_options([*ops[:-1], _retarget(ops[-1], 10**6)]),
+            "nested operator 2 output 0 names tensor 1000000",
+        ),
+    ],
+    ids=["reordered", "one operator", "truncated", "tensor out of range"],
+)
+def test_corrupt_block_operator_is_refused(tflm_cache: Path, edit: object, message: str) -> None:
+    compiled, plan = compile_for_plugin(MOBILENET.read_bytes())
+    bad = _edit_first_block(compiled, plan, edit)
+    with pytest.raises(TflmVmcuError, match=message):
+        run_plugin(TREE, bad, _inputs(bad), arena_bytes=1 << 22, cache_dir=tflm_cache)
+
+
+def _retarget(op: object, tensor: int) -> object:
+    op.outputs = np.array([tensor], dtype=np.int32)  # type: ignore[attr-defined]
+    return op
 
 
 def test_too_small_arena_is_refused(tflm_cache: Path) -> None:

@@ -22,6 +22,15 @@ def _shape(shape: Sequence[int]) -> str:
     return "x".join(str(d) for d in shape) or "scalar"
 
 
+_BLOCK_OPCODE = f"CUSTOM:{BLOCK_CUSTOM_CODE}"
+
+
+def _support(opcode: str) -> str:
+    if opcode == _BLOCK_OPCODE:
+        return "plug-in"
+    return "yes" if ops.is_supported(opcode) else "NO"
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .compiler import runtime_refusal
     from .reader import load_bytes
@@ -43,7 +52,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             (
                 str(op.index),
                 op.opcode,
-                "yes" if ops.is_supported(op.opcode) else "NO",
+                _support(op.opcode),
                 ", ".join(f"{_shape(t.shape)} {t.dtype_name}" for t in outs),
                 ", ".join(_shape(t.shape) for t in acts),
                 f"{nbytes:,}",
@@ -60,6 +69,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             t = graph.tensors[i]
             q = f" scale={t.quant.scale:.6g} zero_point={t.quant.zero_point}" if t.quant else ""
             print(f"{kind}: '{t.name}' {_shape(t.shape)} {t.dtype_name}{q}")
+    blocks = sum(op.opcode == _BLOCK_OPCODE for op in graph.operators)
+    if blocks:
+        print(
+            f"compiled for TFLM + the tflm-vmcu plug-in: {blocks} fused blocks are custom "
+            f"operator {BLOCK_CUSTOM_CODE}, which the plug-in registers "
+            "(TflmPlugin::AddKernels); stock TFLM and the tflm-vmcu runtime refuse the model"
+        )
     print()
     for r in rows:
         print(
@@ -71,10 +87,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print()
     peak = max(live) if live else 0
     print(f"peak live activation bytes (tensor-level lower bound): {peak:,}")
-    unsupported = sorted({op.opcode for op in graph.operators if not ops.is_supported(op.opcode)})
+    unsupported = sorted({op.opcode for op in graph.operators if _support(op.opcode) == "NO"})
     if unsupported:
         print(f"unsupported ops: {', '.join(unsupported)}")
-    if refusal:  # listed above, but the runtime will not run it
+    if refusal and not blocks:  # listed above, but the runtime will not run it
         raise UnsupportedError(f"the runtime refuses this model: {refusal}")
     return 0
 

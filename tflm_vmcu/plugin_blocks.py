@@ -55,7 +55,8 @@ def _block_opcode(m: schema.ModelT) -> int:
     return len(m.operatorCodes) - 1
 
 
-def _nested(ops: list[schema.OperatorT]) -> np.ndarray:
+def nested_options(ops: list[schema.OperatorT]) -> np.ndarray:
+    """A block operator's custom options: `ops` as a nested SubGraph flatbuffer."""
     sub = schema.SubGraphT()
     sub.operators = ops
     builder = flatbuffers.Builder(1024)
@@ -96,7 +97,7 @@ def fuse_blocks(model: bytes, plan: Plan) -> tuple[bytes, Plan]:
         constants = [t for op in inner for t in op.inputs if t >= 0 and _is_constant(m, int(t))]
         custom.inputs = np.array([inner[0].inputs[0], *constants], dtype=np.int32)
         custom.outputs = np.array([inner[-1].outputs[0]], dtype=np.int32)
-        custom.customOptions = _nested(inner)
+        custom.customOptions = nested_options(inner)
         custom.customOptionsFormat = 0
         for j in range(b.first, b.last + 1):
             new_index[j] = len(operators)

@@ -64,8 +64,11 @@ def stock_program(tree: Path, cache_dir: Path | None = None, plugin: bool = Fals
 class _Runner:
     """Runs one model with given inputs at different arena sizes."""
 
-    def __init__(self, program: Path, model: bytes, inputs: list[np.ndarray], tmp: str) -> None:
+    def __init__(
+        self, program: Path, model: bytes, inputs: list[np.ndarray], tmp: str, plugin: bool
+    ) -> None:
         self.program, self.dir = program, Path(tmp)
+        self.what = "TFLM + plug-in" if plugin else "stock TFLM"
         (self.dir / "model.tflite").write_bytes(model)
         self.inputs = []
         for i, arr in enumerate(inputs):
@@ -84,10 +87,10 @@ class _Runner:
         )
 
 
-def _message(proc: subprocess.CompletedProcess[str]) -> str:
+def _message(proc: subprocess.CompletedProcess[str], runner: _Runner) -> str:
     why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
     lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.strip()]
-    return f"stock TFLM failed ({why}): {' | '.join(lines[-4:]) or 'no message'}"
+    return f"{runner.what} failed ({why}): {' | '.join(lines[-4:]) or 'no message'}"
 
 
 def _looks_like_arena(proc: subprocess.CompletedProcess[str]) -> bool:
@@ -103,7 +106,7 @@ def _smallest_arena(runner: _Runner) -> int:
     ok = runner.run(hi)
     while ok.returncode != 0:
         if not _looks_like_arena(ok) or hi >= _MAX_ARENA:
-            raise TflmVmcuError(_message(ok))
+            raise TflmVmcuError(_message(ok, runner))
         hi *= 2
         ok = runner.run(hi)
     lo = 0  # largest arena known to fail (0: none tried)
@@ -142,7 +145,7 @@ def smallest_arena(
     reported with it."""
     program = stock_program(tree, cache_dir, plugin)
     with tempfile.TemporaryDirectory() as tmp:
-        runner = _Runner(program, model_bytes, inputs, tmp)
+        runner = _Runner(program, model_bytes, inputs, tmp, plugin)
         arena = _smallest_arena(runner)
         return arena, _used(runner.run(arena))
 
@@ -166,11 +169,11 @@ def run_stock(
     graph = read_model(model_bytes)
     program = stock_program(tree, cache_dir, plugin)
     with tempfile.TemporaryDirectory() as tmp:
-        runner = _Runner(program, model_bytes, inputs, tmp)
+        runner = _Runner(program, model_bytes, inputs, tmp, plugin)
         arena = _smallest_arena(runner) if arena_bytes is None else arena_bytes
         proc = runner.run(arena)
         if proc.returncode != 0:
-            raise TflmVmcuError(_message(proc))
+            raise TflmVmcuError(_message(proc, runner))
         outputs = []
         for k, t in enumerate(graph.tensors[i] for i in graph.outputs):
             raw = (runner.out / f"out_{k}.bin").read_bytes()

@@ -194,6 +194,12 @@ Status Interpreter::CheckAndPrepare(const uint8_t** plan, size_t* plan_bytes) {
   for (uint32_t i = 0; i < model_.num_operators(); ++i) {
     const OperatorInfo op = model_.op(i);
     if (FindKernel(op.builtin_code) == nullptr) {
+      if (IsFusedBlockOperator(op))
+        return Fail(Status::kUnsupportedOp,
+                    "operator %u: custom op '%s' is a fused block of a model compiled for TFLM "
+                    "+ the tflm-vmcu plug-in (--target tflm-plugin): it runs in TFLM with the "
+                    "plug-in's kernels; compile the original model for this runtime",
+                    i, op.custom_code);
       if (op.builtin_code < 0)
         return Fail(Status::kUnsupportedOp, "operator %u: custom op '%s' is not supported", i,
                     op.custom_code);

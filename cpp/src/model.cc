@@ -160,6 +160,10 @@ OperatorInfo ReadOperator(const fb::Buffer& buf, size_t opcodes_pos, const fb::T
 
 }  // namespace
 
+bool IsFusedBlockOperator(const OperatorInfo& op) {
+  return op.builtin_code < 0 && StrEq(op.custom_code, kFusedBlockCustomCode);
+}
+
 int32_t OperatorInfo::Input(uint32_t i) const {
   return static_cast<int32_t>(fb::LoadU32(inputs + 4 * static_cast<size_t>(i)));
 }

@@ -47,6 +47,8 @@ uint32_t PlanDigest(const Model& model) {
                               o.keep_num_dims,
                               o.weights_format};
     for (uint32_t w : words) f.Add(w);
+    // A custom operator's options are its structure (a fused block's nested operators).
+    for (uint32_t b = 0; b < op.custom_options_size; ++b) f.Add(op.custom_options[b]);
   }
   constexpr size_t kSmallConstant = 64;  // bytes: operand parameters, not weights
   for (uint32_t i = 0; i < model.num_tensors(); ++i) {

@@ -27,16 +27,6 @@ int32_t AlignUp(int64_t v) {
   return static_cast<int32_t>((v + kAlignment - 1) / kAlignment * kAlignment);
 }
 
-bool IsBlockOperator(const OperatorInfo& op) {
-  const char* a = op.custom_code;
-  const char* b = TflmPlugin::kBlockOpName;
-  while (*a != '\0' && *a == *b) {
-    ++a;
-    ++b;
-  }
-  return op.builtin_code < 0 && *a == *b;
-}
-
 // Bytes TFLM allocates for tensor `info`: none for constants, variables and empty tensors.
 int64_t AllocatedBytes(const TensorInfo& info) {
   if (info.data != nullptr || info.is_variable) return 0;
@@ -72,7 +62,7 @@ TflmPlugin::TflmPlugin(const uint8_t* model, size_t model_size) : planner_(this)
       const uint32_t first = tables->BlockWord(k, 0);
       const uint32_t last = tables->BlockWord(k, 1);
       const bool custom =
-          first == last && first < model_.num_operators() && IsBlockOperator(model_.op(first));
+          first == last && first < model_.num_operators() && IsFusedBlockOperator(model_.op(first));
       if (!custom) {
         status_ = Status::kInvalidModel;
         Format(error_, sizeof(error_),

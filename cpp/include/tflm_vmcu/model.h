@@ -45,6 +45,11 @@ struct OperatorInfo {
   int32_t Output(uint32_t i) const;
 };
 
+// The custom operator a fused inverted-bottleneck block becomes in a model compiled for the
+// TFLM plug-in (`tflm-vmcu compile --target tflm-plugin`; cpp/tflm_plugin runs it).
+constexpr const char kFusedBlockCustomCode[] = "TFLM_VMCU_BOTTLENECK";
+bool IsFusedBlockOperator(const OperatorInfo& op);
+
 // Operators nested in a custom operator's options: a flatbuffer SubGraph table whose
 // operators use the model's own operator codes and tensors (how the TFLM plug-in's fused
 // blocks keep the operators they stand for).

@@ -116,7 +116,7 @@ class TflmPlugin {
 
   // The custom operator a fused inverted-bottleneck block becomes in a model compiled for the
   // plug-in, and its registration (the runtime's fused kernel).
-  static constexpr const char* kBlockOpName = "TFLM_VMCU_BOTTLENECK";
+  static constexpr const char* kBlockOpName = kFusedBlockCustomCode;
   static TFLMRegistration BlockRegistration();
 
   // For the plug-in's planner and kernels.
