@@ -31,7 +31,7 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -526,14 +526,18 @@ def _definition_patterns(symbol: str) -> tuple[list[re.Pattern[str]], str]:
     last = re.escape(parts[-1])
     if special:  # a class's vtable or typeinfo: where its members are defined
         return [re.compile(rf"\b{last}::~?\w+\s*\(")], parts[-1]
-    # A definition: the name first on its line after a return type (not inside a call's
-    # arguments), its parameter list, a constructor's initialisers, then a body.
-    head, body = r"(?m)^[ \t]*[\w:<>,*& \t]*", r"\s*\([^;{]*\)[^;{]*\{"
+    # A definition: after a return type at the start of its line (a call's arguments
+    # continued on a line have none), the name, its parameter list, a constructor's
+    # initialisers, then a body.
+    typed = r"(?m)^[ \t]*(?:[\w:<>,]+[ \t*&]+)+"
+    body = r"\s*\([^;{]*\)[^;{]*\{"
     patterns = []
     if len(parts) >= 2:
         owner = re.escape(parts[-2])
-        patterns.append(re.compile(rf"{head}\b{owner}::{last}{body}"))
-    patterns.append(re.compile(rf"{head}\b{last}{body}"))
+        # A constructor or destructor has no return type.
+        head = r"(?m)^[ \t]*" if parts[-1].lstrip("~") == parts[-2] else typed
+        patterns.append(re.compile(rf"{head}(?:\w+::)*{owner}::{last}{body}"))
+    patterns.append(re.compile(rf"{typed}{last}{body}"))
     if len(parts) >= 2:
         patterns.append(re.compile(rf"\b{owner}::{last}\b"))  # a static member
     patterns += [
@@ -576,13 +580,20 @@ def _read_depfile(path: Path) -> list[str]:
     return [p for p in prereqs.split() if p]
 
 
-def _app_objects(srcs: list[Path], cxx_cmd: list[str], c_cmd: list[str], root: Path) -> list[Path]:
+def _app_objects(
+    srcs: list[Path],
+    cxx_cmd: list[str],
+    c_cmd: list[str],
+    root: Path,
+    extra: Mapping[Path, Sequence[str]] | None = None,
+) -> list[Path]:
     """Compiles each application source (C++, or C for .c/.S) into a cached object, keyed by
     the command and the source's content; recompiled when a header it included changed.
     Returns the objects in the order of `srcs`."""
     objects, jobs = [], []
     for src in srcs:
         cmd = c_cmd if src.suffix in (".c", ".S") else cxx_cmd
+        cmd = [*cmd, *(extra or {}).get(src, ())]
         key = _digest([_KEY_VERSION, "object", *cmd, str(src), _file_digest(src)])
         obj = root / f"obj-{key}" / f"{src.stem}.o"
         objects.append(obj)
@@ -614,6 +625,7 @@ def build_program(
     opt: str = _APP_OPT,
     link_flags: Sequence[str] = (),
     link_deps: Sequence[Path] = (),
+    source_flags: Mapping[Path, Sequence[str]] | None = None,
 ) -> Path:
     """Compiles the C++17 `sources` (C for .c) with `tflm_flags(toolchain)` and `opt` (plus
     -I include_dirs, -D defines) and links them with `extra_libs` (before TFLM) against
@@ -622,7 +634,9 @@ def build_program(
     `tflm_library(tree)`; a lazy (cross) toolchain links only the tree's sources the
     program needs. Each object is cached by its source's content and flags and recompiled
     when an included header changes; the program by its objects, the library and
-    `link_deps` (files the link reads, e.g. a linker script). Raises TflmVmcuError naming
+    `link_deps` (files the link reads, e.g. a linker script). `source_flags` adds flags
+    to one source's compile only (e.g. -I of a folder of generated headers, so that the
+    other objects stay cached when it moves). Raises TflmVmcuError naming
     the file and first error on a failed compile, and the first error line on a failed
     link."""
     tree = _check_tree(tree)
@@ -642,7 +656,8 @@ def build_program(
     cxx_cmd = [cxx, *tflm_flags(toolchain), opt, *common]
     c_cmd = [cc, *tflm_c_flags(toolchain), opt, *common]
     root = cache_root(cache_dir)
-    objects = _app_objects(srcs, cxx_cmd, c_cmd, root)
+    extra = {Path(k).resolve(): list(v) for k, v in (source_flags or {}).items()}
+    objects = _app_objects(srcs, cxx_cmd, c_cmd, root, extra)
     libs = [str(Path(x).resolve()) if Path(x).is_file() else str(x) for x in extra_libs]
     target = list(toolchain.target_flags) if toolchain is not None else []
     link = [*target, *link_flags, *_LINK_FLAGS, *_LINK_LIBS]

@@ -32,6 +32,7 @@ registration's invoke() in MicroInterpreterGraph::InvokeSubgraph() to its return
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 import time
@@ -351,7 +352,8 @@ def _build(
         tree,
         sources,
         elf,
-        include_dirs=[generated, *includes],
+        include_dirs=includes,
+        source_flags={sources[0]: [f"-I{generated.resolve()}"]},  # main.cc alone reads them
         defines=defines,
         cache_dir=cache_dir,
         toolchain=toolchain,
@@ -443,12 +445,16 @@ def firmware_plugin(
             kind: str, model_bytes: bytes, g: Graph, expected: list[bytes] | None
         ) -> tuple[PluginFirmwareResult, dict[str, int]]:
             t = time.perf_counter()
-            gen = out / f"generated-{kind}"
             headers = {
                 "model_data.h": model_header(model_bytes, ARENA_BYTES),
                 "model_io.h": io_header(name, seed, inputs, expected, len(sizes)),
                 "model_ops.h": ops_header(g, adders),
             }
+            _write(out / f"generated-{kind}", headers)  # for the user
+            # Built from a folder named after the headers' contents, so that the same
+            # headers (from any output folder) find main.cc's object in the cache.
+            digest = hashlib.sha256("\0".join(headers.values()).encode()).hexdigest()[:20]
+            gen = cache_root(cache_dir) / "firmware-generated" / f"{kind}-{digest}"
             _write(gen, headers)
             elf = out / f"{stem}-{cpu}-{kind}.elf"
             _build(tree, toolchain, cpu, gen, elf, kind == "plugin", stack_bytes, cache_dir)
