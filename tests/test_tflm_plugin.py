@@ -6,6 +6,7 @@ context and a model without a plan each give a clear error. Needs
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import tflm_vmcu
 import tflm_vmcu.compiler
 from tflm_vmcu.errors import TflmVmcuError
 from tflm_vmcu.plan_format import PLAN_METADATA, pack_model, write_metadata, write_plan
+from tflm_vmcu.planner.plan import Plan
 from tflm_vmcu.plugin_blocks import BLOCK_CUSTOM_CODE, is_block_op, nested_operators, nested_options
 from tflm_vmcu.plugin_target import compile_for_plugin, ring_ops, stock_model
 from tflm_vmcu.plugin_validate import validate_plugin
@@ -184,6 +186,58 @@ def test_corrupt_block_operator_is_refused(tflm_cache: Path, edit: object, messa
 def _retarget(op: object, tensor: int) -> object:
     op.outputs = np.array([tensor], dtype=np.int32)  # type: ignore[attr-defined]
     return op
+
+
+def _unsafe_overlap(graph: object, plan: Plan) -> Plan:
+    """Tensor b moved onto tensor a, which b's producer does not read but a later operator
+    does (a skip connection)."""
+    ps = sorted(plan.placements.values(), key=lambda p: p.first)
+    ops = graph.operators  # type: ignore[attr-defined]
+    a, b = next(
+        (a, b)
+        for a in ps
+        for b in ps
+        if a.first < b.first < a.last and a.tensor not in ops[b.first].inputs
+    )
+    placements = {**plan.placements, b.tensor: dataclasses.replace(b, offset=a.offset)}
+    return dataclasses.replace(plan, placements=placements)
+
+
+def _too_close(graph: object, plan: Plan) -> Plan:
+    """The output of the first DEPTHWISE_CONV_2D at its input's offset (its kernel needs a
+    head start: a window reads rows ahead of the row it writes)."""
+    op = next(op for op in graph.operators if op.opcode == "DEPTHWISE_CONV_2D")  # type: ignore[attr-defined]
+    out, src = plan.placements[op.outputs[0]], plan.placements[op.inputs[0]]
+    placements = {**plan.placements, out.tensor: dataclasses.replace(out, offset=src.offset)}
+    return dataclasses.replace(plan, placements=placements)
+
+
+def _workspace_on_input(graph: object, plan: Plan) -> Plan:
+    block = plan.blocks[0]
+    op = graph.operators[block.first]  # type: ignore[attr-defined]
+    at = plan.placements[op.inputs[0]].offset
+    return dataclasses.replace(
+        plan, blocks=[dataclasses.replace(block, workspace_offset=at), *plan.blocks[1:]]
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "unsafe", "message"),
+    [
+        ("resnet8.tflite", _unsafe_overlap, "unsafe memory plan: tensor .* overlaps tensor"),
+        ("dscnn_kws.tflite", _too_close, r"DEPTHWISE_CONV_2D\): output tensor .* starts 0 bytes"),
+        ("mobilenetv2_small.tflite", _workspace_on_input, "fused block.: its workspace"),
+    ],
+    ids=["live tensors overlap", "output too close", "workspace on a live tensor"],
+)
+def test_unsafe_plugin_plan_is_refused(
+    tflm_cache: Path, model: str, unsafe: object, message: str
+) -> None:
+    """The plan verifier's rule, applied by the plug-in when TFLM prepares and plans."""
+    compiled, plan = compile_for_plugin((MODELS / model).read_bytes())
+    bad = write_plan(compiled, unsafe(tflm_vmcu.read_model(compiled), plan))  # type: ignore[operator]
+    with pytest.raises(TflmVmcuError, match=message):
+        run_plugin(TREE, bad, _inputs(bad), arena_bytes=1 << 22, cache_dir=tflm_cache)
 
 
 def test_too_small_arena_is_refused(tflm_cache: Path) -> None:

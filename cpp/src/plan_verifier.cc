@@ -65,19 +65,34 @@ uint32_t PlanDigest(const Model& model) {
 
 void Interpreter::set_verify_plan(bool verify) { verify_plan_ = verify; }
 
-#ifdef TFLM_VMCU_NO_PLAN_VERIFIER
-Status Interpreter::VerifyPlan() { return Status::kOk; }
-#else
-namespace {
-
-// Byte ranges [a, a + an) and [b, b + bn) of a ring of `pool` bytes share no byte.
 bool RingDisjoint(uint32_t a, size_t an, uint32_t b, size_t bn, uint32_t pool) {
   if (an == 0 || bn == 0) return true;
   const uint64_t d = (static_cast<uint64_t>(a) + pool - b) % pool;  // a relative to b
   return bn <= d && d + an <= pool;
 }
 
-}  // namespace
+uint32_t Displacement(const Tensor& in, const Tensor& out, uint32_t pool) {
+  return static_cast<uint32_t>((static_cast<uint64_t>(in.offset) + pool - out.offset) % pool);
+}
+
+int64_t NeededDisplacement(const AccessOp& op, const Tensor* in, uint32_t d) {
+  int64_t need = -1;
+  for (int32_t p = 0; p < op.num_inputs; ++p) {
+    if (op.inputs[p] != in) continue;
+    const int64_t m = op.builtin_code == kOpReshape && d == 0 ? 0 : MinDisplacement(op, p);
+    if (m < 0) return -1;
+    if (m > need) need = m;
+  }
+  return need;
+}
+
+bool OverlapAllowed(const Tensor& in, uint32_t d, int64_t need, uint32_t pool) {
+  return need >= 0 && d >= need && d + in.bytes <= pool;
+}
+
+#ifdef TFLM_VMCU_NO_PLAN_VERIFIER
+Status Interpreter::VerifyPlan() { return Status::kOk; }
+#else
 
 Status Interpreter::VerifyPlan() {
   if (!verify_plan_) return Status::kOk;
@@ -172,26 +187,18 @@ Status Interpreter::VerifyPlan() {
             !live_at(static_cast<int32_t>(i), step))
           continue;
         if (RingDisjoint(in.offset, in.bytes, out.offset, out.bytes, pool)) continue;
-        const uint32_t d =
-            static_cast<uint32_t>((static_cast<uint64_t>(in.offset) + pool - out.offset) % pool);
+        const uint32_t d = Displacement(in, out, pool);
         // Overlap is allowed only with an input that dies here, as the kernel's units allow
         // for every position it is read at, and without wrapping onto the output's start.
+        const bool dies = o == 0 && last[i] == step && (b == nullptr || b->input == &in);
         int64_t need = -1;
-        bool dies = o == 0 && last[i] == step;
-        if (b != nullptr) {
-          dies = dies && b->input == &in;
-          need = dies ? BlockMinDisplacement(GeometryOf(*b)) : -1;
-        } else {
-          for (int32_t p = 0; p < node.num_inputs && dies; ++p) {
-            if (node.inputs[p] != &in) continue;
-            AccessOp a = access;
-            a.output = &out;
-            const int64_t m = node.builtin_code == kOpReshape && d == 0 ? 0 : MinDisplacement(a, p);
-            if (m < 0) dies = false;
-            if (m > need) need = m;
-          }
+        if (dies) {
+          AccessOp a = access;
+          a.output = &out;
+          need =
+              b != nullptr ? BlockMinDisplacement(GeometryOf(*b)) : NeededDisplacement(a, &in, d);
         }
-        if (dies && need >= 0 && d >= need && d + in.bytes <= pool) continue;
+        if (dies && OverlapAllowed(in, d, need, pool)) continue;
         if (!dies || need < 0)
           return Fail(
               Status::kInvalidModel,

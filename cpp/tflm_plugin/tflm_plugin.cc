@@ -5,6 +5,7 @@
 
 #include <new>
 
+#include "access_order.h"
 #include "format.h"
 #include "kernels/inverted_bottleneck.h"
 #include "kernels/kernel.h"
@@ -12,6 +13,7 @@
 #include "op_names.h"
 #include "op_options.h"
 #include "plan_reader.h"
+#include "plan_verifier.h"
 #include "registry.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/micro_context.h"
@@ -199,6 +201,7 @@ TfLiteStatus PlanPlanner::Place() {
     ranges(b, r);
     if (static_cast<size_t>(r[1]) > extent_) extent_ = static_cast<size_t>(r[1]);
   }
+  if (Verify() != kTfLiteOk) return kTfLiteError;
   for (int i = 0; i < count_; ++i) {
     Buffer& b = buffers_[i];
     if (b.offset >= 0) continue;
@@ -224,6 +227,75 @@ TfLiteStatus PlanPlanner::Place() {
   placed_ = true;
   return kTfLiteOk;
 }
+
+#ifdef TFLM_VMCU_NO_PLAN_VERIFIER
+TfLiteStatus PlanPlanner::Verify() const { return kTfLiteOk; }
+#else
+// The plan verifier's rule (plan_verifier.h) over TFLM's own lifetimes: tensors live at the
+// same time share no ring byte, except an operator's output over an input that dies at that
+// operator, when the runtime's kernel or fused block runs it (the kernels check the
+// displacement at Prepare, which TFLM runs before it plans). A fused block's workspace
+// overlaps nothing live at its operator. TFLM's lifetimes count scopes: model inputs are
+// created in scope 0, operator k runs in scope k + 1 (one subgraph).
+TfLiteStatus PlanPlanner::Verify() const {
+  const Model& m = plugin_->model();
+  const PlanTables& plan = plugin_->plan();
+  const uint32_t ring = plugin_->pool_bytes();
+  auto bytes = [&](const Buffer& b) {
+    return static_cast<size_t>(AllocatedBytes(m.tensor(static_cast<uint32_t>(b.tensor))));
+  };
+  auto name = [&](const Buffer& b) { return m.tensor(static_cast<uint32_t>(b.tensor)).name; };
+  for (int i = 0; i < count_; ++i) {
+    const Buffer& a = buffers_[i];
+    if (a.tensor < 0 || a.unused()) continue;
+    for (uint32_t k = 0; k < plan.num_blocks; ++k) {
+      const int32_t op = static_cast<int32_t>(plan.BlockWord(k, 0));
+      const uint32_t ws = plan.BlockWord(k, 3), ws_bytes = plan.BlockWord(k, 4);
+      if (a.first <= op + 1 && op + 1 <= a.last &&
+          !RingDisjoint(ws, ws_bytes, static_cast<uint32_t>(a.offset), bytes(a), ring)) {
+        MicroPrintf(
+            "tflm-vmcu: unsafe memory plan at operator %d (fused block): its workspace (%u "
+            "bytes at offset %u) overlaps live tensor %d ('%s', %u bytes at offset %d)",
+            static_cast<int>(op), static_cast<unsigned>(ws_bytes), static_cast<unsigned>(ws),
+            static_cast<int>(a.tensor), name(a), static_cast<unsigned>(bytes(a)),
+            static_cast<int>(a.offset));
+        return kTfLiteError;
+      }
+    }
+    for (int j = 0; j < i; ++j) {
+      const Buffer& b = buffers_[j];
+      if (b.tensor < 0 || b.unused() || a.last < b.first || b.last < a.first) continue;
+      if (RingDisjoint(static_cast<uint32_t>(a.offset), bytes(a), static_cast<uint32_t>(b.offset),
+                       bytes(b), ring))
+        continue;
+      const Buffer& out = a.first > b.first ? a : b;
+      const Buffer& in = &out == &a ? b : a;
+      const int32_t k = out.first - 1;  // the operator writing `out`
+      bool allowed = in.last == out.first && k >= 0 && static_cast<uint32_t>(k) < m.num_operators();
+      if (allowed) {
+        const OperatorInfo op = m.op(static_cast<uint32_t>(k));
+        bool reads = false;
+        for (uint32_t q = 0; q < op.num_inputs; ++q) reads |= op.Input(q) == in.tensor;
+        const bool ours = IsFusedBlockOperator(op) ? op.Input(0) == in.tensor
+                                                   : FindKernel(op.builtin_code) != nullptr;
+        allowed = op.num_outputs > 0 && op.Output(0) == out.tensor && reads && ours;
+      }
+      if (!allowed) {
+        MicroPrintf(
+            "tflm-vmcu: unsafe memory plan: tensor %d ('%s', %u bytes at offset %d, live in "
+            "scopes %d..%d) overlaps tensor %d ('%s', %u bytes at offset %d, scopes %d..%d); "
+            "only a ring kernel's output may overlap an input that dies at its operator",
+            static_cast<int>(out.tensor), name(out), static_cast<unsigned>(bytes(out)),
+            static_cast<int>(out.offset), out.first, out.last, static_cast<int>(in.tensor),
+            name(in), static_cast<unsigned>(bytes(in)), static_cast<int>(in.offset), in.first,
+            in.last);
+        return kTfLiteError;
+      }
+    }
+  }
+  return kTfLiteOk;
+}
+#endif
 
 TfLiteStatus PlanPlanner::GetOffsetForBuffer(int buffer_index, int* offset) {
   if (!placed_ && Place() != kTfLiteOk) return kTfLiteError;
@@ -372,6 +444,31 @@ class PluginContext : public OpContext {
   uint32_t planned_words_;
 };
 
+// The plan verifier's displacement rule for an output over input `in` that the plan lets it
+// overlap (plan_verifier.h); `need` computes the kernel's minimal displacement from the
+// plan's. Whether `in` dies at the operator is checked when TFLM plans.
+template <typename Need>
+bool OverlapSafe(int32_t op, const char* op_name, const Tensor& in, const Tensor& out,
+                 uint32_t ring, Need need) {
+#ifdef TFLM_VMCU_NO_PLAN_VERIFIER
+  return true;
+#else
+  if (in.is_const || &in == &out || RingDisjoint(in.offset, in.bytes, out.offset, out.bytes, ring))
+    return true;
+  const uint32_t d = Displacement(in, out, ring);
+  const int64_t n = need(d);
+  if (OverlapAllowed(in, d, n, ring)) return true;
+  MicroPrintf(
+      "tflm-vmcu: unsafe memory plan at operator %d (%s): output tensor %d (%u bytes at offset "
+      "%u) starts %u bytes behind input tensor %d (%u bytes at offset %u): the kernel needs "
+      "at least %d (-1: no overlap), without the input wrapping onto the output",
+      static_cast<int>(op), op_name, static_cast<int>(out.index), static_cast<unsigned>(out.bytes),
+      static_cast<unsigned>(out.offset), static_cast<unsigned>(d), static_cast<int>(in.index),
+      static_cast<unsigned>(in.bytes), static_cast<unsigned>(in.offset), static_cast<int>(n));
+  return false;
+#endif
+}
+
 TflmPlugin* PluginOf(TfLiteContext* context) {
   TflmPlugin* p = static_cast<TflmPlugin*>(tflite::GetMicroContext(context)->external_context());
   if (p == nullptr)
@@ -420,6 +517,17 @@ TfLiteStatus PrepareNode(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteError;
   }
   const OpOptions options = DecodeOptions(p->model(), info.options_type, info.options_pos);
+  if (operands.num_outputs > 0 && operands.outputs[0] != nullptr) {
+    const Tensor& out = *operands.outputs[0];
+    const AccessOp access{info.builtin_code, &options, operands.inputs, operands.num_inputs, &out};
+    for (int k = 0; k < operands.num_inputs; ++k) {
+      const Tensor* in = operands.inputs[k];
+      if (in != nullptr &&
+          !OverlapSafe(state->op, BuiltinOpName(info.builtin_code), *in, out, p->pool_bytes(),
+                       [&](uint32_t d) { return NeededDisplacement(access, in, d); }))
+        return kTfLiteError;
+    }
+  }
   uint32_t words = 0;
   const int32_t* planned = p->plan().OpData(static_cast<uint32_t>(state->op), &words);
   PluginContext ctx(context, *p, state->op, info.builtin_code, &options, operands, nullptr, nullptr,
@@ -543,6 +651,9 @@ TfLiteStatus PrepareBlock(TfLiteContext* context, TfLiteNode* node) {
   b.workspace.offset = ws_offset;
   b.workspace_offset = ws_offset;
   b.first_op = b.last_op = static_cast<uint32_t>(op);
+  if (!OverlapSafe(op, "fused block", *b.input, *b.output, pool,
+                   [&](uint32_t) { return BlockMinDisplacement(GeometryOf(b)); }))
+    return kTfLiteError;
   state->input = *b.input;
   state->output = *b.output;
   b.input = &state->input;

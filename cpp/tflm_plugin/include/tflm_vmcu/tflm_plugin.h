@@ -56,6 +56,7 @@ class PlanPlanner : public tflite::MicroMemoryPlanner {
     bool unused() const { return tensor >= 0 && size == 0; }
   };
   TfLiteStatus Place();
+  TfLiteStatus Verify() const;
 
   const TflmPlugin* plugin_;
   Buffer* buffers_ = nullptr;  // in the scratch memory TFLM lends while it plans
