@@ -7,6 +7,7 @@ context and a model without a plan each give a clear error. Needs
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
@@ -58,8 +59,9 @@ def test_plugin_runs_bit_exact_in_a_smaller_arena(path: Path, tflm_cache: Path) 
             compile_for_plugin(path.read_bytes())
         return
     compiled, _ = compile_for_plugin(path.read_bytes())
-    report = validate_plugin(compiled, TREE, runs=2, cache_dir=tflm_cache)
+    report = validate_plugin(compiled, TREE, runs=2, cache_dir=tflm_cache, check_hazards=True)
     assert report.bit_exact, report.mismatches
+    assert report.hazards == 0, report.first_hazard
     graph = tflm_vmcu.read_model(compiled)
     assert report.ops["ring"] == len(ring_ops(graph))
     excess = report.smallest_arena_bytes - report.stock_smallest_arena_bytes
@@ -73,8 +75,9 @@ def test_op_without_a_ring_kernel_runs_on_tflm(tflm_cache: Path) -> None:
     compiled, _ = compile_for_plugin(_with_tanh())
     graph = tflm_vmcu.read_model(compiled)
     assert [op.opcode for op in graph.operators if op.index not in ring_ops(graph)] == ["TANH"]
-    report = validate_plugin(compiled, TREE, runs=3, cache_dir=tflm_cache)
+    report = validate_plugin(compiled, TREE, runs=3, cache_dir=tflm_cache, check_hazards=True)
     assert report.ops == {"ring": 2, "tflm": 1, "fused_blocks": 0}
+    assert report.hazards == 0, report.first_hazard
     assert report.bit_exact, report.mismatches
     assert report.arena_bytes < report.stock_arena_bytes
 
@@ -238,6 +241,40 @@ def test_unsafe_plugin_plan_is_refused(
     bad = write_plan(compiled, unsafe(tflm_vmcu.read_model(compiled), plan))  # type: ignore[operator]
     with pytest.raises(TflmVmcuError, match=message):
         run_plugin(TREE, bad, _inputs(bad), arena_bytes=1 << 22, cache_dir=tflm_cache)
+
+
+def _tanh_in_place(graph: object, plan: Plan) -> Plan:
+    """TANH (a TFLM kernel, whose access order the plan may not assume) in place."""
+    op = next(op for op in graph.operators if op.opcode == "TANH")  # type: ignore[attr-defined]
+    out, src = plan.placements[op.outputs[0]], plan.placements[op.inputs[0]]
+    placements = {**plan.placements, out.tensor: dataclasses.replace(out, offset=src.offset)}
+    return dataclasses.replace(plan, placements=placements)
+
+
+@pytest.mark.parametrize(
+    ("model", "unsafe", "message"),
+    [
+        ("dscnn_kws.tflite", _too_close, "operator 1 (read|wrote) byte"),
+        ("tanh", _tanh_in_place, "operator 1 wrote byte .* that the same unit of work still reads"),
+        ("mobilenetv2_small.tflite", _workspace_on_input, "operator 3 (read|wrote) byte"),
+    ],
+    ids=["ring kernel", "TFLM kernel", "fused block"],
+)
+def test_hazard_checker_catches_unsafe_plugin_plans(
+    tflm_cache: Path, model: str, unsafe: object, message: str
+) -> None:
+    """With the plan verifier off, the hazard checker inside TFLM sees what the unsafe plan
+    does to each kind of operator; the safe plan runs hazard-free."""
+    from tflm_vmcu.tflm_host import plugin_hazards
+
+    data = _with_tanh() if model == "tanh" else (MODELS / model).read_bytes()
+    compiled, plan = compile_for_plugin(data)
+    bad = write_plan(compiled, unsafe(tflm_vmcu.read_model(compiled), plan))  # type: ignore[operator]
+    inputs = _inputs(bad)
+    assert plugin_hazards(TREE, compiled, inputs, 1 << 22, tflm_cache) == (0, "")
+    count, first = plugin_hazards(TREE, bad, inputs, 1 << 22, tflm_cache, verify_plan=False)
+    assert count > 0
+    assert re.search(message, first), first
 
 
 def test_too_small_arena_is_refused(tflm_cache: Path) -> None:

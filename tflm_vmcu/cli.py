@@ -223,7 +223,13 @@ def _validate_plugin(args: argparse.Namespace) -> int:
 
     if args.tflm_source is None:
         raise TflmVmcuError("--runtime tflm-plugin needs --tflm-source DIR (a TFLM source tree)")
-    report = validate_plugin(args.model, Path(args.tflm_source), runs=args.runs, seed=args.seed)
+    report = validate_plugin(
+        args.model,
+        Path(args.tflm_source),
+        runs=args.runs,
+        seed=args.seed,
+        check_hazards=args.check_hazards,
+    )
     if args.json:
         print(json.dumps(report.to_json()))
     else:
@@ -242,7 +248,10 @@ def _validate_plugin(args: argparse.Namespace) -> int:
             f"{o['fused_blocks']} fused blocks (custom operator {BLOCK_CUSTOM_CODE}, "
             "registered by the plug-in)"
         )
-    return 0 if report.bit_exact else 2
+        if report.hazards is not None:
+            first = f": {report.first_hazard}" if report.hazards else ""
+            print(f"hazards: {report.hazards}{first}")
+    return 0 if report.ok else 2
 
 
 def _validate_tflm(args: argparse.Namespace) -> int:

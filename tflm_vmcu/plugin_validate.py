@@ -15,7 +15,7 @@ from .errors import TflmVmcuError
 from .plan_format import PLAN_METADATA
 from .plugin_target import op_counts, stock_model
 from .reader import load_bytes, read_model
-from .tflm_host import run_stock, smallest_arena
+from .tflm_host import plugin_hazards, run_stock, smallest_arena
 from .validate import make_inputs
 
 
@@ -33,6 +33,15 @@ class PluginReport:
     stock_smallest_arena_bytes: int
     ops: dict[str, int]  # operators run by ring kernels, by TFLM kernels, fused blocks
     mismatches: list[str]  # "run R output K: N elements differ"
+    # Under the hazard checker (check_hazards): hazards over all runs and the first; None
+    # when it did not run.
+    hazards: int | None = None
+    first_hazard: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """Bit-exact, and hazard-free when the hazard checker ran."""
+        return self.bit_exact and not self.hazards
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,6 +53,7 @@ def validate_plugin(
     runs: int = 5,
     seed: int = 0,
     cache_dir: Path | None = None,
+    check_hazards: bool = False,
 ) -> PluginReport:
     if runs < 1:
         raise TflmVmcuError(f"--runs must be at least 1, not {runs}")
@@ -59,7 +69,12 @@ def validate_plugin(
     plugin_arena, plugin_used = smallest_arena(tree, compiled, inputs[0], cache_dir, plugin=True)
     stock_arena, stock_used = smallest_arena(tree, stock, inputs[0], cache_dir)
     mismatches = []
+    hazards, first = (0, "") if check_hazards else (None, "")
     for r, arrays in enumerate(inputs):
+        if hazards is not None:
+            count, message = plugin_hazards(tree, compiled, arrays, plugin_arena, cache_dir)
+            first = first or (f"run {r}: {message}" if count else "")
+            hazards += count
         ours, _ = run_stock(tree, compiled, arrays, plugin_arena, cache_dir, plugin=True)
         theirs, _ = run_stock(tree, stock, arrays, stock_arena, cache_dir)
         for k, (a, b) in enumerate(zip(ours, theirs, strict=True)):
@@ -76,4 +91,6 @@ def validate_plugin(
         stock_smallest_arena_bytes=stock_arena,
         ops=op_counts(graph),
         mismatches=mismatches,
+        hazards=hazards,
+        first_hazard=first,
     )

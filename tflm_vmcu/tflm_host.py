@@ -78,12 +78,19 @@ class _Runner:
         self.out = self.dir / "out"
         self.out.mkdir()
 
-    def run(self, arena: int) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, arena: int, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         for f in self.out.iterdir():
             f.unlink()
         cmd = [str(self.program), str(self.dir / "model.tflite"), str(arena), str(self.out)]
         return subprocess.run(
-            [*cmd, *self.inputs], capture_output=True, text=True, check=False, timeout=600
+            [*cmd, *self.inputs],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=600,
+            env={**os.environ, **(env or {})},
         )
 
 
@@ -179,6 +186,34 @@ def run_stock(
             raw = (runner.out / f"out_{k}.bin").read_bytes()
             outputs.append(np.frombuffer(raw, dtype=t.np_dtype).reshape(t.shape).copy())
         return outputs, _used(proc)
+
+
+_HAZARDS_RE = re.compile(r"^hazards=(\d+)\nfirst_hazard=(.*)$", re.MULTILINE)
+
+
+def plugin_hazards(
+    tree: Path,
+    model_bytes: bytes,
+    inputs: list[np.ndarray],
+    arena_bytes: int,
+    cache_dir: Path | None = None,
+    verify_plan: bool = True,
+) -> tuple[int, str]:
+    """Runs the model once in TFLM + the plug-in under the hazard checker: the ring kernels
+    and fused blocks report every read and write, each operator on a TFLM kernel reads all
+    its inputs, then writes all its outputs. Returns the hazard count and the first.
+    `verify_plan` False skips the plan verifier (tests of the checker on unsafe plans)."""
+    program = stock_program(tree, cache_dir, plugin=True)
+    env = {"TFLM_VMCU_HAZARDS": "1", **({} if verify_plan else {"TFLM_VMCU_NO_VERIFY": "1"})}
+    with tempfile.TemporaryDirectory() as tmp:
+        runner = _Runner(program, model_bytes, inputs, tmp, plugin=True)
+        proc = runner.run(arena_bytes, env)
+        if proc.returncode != 0:
+            raise TflmVmcuError(_message(proc, runner))
+        m = _HAZARDS_RE.search(proc.stdout)
+        if m is None:
+            raise TflmVmcuError(f"TFLM + plug-in printed no hazard count: {proc.stdout[-200:]!r}")
+        return int(m.group(1)), m.group(2)
 
 
 def run_plugin(

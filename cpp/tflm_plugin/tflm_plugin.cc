@@ -15,6 +15,7 @@
 #include "plan_reader.h"
 #include "plan_verifier.h"
 #include "registry.h"
+#include "ring.h"
 #include "tensorflow/lite/micro/kernels/kernel_util.h"
 #include "tensorflow/lite/micro/micro_context.h"
 #include "tensorflow/lite/micro/micro_log.h"
@@ -80,6 +81,71 @@ TflmPlugin::TflmPlugin(const uint8_t* model, size_t model_size) : planner_(this)
 const PlanTables& TflmPlugin::plan() const { return *reinterpret_cast<const PlanTables*>(plan_); }
 
 uint32_t TflmPlugin::pool_bytes() const { return plan().pool_bytes; }
+
+namespace {
+
+// Activation tensor `index` with its ring offset, as the hazard checker sees it.
+bool PlacedTensor(const TflmPlugin& p, int32_t index, Tensor* t) {
+  char why[64];
+  if (index < 0 || TensorFromModel(p.model().tensor(static_cast<uint32_t>(index)), index, t, why,
+                                   sizeof(why)) != Status::kOk)
+    return false;
+  const int32_t offset = p.plan().Offset(static_cast<uint32_t>(index));
+  if (t->is_const || offset < 0) return false;
+  t->offset = static_cast<uint32_t>(offset);
+  return true;
+}
+
+// Ring kernels and fused blocks report their own reads and writes.
+bool RunsOnTflmKernel(const OperatorInfo& op) {
+  return !IsFusedBlockOperator(op) && FindKernel(op.builtin_code) == nullptr;
+}
+
+void StartUnit(HazardState* h, int32_t op) {
+  h->op = op;
+  ++h->unit;
+  h->writing = false;
+}
+
+}  // namespace
+
+void TflmPlugin::BeginInvoke() {
+  Tensor t;
+  for (uint32_t k = 0; hazard_ != nullptr && k < model_.num_inputs(); ++k) {
+    if (PlacedTensor(*this, model_.input_tensor(k), &t)) hazard_->Tag(t);
+  }
+}
+
+void TflmPlugin::BeginOperator(int32_t op) {
+  if (hazard_ == nullptr || op < 0 || static_cast<uint32_t>(op) >= model_.num_operators()) return;
+  StartUnit(hazard_, op);
+  const OperatorInfo info = model_.op(static_cast<uint32_t>(op));
+  Tensor t;
+  for (uint32_t k = 0; RunsOnTflmKernel(info) && k < info.num_inputs; ++k) {
+    if (PlacedTensor(*this, info.Input(k), &t))
+      hazard_->OnRead(t, t.offset, 0, static_cast<uint32_t>(t.bytes));
+  }
+}
+
+void TflmPlugin::EndOperator(int32_t op) {
+  if (hazard_ == nullptr || op < 0 || static_cast<uint32_t>(op) >= model_.num_operators()) return;
+  const OperatorInfo info = model_.op(static_cast<uint32_t>(op));
+  Tensor t;
+  for (uint32_t k = 0; RunsOnTflmKernel(info) && k < info.num_outputs; ++k) {
+    if (PlacedTensor(*this, info.Output(k), &t))
+      hazard_->OnWrite(t, t.offset, 0, static_cast<uint32_t>(t.bytes));
+  }
+}
+
+void TflmPlugin::EndInvoke() {
+  if (hazard_ == nullptr) return;
+  StartUnit(hazard_, -1);
+  Tensor t;
+  for (uint32_t k = 0; k < model_.num_outputs(); ++k) {
+    if (PlacedTensor(*this, model_.output_tensor(k), &t))
+      hazard_->OnRead(t, t.offset, 0, static_cast<uint32_t>(t.bytes));
+  }
+}
 
 int32_t TflmPlugin::OperatorWriting(int32_t tensor) const {
   for (uint32_t i = 0; i < model_.num_operators(); ++i) {
@@ -238,6 +304,7 @@ TfLiteStatus PlanPlanner::Verify() const { return kTfLiteOk; }
 // overlaps nothing live at its operator. TFLM's lifetimes count scopes: model inputs are
 // created in scope 0, operator k runs in scope k + 1 (one subgraph).
 TfLiteStatus PlanPlanner::Verify() const {
+  if (!plugin_->verify_plan()) return kTfLiteOk;
   const Model& m = plugin_->model();
   const PlanTables& plan = plugin_->plan();
   const uint32_t ring = plugin_->pool_bytes();
@@ -420,6 +487,7 @@ class PluginContext : public OpContext {
     op_data_ = op_data;
     pool_ = pool;
     pool_size_ = plugin.pool_bytes();
+    hazard_ = pool != nullptr ? plugin.hazard_state() : nullptr;
   }
 
   const int32_t* PlannedData(uint32_t* words) const override {
@@ -448,12 +516,14 @@ class PluginContext : public OpContext {
 // overlap (plan_verifier.h); `need` computes the kernel's minimal displacement from the
 // plan's. Whether `in` dies at the operator is checked when TFLM plans.
 template <typename Need>
-bool OverlapSafe(int32_t op, const char* op_name, const Tensor& in, const Tensor& out,
-                 uint32_t ring, Need need) {
+bool OverlapSafe(const TflmPlugin& p, int32_t op, const char* op_name, const Tensor& in,
+                 const Tensor& out, Need need) {
 #ifdef TFLM_VMCU_NO_PLAN_VERIFIER
   return true;
 #else
-  if (in.is_const || &in == &out || RingDisjoint(in.offset, in.bytes, out.offset, out.bytes, ring))
+  const uint32_t ring = p.pool_bytes();
+  if (!p.verify_plan() || in.is_const || &in == &out ||
+      RingDisjoint(in.offset, in.bytes, out.offset, out.bytes, ring))
     return true;
   const uint32_t d = Displacement(in, out, ring);
   const int64_t n = need(d);
@@ -523,7 +593,7 @@ TfLiteStatus PrepareNode(TfLiteContext* context, TfLiteNode* node) {
     for (int k = 0; k < operands.num_inputs; ++k) {
       const Tensor* in = operands.inputs[k];
       if (in != nullptr &&
-          !OverlapSafe(state->op, BuiltinOpName(info.builtin_code), *in, out, p->pool_bytes(),
+          !OverlapSafe(*p, state->op, BuiltinOpName(info.builtin_code), *in, out,
                        [&](uint32_t d) { return NeededDisplacement(access, in, d); }))
         return kTfLiteError;
     }
@@ -550,6 +620,7 @@ TfLiteStatus InvokeNode(TfLiteContext* context, TfLiteNode* node) {
     return kTfLiteError;
   }
   const OpOptions options = DecodeOptions(p->model(), info.options_type, info.options_pos);
+  if (p->hazard_state() != nullptr) StartUnit(p->hazard_state(), state->op);
   PluginContext ctx(context, *p, state->op, info.builtin_code, &options, operands, state->op_data,
                     PoolOf(context, node, *p, state->op), nullptr, 0);
   return state->kernel->eval(ctx) == Status::kOk ? kTfLiteOk : kTfLiteError;
@@ -651,7 +722,7 @@ TfLiteStatus PrepareBlock(TfLiteContext* context, TfLiteNode* node) {
   b.workspace.offset = ws_offset;
   b.workspace_offset = ws_offset;
   b.first_op = b.last_op = static_cast<uint32_t>(op);
-  if (!OverlapSafe(op, "fused block", *b.input, *b.output, pool,
+  if (!OverlapSafe(*p, op, "fused block", *b.input, *b.output,
                    [&](uint32_t) { return BlockMinDisplacement(GeometryOf(b)); }))
     return kTfLiteError;
   state->input = *b.input;
@@ -666,9 +737,9 @@ TfLiteStatus InvokeBlock(TfLiteContext* context, TfLiteNode* node) {
   TflmPlugin* p = PluginOf(context);
   const BlockState* state = static_cast<const BlockState*>(node->user_data);
   if (p == nullptr || state == nullptr || state->block.input == nullptr) return kTfLiteError;
-  EvalBottleneck(state->block,
-                 PoolOf(context, node, *p, static_cast<int32_t>(state->block.first_op)),
-                 p->pool_bytes(), nullptr);
+  const int32_t op = static_cast<int32_t>(state->block.first_op);
+  if (p->hazard_state() != nullptr) StartUnit(p->hazard_state(), op);
+  EvalBottleneck(state->block, PoolOf(context, node, *p, op), p->pool_bytes(), p->hazard_state());
   return kTfLiteOk;
 }
 

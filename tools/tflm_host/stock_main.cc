@@ -7,7 +7,10 @@
 //
 // Each IN_K.bin holds the raw bytes of input K (exactly the tensor's size). Writes the raw
 // bytes of output K to OUT_DIR/out_K.bin and prints one line "arena_used_bytes=N" on
-// stdout. On failure prints TFLM's message (stderr) and exits 1.
+// stdout. On failure prints TFLM's message (stderr) and exits 1. With the plug-in, the
+// environment variable TFLM_VMCU_HAZARDS=1 runs it under the hazard checker (prints
+// "hazards=N" and "first_hazard=..."), and TFLM_VMCU_NO_VERIFY=1 skips the plan verifier
+// (tests of the hazard checker).
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -19,12 +22,34 @@
 #include "tensorflow/lite/micro/micro_interpreter.h"
 #include "tensorflow/lite/schema/schema_generated.h"
 #ifdef TFLM_VMCU_PLUGIN
+#include <vector>
+
+#include "ring.h"
 #include "tensorflow/lite/micro/micro_allocator.h"
+#include "tensorflow/lite/micro/micro_profiler_interface.h"
 #include "tflm_vmcu/interpreter.h"
 #include "tflm_vmcu/tflm_plugin.h"
 #endif
 
 namespace {
+
+#ifdef TFLM_VMCU_PLUGIN
+// Reports each operator to the plug-in's hazard checker: TFLM calls the profiler around each
+// operator's Invoke, in order.
+class HazardProfiler : public tflite::MicroProfilerInterface {
+ public:
+  explicit HazardProfiler(tflm_vmcu::TflmPlugin& plugin) : plugin_(plugin) {}
+  uint32_t BeginEvent(const char*) override {
+    plugin_.BeginOperator(next_);
+    return static_cast<uint32_t>(next_++);
+  }
+  void EndEvent(uint32_t handle) override { plugin_.EndOperator(static_cast<int32_t>(handle)); }
+
+ private:
+  tflm_vmcu::TflmPlugin& plugin_;
+  int32_t next_ = 0;
+};
+#endif
 
 int Fail(const char* what, const std::string& detail = "") {
   std::fprintf(stderr, "stock_main: %s%s%s\n", what, detail.empty() ? "" : ": ", detail.c_str());
@@ -89,7 +114,21 @@ int Run(char** argv, size_t num_inputs, const uint8_t* model_data, size_t model_
   tflite::MicroAllocator* allocator =
       tflite::MicroAllocator::Create(arena, arena_size, plugin.planner());
   if (allocator == nullptr) return Fail("AllocateTensors failed", "no allocator");
-  tflite::MicroInterpreter interpreter(model, resolver, allocator);
+  // The hazard checker's shadow state spans the ring.
+  const bool hazards = std::getenv("TFLM_VMCU_HAZARDS") != nullptr;
+  const size_t ring_bytes = hazards ? plugin.pool_bytes() : 0;
+  std::vector<int32_t> tags_tensor(ring_bytes, -1), tags_element(ring_bytes, -1);
+  std::vector<uint32_t> pins(ring_bytes, 0);
+  tflm_vmcu::HazardState hazard;
+  hazard.tensor = tags_tensor.data();
+  hazard.element = tags_element.data();
+  hazard.pin = pins.data();
+  hazard.pool_size = static_cast<uint32_t>(ring_bytes);
+  if (hazards) plugin.set_hazard_state(&hazard);
+  if (std::getenv("TFLM_VMCU_NO_VERIFY") != nullptr) plugin.set_verify_plan(false);
+  HazardProfiler profiler(plugin);
+  tflite::MicroInterpreter interpreter(model, resolver, allocator, nullptr,
+                                       hazards ? &profiler : nullptr);
   if (std::getenv("TFLM_VMCU_NO_CONTEXT") == nullptr)  // tests: the step an app may forget
     interpreter.SetMicroExternalContext(&plugin);
 #else
@@ -121,7 +160,14 @@ int Run(char** argv, size_t num_inputs, const uint8_t* model_data, size_t model_
     }
   }
 
+#ifdef TFLM_VMCU_PLUGIN
+  plugin.BeginInvoke();
+#endif
   if (interpreter.Invoke() != kTfLiteOk) return Fail("Invoke failed");
+#ifdef TFLM_VMCU_PLUGIN
+  plugin.EndInvoke();
+  if (hazards) std::printf("hazards=%u\nfirst_hazard=%s\n", hazard.count, hazard.first);
+#endif
 
   for (size_t i = 0; i < interpreter.outputs_size(); ++i) {
     const TfLiteTensor* output = interpreter.output(i);

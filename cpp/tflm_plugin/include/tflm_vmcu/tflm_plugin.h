@@ -31,6 +31,7 @@
 namespace tflm_vmcu {
 
 struct PlanTables;
+struct HazardState;
 
 // The MicroMemoryPlanner that places TFLM's buffers where the model's plan says.
 class PlanPlanner : public tflite::MicroMemoryPlanner {
@@ -120,6 +121,22 @@ class TflmPlugin {
   static constexpr const char* kBlockOpName = kFusedBlockCustomCode;
   static TFLMRegistration BlockRegistration();
 
+  // Host builds, for `tflm-vmcu validate --runtime tflm-plugin --check-hazards`: later Invokes
+  // run under the hazard checker (cpp/src/ring.h), whose shadow state spans the ring
+  // (pool_bytes()). Ring kernels and fused blocks report every read and write. The
+  // application brackets Invoke() with BeginInvoke/EndInvoke (model inputs tagged, outputs
+  // read after the last operator) and reports each operator from a MicroProfiler, so that
+  // one on a TFLM kernel counts as reading all its inputs, then writing all its outputs.
+  void set_hazard_state(HazardState* state) { hazard_ = state; }
+  HazardState* hazard_state() const { return hazard_; }
+  void BeginInvoke();
+  void BeginOperator(int32_t op);
+  void EndOperator(int32_t op);
+  void EndInvoke();
+  // Tests of the hazard checker only: skip the plan verifier, which refuses unsafe plans.
+  void set_verify_plan(bool verify) { verify_plan_ = verify; }
+  bool verify_plan() const { return verify_plan_; }
+
   // For the plug-in's planner and kernels.
   const Model& model() const { return model_; }
   const PlanTables& plan() const;
@@ -131,6 +148,8 @@ class TflmPlugin {
   alignas(8) unsigned char plan_[64];  // PlanTables, kept opaque to TFLM applications
   PlanPlanner planner_;
   Status status_ = Status::kOk;
+  HazardState* hazard_ = nullptr;
+  bool verify_plan_ = true;
   char error_[192] = {};
 };
 
