@@ -392,13 +392,14 @@ def firmware_plugin(
     count: bool = True,
     corrupt_expected: bool = False,
     cache_dir: Path | None = None,
+    name: str | None = None,
 ) -> PluginFirmwareResult:
     """Builds the stock and the plug-in firmware of `model` (compiled for the plug-in)
     against the TFLM tree `tree` for `cpu` and, with `run`, runs both under QEMU: the
     plug-in's outputs are compared with stock TFLM's on the core. `out_dir` receives the
     headers and the ELFs (a temporary folder when None). With `count`, instructions are
     counted exactly (QEMU plugin) for both. `corrupt_expected` flips one expected byte
-    (to check that the verdict is real)."""
+    (to check that the verdict is real). `name` labels the model (default: its file name)."""
     from ..validate import make_inputs
 
     board_for(cpu)  # an unknown core fails before anything is built
@@ -426,7 +427,8 @@ def firmware_plugin(
         raise TflmVmcuError("the model has no inputs")
     inputs = [np.ascontiguousarray(a).tobytes() for a in arrays]
     sizes = [graph.tensors[t].nbytes for t in graph.outputs]
-    name = Path(model).name if isinstance(model, (str, Path)) else "model"
+    if name is None:
+        name = Path(model).name if isinstance(model, (str, Path)) else "model"
     adders = op_adders(tree)
     toolchain = cortex_m_toolchain(cpu, has_cmsis_nn(tree))
     host_seconds = time.perf_counter() - t0
