@@ -38,34 +38,40 @@ Modules, by responsibility (every public name is importable from this package):
     counting  the QEMU plugin, the marks in an ELF, the counts and their attribution
     result    FirmwareResult and run_and_report(): run a built ELF, fill in the result
     native    firmware(): the runtime's own firmware (firmware/)
+    tflm_plugin  firmware_plugin(): TFLM + the plug-in beside stock TFLM, built from a
+              TFLM tree (firmware/tflm_plugin/, `--runtime tflm-plugin`)
     command   `tflm-vmcu firmware` (add_firmware_parser, cmd_firmware)
 
-Another kind of firmware (e.g. TFLM with a plug-in, built from a TFLM source tree the
-user gives) is a module beside native.py that reuses every step and adds only its own:
+Another kind of firmware is a module beside native.py that reuses every step and adds
+only its own; tflm_plugin.py (TFLM + the plug-in, beside stock TFLM, from a TFLM tree the
+user gives) is one:
 
-1. Host side: its own expected output and headers (e.g. the original model for stock
-   TFLM as well), written into BUILD/generated; build.copy_if_changed() publishes them
-   in the output folder. check_fits() or its own check against boards.BOARD_RAM_BYTES.
-2. Build: build.configure(build_dir, cpu, build_type, stack_bytes, dsp,
-   project=ITS_CMAKE_FOLDER, defines={"TFLM_SOURCE_DIR": str(tree)}) configures its
-   own CMake project (with its own main.cc) with the same toolchain file, core, board,
-   stack and kernel setting, and refuses a folder configured for another core or kernel
-   setting; build.build_targets() builds a library once, build.build_elf() links and
-   copies the ELF; build.section_sizes() and build.flash_bytes() size it.
+1. Host side: its own expected output and headers (tflm_plugin: the model for the
+   plug-in and stock_model() of it for stock TFLM, and the model's op list), and its own
+   check against boards.BOARD_RAM_BYTES (tflm_plugin: a fixed arena in what the board
+   has left).
+2. Build: either build.configure(build_dir, cpu, build_type, stack_bytes, dsp,
+   project=ITS_CMAKE_FOLDER, defines={...}) with build.build_targets()/build_elf() (its
+   own CMake project with the same toolchain file, core, board and stack), or, for a
+   program against a TFLM tree, tflm_build.build_program() with
+   tflm_build.cortex_m_toolchain(cpu) (the same core flags as cmake/arm-none-eabi.cmake;
+   only the TFLM sources the ELF links are compiled, and cached) and the board code of
+   firmware/ (startup.c, semihost.c, mps2.ld). build.section_sizes() and
+   build.flash_bytes() size the ELF.
 3. Run and count: counting.build_plugin() once per build folder; run_and_report(result,
    model, timeout, plugin_lib, no_count, find_sites=..., calls=...) runs the ELF on its
    board (qemu.run_qemu(), or counting.count_instructions() with the marks that
-   find_sites returns, e.g. functools.partial(counting.invoke_sites,
-   invoke_symbol=<TFLM's MicroInterpreter::Invoke()>, loop_symbol=<the function whose
-   loop calls each registration's invoke>)), and `calls` gives the kernel calls expected
-   per graph (for TFLM, one per operator).
+   find_sites returns: counting.invoke_sites() with its own invoke_symbol (TFLM's
+   MicroInterpreter::Invoke()) and loop_symbol (the function whose loop calls each
+   registration's invoke)), and `calls` gives the kernel calls expected per graph (for
+   TFLM, one per operator).
 4. Report: the firmware prints the same `report:` line (pool_bytes, state_bytes,
    stack_bytes, mismatches, invoke_ticks, calibration_*) plus its own fields (e.g.
-   arena_bytes, stock_arena_bytes); run_and_report() fills the shared fields of the
-   result and returns every field. Its result is a dataclass that extends
-   FirmwareResult with those fields, so to_json() carries them with the native keys.
-5. CLI: command.add_firmware_parser() gains the options that choose the kind (e.g.
-   --runtime, --tflm-source), and cmd_firmware() dispatches on them.
+   arena_bytes); run_and_report() fills the shared fields of the result and returns
+   every field. Its result is a dataclass that extends FirmwareResult with those fields
+   (PluginFirmwareResult), so to_json() carries them with the native keys.
+5. CLI: command.add_firmware_parser() has the options that choose the kind (--runtime,
+   --tflm-source), and cmd_firmware() dispatches on them.
 """
 
 from .boards import (
@@ -138,6 +144,7 @@ from .qemu import (
     run_qemu,
 )
 from .result import ICOUNT_METHOD, PLUGIN_METHOD, FirmwareResult, run_and_report
+from .tflm_plugin import PluginFirmwareResult, firmware_plugin
 
 __all__ = [
     "BOARDS",
@@ -167,6 +174,7 @@ __all__ = [
     "KernelCall",
     "OpCount",
     "PluginError",
+    "PluginFirmwareResult",
     "add_firmware_parser",
     "attribute",
     "board_for",
@@ -184,6 +192,7 @@ __all__ = [
     "default_build_dir",
     "describe_exit",
     "firmware",
+    "firmware_plugin",
     "flash_bytes",
     "flat_plan",
     "host_compiler",
