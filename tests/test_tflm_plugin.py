@@ -17,7 +17,7 @@ from conftest import MODELS, ROOT, committed_models, model_params, shared_models
 import tflm_vmcu
 import tflm_vmcu.compiler
 from tflm_vmcu.errors import TflmVmcuError
-from tflm_vmcu.plan_format import PLAN_METADATA, pack_model, write_metadata, write_plan
+from tflm_vmcu.plan_format import PLAN_METADATA, pack_model, read_plan, write_metadata, write_plan
 from tflm_vmcu.planner.plan import Plan
 from tflm_vmcu.plugin_blocks import BLOCK_CUSTOM_CODE, is_block_op, nested_operators, nested_options
 from tflm_vmcu.plugin_target import compile_for_plugin, ring_ops, stock_model
@@ -43,8 +43,6 @@ def _with_tanh() -> bytes:
     return b.build([b.conv2d(y, 4, (3, 3))])
 
 
-# Shared models the plug-in refuses at compile time (and why).
-REFUSED = {"tflm_keyword_scrambled_8bit.tflite": r"operator 0 \(QUANTIZE\) has int16, int8"}
 # Models where TFLM + plug-in needs more than stock TFLM, by exactly this many bytes
 # (measured on the host with the shared reference tree): no tensor can overlap another, so
 # the head gains nothing, and the ring kernels' per-op state in the tail (16 bytes per op,
@@ -54,16 +52,13 @@ ARENA_ABOVE_STOCK = {"op_transpose.tflite": 144, "mlperf_ad01_int8.tflite": 16}
 
 @pytest.mark.parametrize("path", model_params(committed_models() + shared_models()))
 def test_plugin_runs_bit_exact_in_a_smaller_arena(path: Path, tflm_cache: Path) -> None:
-    if path.name in REFUSED:
-        with pytest.raises(TflmVmcuError, match=REFUSED[path.name]):
-            compile_for_plugin(path.read_bytes())
-        return
     compiled, _ = compile_for_plugin(path.read_bytes())
     report = validate_plugin(compiled, TREE, runs=2, cache_dir=tflm_cache, check_hazards=True)
     assert report.bit_exact, report.mismatches
     assert report.hazards == 0, report.first_hazard
     graph = tflm_vmcu.read_model(compiled)
     assert report.ops["ring"] == len(ring_ops(graph))
+    assert report.ops["tflm_fallback"] == len(read_plan(graph).tflm_kernel_ops)  # type: ignore[union-attr]
     excess = report.smallest_arena_bytes - report.stock_smallest_arena_bytes
     if path.name in ARENA_ABOVE_STOCK:
         assert excess == ARENA_ABOVE_STOCK[path.name]
@@ -76,7 +71,7 @@ def test_op_without_a_ring_kernel_runs_on_tflm(tflm_cache: Path) -> None:
     graph = tflm_vmcu.read_model(compiled)
     assert [op.opcode for op in graph.operators if op.index not in ring_ops(graph)] == ["TANH"]
     report = validate_plugin(compiled, TREE, runs=3, cache_dir=tflm_cache, check_hazards=True)
-    assert report.ops == {"ring": 2, "tflm": 1, "fused_blocks": 0}
+    assert report.ops == {"ring": 2, "tflm": 1, "tflm_fallback": 0, "fused_blocks": 0}
     assert report.hazards == 0, report.first_hazard
     assert report.bit_exact, report.mismatches
     assert report.arena_bytes < report.stock_arena_bytes
@@ -94,6 +89,38 @@ def test_person_detect_arena(tflm_cache: Path) -> None:
 
 def _inputs(model: bytes) -> list[np.ndarray]:
     return make_inputs(tflm_vmcu.read_model(model), 1, 0)[0]
+
+
+def _with_int16_quantize() -> bytes:
+    """conv -> QUANTIZE int8 to int16 -> QUANTIZE back to int8 -> conv: QUANTIZE has a ring
+    kernel, but not for int16, so the plan leaves both to TFLM's kernel."""
+    b = ModelBuilder(seed=32)
+    x = b.conv2d(b.input([1, 10, 10, 4]), 8, (3, 3))
+    wide = b._tensor(b.shapes[x], b.quant[x][0] / 64, 0, dtype=np.int16)
+    b._op("QUANTIZE", [x], [wide])
+    back = b._activation(b.shapes[x], b.quant[x][0] * 2, 3)
+    b._op("QUANTIZE", [wide], [back])
+    return b.build([b.conv2d(back, 4, (3, 3))])
+
+
+def test_ring_builtin_on_other_types_runs_on_tflm_kernel(
+    tflm_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An op of a builtin the plug-in registers, on types its ring kernel does not take, runs
+    on TFLM's kernel (registered as fallback), bit-exact and hazard-free; without the
+    fallback registered, the plug-in says how to register it."""
+    compiled, plan = compile_for_plugin(_with_int16_quantize())
+    assert plan.tflm_kernel_ops == {1, 2}
+    assert read_plan(tflm_vmcu.read_model(compiled)).tflm_kernel_ops == {1, 2}  # type: ignore[union-attr]
+    report = validate_plugin(compiled, TREE, runs=2, cache_dir=tflm_cache, check_hazards=True)
+    assert report.ops == {"ring": 2, "tflm": 2, "tflm_fallback": 2, "fused_blocks": 0}
+    assert report.bit_exact, report.mismatches
+    assert report.hazards == 0, report.first_hazard
+    monkeypatch.setenv("TFLM_VMCU_NO_FALLBACK", "1")
+    with pytest.raises(TflmVmcuError, match=r"Fallback::kTflmKernels"):
+        run_plugin(TREE, compiled, _inputs(compiled), 1 << 20, cache_dir=tflm_cache)
+    with pytest.raises(tflm_vmcu.TflmVmcuError, match=r"leaves operator 1 \(QUANTIZE\) to TFLM"):
+        tflm_vmcu.Interpreter(compiled)
 
 
 def test_plan_for_another_model_is_refused(tflm_cache: Path) -> None:
@@ -321,6 +348,7 @@ def test_cli_compiles_and_validates_for_the_plugin(
     assert report["ops"] == {
         "ring": len(tflm_vmcu.read_model(out).operators),
         "tflm": 0,
+        "tflm_fallback": 0,
         "fused_blocks": 0,
     }
     assert main(["validate", str(out), "--runtime", "tflm-plugin"]) == 1

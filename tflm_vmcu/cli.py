@@ -157,6 +157,12 @@ def _compile_plugin(args: argparse.Namespace) -> int:
         f"(their tensors flat; overlaps safe for {kernels} kernels), "
         f"{counts['fused_blocks']} fused blocks"
     )
+    if counts["tflm_fallback"]:
+        print(
+            f"  {counts['tflm_fallback']} of the TFLM-kernel operators are of builtins the "
+            "plug-in registers: register its kernels with TFLM's as fallback, "
+            "plugin.AddKernels<tflm_vmcu::Fallback::kTflmKernels>(resolver)"
+        )
     _print_fusion(plan, args.fusion, as_custom_ops=True)
     print(f"wrote {args.output}")
     return 0

@@ -6,7 +6,8 @@ read by Interpreter::ApplyPlan in cpp/src/interpreter.cc):
 
     [magic "VMCP", version 4, pool bytes, segment bytes, graph digest, tensor count,
      offset of tensor 0, ..., offset of tensor n-1,   (offset -1: not in the pool)
-     op count, start word of op 0's data, ..., of op m-1's (-1: none),
+     op count, start word of op 0's data, ..., of op m-1's (-1: none; -2: the op runs on
+       TFLM's own kernel, in plans for the TFLM plug-in),
      fused block count, per block: first op, last op, mode (0: rows, 1: window),
        workspace offset, workspace bytes,
      data words]
@@ -41,6 +42,7 @@ _MAGIC = 0x50434D56  # "VMCP"
 _VERSION = 4
 _HEADER = "<6I"
 _HEADER_BYTES = 24
+_TFLM_KERNEL = -2  # op start word: TFLM's own kernel runs the op (plug-in plans)
 
 
 def plan_digest(model: bytes) -> int:
@@ -66,7 +68,9 @@ def encode_plan(plan: Plan, num_tensors: int, num_ops: int, digest: int) -> byte
     at = 0
     for k in range(num_ops):
         data = plan.op_words.get(k)
-        if data is not None:
+        if k in plan.tflm_kernel_ops:
+            starts[k] = _TFLM_KERNEL
+        elif data is not None:
             starts[k] = at
             words.append(data.astype("<i4"))
             at += len(data)
@@ -104,9 +108,11 @@ def decode_plan(data: bytes, graph: Graph) -> Plan:
     }
     at = _HEADER_BYTES + 4 * n
     num_ops = struct.unpack_from("<I", data, at)[0] if len(data) >= at + 4 else -1
-    at += 4 + 4 * max(num_ops, 0)
-    if num_ops != len(graph.operators) or len(data) < at + 4:
+    if num_ops != len(graph.operators) or len(data) < at + 8 + 4 * num_ops:
         raise ModelError(f"metadata '{PLAN_METADATA}' is truncated")
+    starts = np.frombuffer(data, dtype="<i4", offset=at + 4, count=num_ops)
+    tflm_kernel_ops = {int(k) for k in np.flatnonzero(starts == _TFLM_KERNEL)}
+    at += 4 + 4 * num_ops
     count = struct.unpack_from("<I", data, at)[0]
     if len(data) < at + 4 + 20 * count:
         raise ModelError(f"metadata '{PLAN_METADATA}' is truncated")
@@ -114,7 +120,7 @@ def decode_plan(data: bytes, graph: Graph) -> Plan:
     for k in range(count):
         first, last, mode, offset, size = struct.unpack_from("<5I", data, at + 4 + 20 * k)
         blocks.append(FusedBlock(first, last, offset, size, window=mode == 1))
-    return Plan(pool, segment, placements, blocks=blocks)
+    return Plan(pool, segment, placements, blocks=blocks, tflm_kernel_ops=tflm_kernel_ops)
 
 
 def read_plan(graph: Graph) -> Plan | None:

@@ -117,7 +117,13 @@ def fuse_blocks(model: bytes, plan: Plan) -> tuple[bytes, Plan]:
         )
         for t, p in plan.placements.items()
     }
-    rewritten = dataclasses.replace(plan, placements=placements, op_words=words, blocks=blocks)
+    rewritten = dataclasses.replace(
+        plan,
+        placements=placements,
+        op_words=words,
+        blocks=blocks,
+        tflm_kernel_ops={new_index[k] for k in plan.tflm_kernel_ops},
+    )
     return pack_model(m, len(model)), rewritten
 
 

@@ -20,7 +20,7 @@ from . import ops
 from .errors import TflmVmcuError
 from .fusion import BLOCK_OP, WORKSPACE_OP
 from .ir import Graph, Operator
-from .plan_format import PLAN_METADATA, write_metadata, write_plan
+from .plan_format import PLAN_METADATA, read_plan, write_metadata, write_plan
 from .planner.fused import plan_model
 from .planner.plan import Plan
 from .planner.ring import plan_ring, runtime_rule
@@ -48,35 +48,29 @@ def _ring_types(graph: Graph, op: Operator) -> bool:
 
 
 def ring_ops(graph: Graph) -> set[int]:
-    """Operators the plug-in's ring kernels run: every op whose builtin this runtime has (the
-    plug-in registers its kernel for the whole builtin); TFLM's kernels run the rest.
-
-    A builtin is registered once in TFLM, so an op of such a builtin on activation types the
-    ring kernel does not take (int16 QUANTIZE, say) cannot fall back to TFLM's kernel: the
-    model is refused, naming the op."""
-    ours = set()
-    for op in graph.operators:
-        if not ops.is_supported(op.opcode):
-            continue
-        if not _ring_types(graph, op):
-            types = sorted(
-                {graph.tensors[t].dtype_name for t in (*op.inputs, *op.outputs) if t >= 0}
-            )
-            raise TflmVmcuError(
-                f"operator {op.index} ({op.opcode}) has {', '.join(types)} tensors: the "
-                f"plug-in's ring kernel for {op.opcode} takes int8 (float32 only on the float "
-                "side of QUANTIZE and DEQUANTIZE), and TFLM's kernel cannot run beside it"
-            )
-        ours.add(op.index)
-    return ours
+    """Operators the plug-in's ring kernels run: every op whose builtin this runtime has, on
+    the activation types its kernel takes. TFLM's kernels run the rest: ops this runtime
+    lacks, and ops of its builtins on other types (an int16 QUANTIZE, say), which the plan
+    marks so that the plug-in hands them to TFLM's kernel (Fallback::kTflmKernels)."""
+    return {
+        op.index for op in graph.operators if ops.is_supported(op.opcode) and _ring_types(graph, op)
+    }
 
 
 def op_counts(graph: Graph) -> dict[str, int]:
     """Operators of a model compiled for the plug-in by what runs them: ring kernels, TFLM's
-    kernels, and the fused blocks (each one custom operator)."""
+    kernels (of them, `tflm_fallback` of builtins the plug-in registers: they need
+    Fallback::kTflmKernels), and the fused blocks (each one custom operator)."""
+    plan = read_plan(graph)
+    fallback = len(plan.tflm_kernel_ops) if plan is not None else 0
     blocks = sum(op.opcode == f"CUSTOM:{BLOCK_CUSTOM_CODE}" for op in graph.operators)
-    ring = sum(ops.is_supported(op.opcode) for op in graph.operators)
-    return {"ring": ring, "tflm": len(graph.operators) - ring - blocks, "fused_blocks": blocks}
+    ring = sum(ops.is_supported(op.opcode) for op in graph.operators) - fallback
+    return {
+        "ring": ring,
+        "tflm": len(graph.operators) - ring - blocks,
+        "tflm_fallback": fallback,
+        "fused_blocks": blocks,
+    }
 
 
 def plan_for_plugin(graph: Graph, kernels: str = "portable", fusion: str = "rows") -> Plan:
@@ -110,6 +104,9 @@ def plan_for_plugin(graph: Graph, kernels: str = "portable", fusion: str = "rows
         return plan_ring(planned, segments=PLUGIN_SEGMENTS, rule=rule)
 
     plan = plan_model(graph, fusion, planner)
+    plan.tflm_kernel_ops = {
+        op.index for op in graph.operators if ops.is_supported(op.opcode) and op.index not in ours
+    }
     for op in graph.operators:
         words = channel_params(graph, op) if op.index in ours else None
         if words is not None:

@@ -25,7 +25,11 @@ _ACTIVATIONS = {
     "RELU6": schema.ActivationFunctionType.RELU6,
 }
 _PADDINGS = {"SAME": schema.Padding.SAME, "VALID": schema.Padding.VALID}
-_TYPES: dict[type, int] = {np.int8: schema.TensorType.INT8, np.int32: schema.TensorType.INT32}
+_TYPES: dict[type, int] = {
+    np.int8: schema.TensorType.INT8,
+    np.int16: schema.TensorType.INT16,
+    np.int32: schema.TensorType.INT32,
+}
 _INT8_STD = 73.9  # standard deviation of uniform int8 values
 
 

@@ -393,6 +393,13 @@ Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
   char why[sizeof(error_)];
   if (!ReadPlanTables(model_, plan, plan_bytes, &t, why, sizeof(why)))
     return Fail(Status::kInvalidModel, "%s", why);
+  for (uint32_t i = 0; i < model_.num_operators(); ++i) {
+    if (t.RunsOnTflmKernel(i))
+      return Fail(Status::kInvalidModel,
+                  "the memory plan leaves operator %u (%s) to TFLM's kernel: it is a plan for "
+                  "TFLM + the tflm-vmcu plug-in (--target tflm-plugin)",
+                  i, BuiltinOpName(model_.op(i).builtin_code));
+  }
   plan_pool_ = t.pool_bytes;
   plan_offsets_ = t.offsets;
   plan_blocks_ = t.blocks;

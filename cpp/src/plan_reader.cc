@@ -19,6 +19,11 @@ uint32_t PlanTables::BlockWord(uint32_t k, uint32_t i) const {
   return fb::LoadU32(blocks + 4 * (kPlanBlockWords * k + i));
 }
 
+bool PlanTables::RunsOnTflmKernel(uint32_t op) const {
+  return op_starts != nullptr &&
+         static_cast<int32_t>(fb::LoadU32(op_starts + 4 * static_cast<size_t>(op))) == -2;
+}
+
 const int32_t* PlanTables::OpData(uint32_t op, uint32_t* words) const {
   *words = 0;
   if (op_starts == nullptr) return nullptr;

@@ -2,7 +2,8 @@
 // tflm_vmcu/plan_format.py), read in place: little-endian u32 words
 //   [magic 'VMCP', version 4, pool bytes, segment bytes, plan digest, tensor count,
 //    offset per tensor (-1: not in the pool),
-//    op count, start word of each op's data (-1: none),
+//    op count, start word of each op's data (-1: none; -2: the op runs on TFLM's own
+//    kernel, in plans for the TFLM plug-in),
 //    fused block count, per block (first op, last op, mode, workspace offset, workspace
 //    bytes; mode 0: rows, 1: window),
 //    data words]
@@ -31,6 +32,8 @@ struct PlanTables {
   int32_t Offset(uint32_t tensor) const;
   // Word `i` (< kPlanBlockWords) of fused block `k`'s record.
   uint32_t BlockWord(uint32_t k, uint32_t i) const;
+  // True when the plan leaves operator `op` to TFLM's kernel (plans for the TFLM plug-in).
+  bool RunsOnTflmKernel(uint32_t op) const;
   // Op `op`'s precomputed words and an upper bound of their count; nullptr if none.
   const int32_t* OpData(uint32_t op, uint32_t* words) const;
 };

@@ -97,8 +97,9 @@ bool PlacedTensor(const TflmPlugin& p, int32_t index, Tensor* t) {
 }
 
 // Ring kernels and fused blocks report their own reads and writes.
-bool RunsOnTflmKernel(const OperatorInfo& op) {
-  return !IsFusedBlockOperator(op) && FindKernel(op.builtin_code) == nullptr;
+bool RunsOnTflmKernel(const TflmPlugin& p, uint32_t op, const OperatorInfo& info) {
+  return !IsFusedBlockOperator(info) &&
+         (FindKernel(info.builtin_code) == nullptr || p.plan().RunsOnTflmKernel(op));
 }
 
 void StartUnit(HazardState* h, int32_t op) {
@@ -121,7 +122,8 @@ void TflmPlugin::BeginOperator(int32_t op) {
   StartUnit(hazard_, op);
   const OperatorInfo info = model_.op(static_cast<uint32_t>(op));
   Tensor t;
-  for (uint32_t k = 0; RunsOnTflmKernel(info) && k < info.num_inputs; ++k) {
+  for (uint32_t k = 0;
+       RunsOnTflmKernel(*this, static_cast<uint32_t>(op), info) && k < info.num_inputs; ++k) {
     if (PlacedTensor(*this, info.Input(k), &t))
       hazard_->OnRead(t, t.offset, 0, static_cast<uint32_t>(t.bytes));
   }
@@ -131,7 +133,8 @@ void TflmPlugin::EndOperator(int32_t op) {
   if (hazard_ == nullptr || op < 0 || static_cast<uint32_t>(op) >= model_.num_operators()) return;
   const OperatorInfo info = model_.op(static_cast<uint32_t>(op));
   Tensor t;
-  for (uint32_t k = 0; RunsOnTflmKernel(info) && k < info.num_outputs; ++k) {
+  for (uint32_t k = 0;
+       RunsOnTflmKernel(*this, static_cast<uint32_t>(op), info) && k < info.num_outputs; ++k) {
     if (PlacedTensor(*this, info.Output(k), &t))
       hazard_->OnWrite(t, t.offset, 0, static_cast<uint32_t>(t.bytes));
   }
@@ -343,8 +346,10 @@ TfLiteStatus PlanPlanner::Verify() const {
         const OperatorInfo op = m.op(static_cast<uint32_t>(k));
         bool reads = false;
         for (uint32_t q = 0; q < op.num_inputs; ++q) reads |= op.Input(q) == in.tensor;
-        const bool ours = IsFusedBlockOperator(op) ? op.Input(0) == in.tensor
-                                                   : FindKernel(op.builtin_code) != nullptr;
+        const bool ours = IsFusedBlockOperator(op)
+                              ? op.Input(0) == in.tensor
+                              : FindKernel(op.builtin_code) != nullptr &&
+                                    !plan.RunsOnTflmKernel(static_cast<uint32_t>(k));
         allowed = op.num_outputs > 0 && op.Output(0) == out.tensor && reads && ours;
       }
       if (!allowed) {
@@ -382,11 +387,31 @@ namespace {
 
 constexpr int kMaxTensors = 16;  // distinct tensors of one op or one fused block
 
+// Kept as small as the ring kernels alone need: TFLM allocates one per node in its
+// persistent arena.
 struct NodeState {
-  int32_t op = -1;  // operator index in the model
-  const Kernel* kernel = nullptr;
-  void* op_data = nullptr;
+  int32_t op = -1;         // operator index in the model
+  bool runs_tflm = false;  // the plan leaves the operator to TFLM's kernel
+  union {
+    // From Init to Prepare: TFLM's registration function for the builtin (nullptr: no
+    // fallback registered).
+    TFLMRegistration (*tflm_kernel)() = nullptr;
+    const Kernel* kernel;                                      // after Prepare: the ring kernel,
+    TfLiteStatus (*tflm_invoke)(TfLiteContext*, TfLiteNode*);  // or TFLM kernel's Invoke
+  };
+  void* op_data = nullptr;  // either kernel's node data
 };
+static_assert(sizeof(NodeState) <= 3 * sizeof(void*), "NodeState grew");
+
+// Runs TFLM's kernel `invoke` (or prepare) on a node whose user data is the plug-in's.
+TfLiteStatus RunTflmKernel(TfLiteStatus (*fn)(TfLiteContext*, TfLiteNode*), void* data,
+                           TfLiteContext* context, TfLiteNode* node) {
+  void* ours = node->user_data;
+  node->user_data = data;
+  const TfLiteStatus s = fn != nullptr ? fn(context, node) : kTfLiteOk;
+  node->user_data = ours;
+  return s;
+}
 
 // A fused block's kernel state, built at Prepare from the operators nested in the custom
 // operator: the Bottleneck and the block's input and output, which it points to.
@@ -566,17 +591,28 @@ bool FindOperator(const TflmPlugin& p, TfLiteNode* node, int32_t* op) {
   return *op >= 0;
 }
 
-void* InitNode(TfLiteContext* context, const char*, size_t) {
-  void* raw = context->AllocatePersistentBuffer(context, sizeof(NodeState));
-  return raw != nullptr ? new (raw) NodeState() : nullptr;
-}
-
 TfLiteStatus PrepareNode(TfLiteContext* context, TfLiteNode* node) {
   TflmPlugin* p = PluginOf(context);
   NodeState* state = static_cast<NodeState*>(node->user_data);
   if (p == nullptr || state == nullptr || !FindOperator(*p, node, &state->op)) return kTfLiteError;
   const OperatorInfo info = p->model().op(static_cast<uint32_t>(state->op));
-  state->kernel = FindKernel(info.builtin_code);
+  if (p->plan().RunsOnTflmKernel(static_cast<uint32_t>(state->op))) {
+    if (state->tflm_kernel == nullptr) {
+      MicroPrintf(
+          "tflm-vmcu: operator %d (%s): the plan leaves it to TFLM's kernel: register the "
+          "plug-in's kernels with TFLM's as fallback, "
+          "plugin.AddKernels<tflm_vmcu::Fallback::kTflmKernels>(resolver)",
+          static_cast<int>(state->op), BuiltinOpName(info.builtin_code));
+      return kTfLiteError;
+    }
+    const TFLMRegistration tflm = state->tflm_kernel();  // checked non-null above
+    const char* init_data = static_cast<const char*>(node->builtin_data);
+    state->op_data = tflm.init != nullptr ? tflm.init(context, init_data, 0) : nullptr;
+    state->tflm_invoke = tflm.invoke;
+    state->runs_tflm = true;
+    return RunTflmKernel(tflm.prepare, state->op_data, context, node);
+  }
+  state->kernel = FindKernel(info.builtin_code);  // replaces tflm_kernel (unused here)
   char why[192];
   TensorSet set(*p, nullptr);
   Operands operands;
@@ -610,6 +646,8 @@ TfLiteStatus PrepareNode(TfLiteContext* context, TfLiteNode* node) {
 TfLiteStatus InvokeNode(TfLiteContext* context, TfLiteNode* node) {
   TflmPlugin* p = PluginOf(context);
   const NodeState* state = static_cast<const NodeState*>(node->user_data);
+  if (p != nullptr && state != nullptr && state->runs_tflm)
+    return RunTflmKernel(state->tflm_invoke, state->op_data, context, node);
   if (p == nullptr || state == nullptr || state->kernel == nullptr) return kTfLiteError;
   const OperatorInfo info = p->model().op(static_cast<uint32_t>(state->op));
   char why[192];
@@ -745,9 +783,20 @@ TfLiteStatus InvokeBlock(TfLiteContext* context, TfLiteNode* node) {
 
 }  // namespace
 
+void* TflmPlugin::InitNode(TfLiteContext* context, const char*, size_t,
+                           TFLMRegistration (*tflm_kernel)()) {
+  void* raw = context->AllocatePersistentBuffer(context, sizeof(NodeState));
+  if (raw == nullptr) return nullptr;
+  NodeState* state = new (raw) NodeState();
+  state->tflm_kernel = tflm_kernel;
+  return state;
+}
+
 TFLMRegistration TflmPlugin::Registration() {
   TFLMRegistration r = {};
-  r.init = InitNode;
+  r.init = [](TfLiteContext* context, const char* buffer, size_t length) {
+    return InitNode(context, buffer, length, nullptr);
+  };
   r.prepare = PrepareNode;
   r.invoke = InvokeNode;
   return r;

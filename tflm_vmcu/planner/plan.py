@@ -45,6 +45,9 @@ class Plan:
     method: str = "ring"  # "ring" (segment level) or "tensor" (no overlaps)
     op_words: dict[int, np.ndarray] = field(default_factory=dict)  # per-op data for flash
     blocks: list[FusedBlock] = field(default_factory=list)  # fused inverted bottlenecks
+    # Plans for the TFLM plug-in: operators whose builtin has a ring kernel but which TFLM's
+    # own kernel runs (e.g. an int16 QUANTIZE).
+    tflm_kernel_ops: set[int] = field(default_factory=set)
     notes: dict[str, object] = field(default_factory=dict)
 
     def workspaces(self) -> list[Placement]:

@@ -9,8 +9,9 @@
 // bytes of output K to OUT_DIR/out_K.bin and prints one line "arena_used_bytes=N" on
 // stdout. On failure prints TFLM's message (stderr) and exits 1. With the plug-in, the
 // environment variable TFLM_VMCU_HAZARDS=1 runs it under the hazard checker (prints
-// "hazards=N" and "first_hazard=..."), and TFLM_VMCU_NO_VERIFY=1 skips the plan verifier
-// (tests of the hazard checker).
+// "hazards=N" and "first_hazard=..."), TFLM_VMCU_NO_VERIFY=1 skips the plan verifier
+// (tests of the hazard checker) and TFLM_VMCU_NO_FALLBACK=1 registers the plug-in's kernels
+// without TFLM's as fallback.
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
@@ -103,13 +104,11 @@ int Run(char** argv, size_t num_inputs, const uint8_t* model_data, size_t model_
   // What an application changes to use the plug-in (docs/MIGRATION.md): the planner, the
   // ring kernels for the ops this runtime has, and the external context.
   tflm_vmcu::TflmPlugin plugin(model_data, model_size);
-  static const TFLMRegistration ring = tflm_vmcu::TflmPlugin::Registration();
-  auto pick = [](tflite::BuiltinOperator op) -> const TFLMRegistration* {
-    return tflm_vmcu::IsOpSupported(op) ? &ring : nullptr;
-  };
-  const TFLMRegistration block = tflm_vmcu::TflmPlugin::BlockRegistration();
-  if (tflm_vmcu_host::AddAllOps(resolver, pick) != kTfLiteOk ||
-      resolver.AddCustom(tflm_vmcu::TflmPlugin::kBlockOpName, &block) != kTfLiteOk)
+  // TFLM's kernels as fallback for the operators the plan leaves to TFLM (tests: without).
+  const TfLiteStatus ring = std::getenv("TFLM_VMCU_NO_FALLBACK") == nullptr
+                                ? plugin.AddKernels<tflm_vmcu::Fallback::kTflmKernels>(resolver)
+                                : plugin.AddKernels(resolver);
+  if (ring != kTfLiteOk || tflm_vmcu_host::AddAllOps(resolver) != kTfLiteOk)
     return Fail("op registration failed");
   tflite::MicroAllocator* allocator =
       tflite::MicroAllocator::Create(arena, arena_size, plugin.planner());

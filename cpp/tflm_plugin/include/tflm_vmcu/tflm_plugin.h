@@ -69,6 +69,10 @@ class PlanPlanner : public tflite::MicroMemoryPlanner {
   size_t extent_ = 0;
 };
 
+// Whether operators that the plan leaves to TFLM's kernels can run beside the ring kernels
+// of the same builtin (TflmPlugin::AddKernels).
+enum class Fallback { kNone, kTflmKernels };
+
 class TflmPlugin {
  public:
   // `model` must stay valid (in flash) and be 4-byte aligned.
@@ -80,36 +84,50 @@ class TflmPlugin {
 
   tflite::MicroMemoryPlanner* planner() { return &planner_; }
 
-  // Registers the ring kernels for every op this runtime runs, in place of TFLM's own. Call it
-  // before the application adds its other ops (an op can be added once).
-  template <unsigned int N>
+  // Registers the ring kernels for every op this runtime runs, in place of TFLM's own, and the
+  // custom operator of fused blocks. Call it before the application adds its other ops (an op
+  // can be added once). With Fallback::kTflmKernels, an operator that the model's plan leaves
+  // to TFLM although its builtin has a ring kernel (an int16 QUANTIZE, say) runs on TFLM's
+  // kernel; this links TFLM's kernels for those builtins, so it is opt-in.
+  template <Fallback F = Fallback::kNone, unsigned int N>
   TfLiteStatus AddKernels(tflite::MicroMutableOpResolver<N>& r) {
     TfLiteStatus s = kTfLiteOk;
     auto add = [&s](TfLiteStatus t) {
       if (t != kTfLiteOk) s = t;
     };
-    add(r.AddAdd(Registration()));
-    add(r.AddAveragePool2D(Registration()));
-    add(r.AddConcatenation(Registration()));
-    add(r.AddConv2D(Registration()));
-    add(r.AddDepthwiseConv2D(Registration()));
-    add(r.AddDequantize(Registration()));
-    add(r.AddFullyConnected(Registration()));
-    add(r.AddLogistic(Registration()));
-    add(r.AddMaxPool2D(Registration()));
-    add(r.AddMul(Registration()));
-    add(r.AddRelu(Registration()));
-    add(r.AddRelu6(Registration()));
-    add(r.AddReshape(Registration()));
-    add(r.AddSoftmax(Registration()));
-    add(r.AddPad(Registration()));
-    add(r.AddTranspose(Registration()));
-    add(r.AddMean(Registration()));
-    add(r.AddQuantize(Registration()));
-    add(r.AddHardSwish(Registration()));
+    add(r.AddAdd(Kernel<F, tflite::Register_ADD>()));
+    add(r.AddAveragePool2D(Kernel<F, tflite::Register_AVERAGE_POOL_2D>()));
+    add(r.AddConcatenation(Kernel<F, tflite::Register_CONCATENATION>()));
+    add(r.AddConv2D(Kernel<F, tflite::Register_CONV_2D>()));
+    add(r.AddDepthwiseConv2D(Kernel<F, tflite::Register_DEPTHWISE_CONV_2D>()));
+    add(r.AddDequantize(Kernel<F, tflite::Register_DEQUANTIZE>()));
+    add(r.AddFullyConnected(Kernel<F, tflite::Register_FULLY_CONNECTED>()));
+    add(r.AddLogistic(Kernel<F, tflite::Register_LOGISTIC>()));
+    add(r.AddMaxPool2D(Kernel<F, tflite::Register_MAX_POOL_2D>()));
+    add(r.AddMul(Kernel<F, tflite::Register_MUL>()));
+    add(r.AddRelu(Kernel<F, tflite::Register_RELU>()));
+    add(r.AddRelu6(Kernel<F, tflite::Register_RELU6>()));
+    add(r.AddReshape(Kernel<F, tflite::Register_RESHAPE>()));
+    add(r.AddSoftmax(Kernel<F, tflite::Register_SOFTMAX>()));
+    add(r.AddPad(Kernel<F, tflite::Register_PAD>()));
+    add(r.AddTranspose(Kernel<F, tflite::Register_TRANSPOSE>()));
+    add(r.AddMean(Kernel<F, tflite::Register_MEAN>()));
+    add(r.AddQuantize(Kernel<F, tflite::Register_QUANTIZE>()));
+    add(r.AddHardSwish(Kernel<F, tflite::Register_HARD_SWISH>()));
     const TFLMRegistration block = BlockRegistration();  // AddCustom copies it
     add(r.AddCustom(kBlockOpName, &block));
     return s;
+  }
+  // Registrations AddKernels adds (size the resolver for them and the application's own).
+  static constexpr unsigned int kKernelCount = 20;
+
+  // The registration of the ring kernel of builtin op `TflmKernel` (TFLM's registration
+  // function for it, e.g. tflite::Register_CONV_2D), with or without TFLM's as fallback.
+  template <Fallback F, TFLMRegistration (*TflmKernel)()>
+  static TFLMRegistration Kernel() {
+    TFLMRegistration r = Registration();
+    if constexpr (F == Fallback::kTflmKernels) r.init = InitWithFallback<TflmKernel>;
+    return r;
   }
 
   // The TFLM registration of the ring kernels (one for every op: each node finds its kernel
@@ -142,6 +160,15 @@ class TflmPlugin {
   const PlanTables& plan() const;
   uint32_t pool_bytes() const;
   int32_t OperatorWriting(int32_t tensor) const;  // the op whose output 0 it is, -1: none
+
+  // Node state of the ring kernels' registration; `tflm_kernel` (nullptr: none) is TFLM's
+  // registration function for the builtin, run for the operators the plan leaves to TFLM.
+  static void* InitNode(TfLiteContext* context, const char* buffer, size_t length,
+                        TFLMRegistration (*tflm_kernel)());
+  template <TFLMRegistration (*TflmKernel)()>
+  static void* InitWithFallback(TfLiteContext* context, const char* buffer, size_t length) {
+    return InitNode(context, buffer, length, TflmKernel);
+  }
 
  private:
   Model model_;
