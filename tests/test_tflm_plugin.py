@@ -353,6 +353,9 @@ def test_cli_compiles_and_validates_for_the_plugin(
     }
     assert main(["validate", str(out), "--runtime", "tflm-plugin"]) == 1
     assert "needs --tflm-source DIR" in capsys.readouterr().err
+    compile_args = ["compile", str(MODELS / "op_relu.tflite"), "-o", str(tmp_path / "x.tflite")]
+    assert main([*compile_args, "--target", "tflm-plugin", "--kernels", "portable"]) == 1
+    assert "--kernels applies to --target tflm" in capsys.readouterr().err
 
 
 def test_add_kernels_registers_every_ring_op(tflm_cache: Path, tmp_path: Path) -> None:

@@ -142,8 +142,12 @@ def _compile_plugin(args: argparse.Namespace) -> int:
     from .plugin_target import compile_for_plugin, op_counts
     from .reader import load_bytes
 
-    kernels = args.kernels or "portable"
-    model, plan = compile_for_plugin(load_bytes(args.model), kernels, args.fusion)
+    if args.kernels is not None:
+        raise TflmVmcuError(
+            "--kernels applies to --target tflm: the plug-in keeps the tensors of TFLM's "
+            "kernels apart, safe for any kernel library"
+        )
+    model, plan = compile_for_plugin(load_bytes(args.model), args.fusion)
     Path(args.output).write_bytes(model)
     graph = read_model(model)
     counts = op_counts(graph)
@@ -154,7 +158,7 @@ def _compile_plugin(args: argparse.Namespace) -> int:
     )
     print(
         f"operators: {counts['ring']} on ring kernels, {counts['tflm']} on TFLM kernels "
-        f"(their tensors flat; overlaps safe for {kernels} kernels), "
+        "(their tensors flat, never overlapping), "
         f"{counts['fused_blocks']} fused blocks"
     )
     if counts["tflm_fallback"]:
@@ -359,9 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--kernels",
         choices=["reference", "portable"],
         default=None,
-        help="the TFLM kernel library the plan must be safe for: with --target tflm "
-        "(default reference), or tflm-plugin for the ops without a ring kernel (default "
-        "portable)",
+        help="with --target tflm: the TFLM kernel library the offline plan must be safe for "
+        "(default reference)",
     )
     p.add_argument(
         "--fusion",

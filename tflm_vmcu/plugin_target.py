@@ -2,10 +2,9 @@
 kernels run the ops they support, TFLM's own kernels the rest.
 
 The plan is the ring plan of tflm_vmcu.plan_format, with two constraints for the ops a TFLM
-kernel runs: their tensors stay flat (a TFLM kernel sees one flat pointer), and an output
-overlaps an input only as `kernels` (the TFLM kernel library, "portable" by default: safe
-for any implementation, CMSIS-NN included) allows. Offsets are multiples of 16, TFLM's
-buffer alignment.
+kernel runs: their tensors stay flat (a TFLM kernel sees one flat pointer), and their output
+overlaps none of their inputs (safe for any kernel library, CMSIS-NN included; the plug-in's
+plan verifier holds it to that). Offsets are multiples of 16, TFLM's buffer alignment.
 
 Inverted-bottleneck blocks are fused where that lowers the pool, with the same choice as
 the runtime's plan (planner.fused.plan_model), and each fused block becomes one custom
@@ -27,7 +26,6 @@ from .planner.ring import plan_ring, runtime_rule
 from .plugin_blocks import BLOCK_CUSTOM_CODE, fuse_blocks, unfuse
 from .quant import channel_params
 from .reader import read_model
-from .tflm_target import RULES
 
 PLUGIN_SEGMENTS = (16,)
 
@@ -73,10 +71,8 @@ def op_counts(graph: Graph) -> dict[str, int]:
     }
 
 
-def plan_for_plugin(graph: Graph, kernels: str = "portable", fusion: str = "rows") -> Plan:
+def plan_for_plugin(graph: Graph, fusion: str = "rows") -> Plan:
     """The plan in terms of `graph`'s operators (fused blocks included, as the runtime's)."""
-    if kernels not in RULES:
-        raise TflmVmcuError(f"unknown kernel library '{kernels}' (use one of {sorted(RULES)})")
     if graph.num_subgraphs != 1:
         raise TflmVmcuError("the plug-in plans single-subgraph models only")
     ours = ring_ops(graph)
@@ -87,7 +83,6 @@ def plan_for_plugin(graph: Graph, kernels: str = "portable", fusion: str = "rows
         for t in (*op.inputs, *op.outputs)
         if t >= 0 and not graph.tensors[t].is_constant
     }
-    tflm_rule = RULES[kernels]
 
     def planner(virtual: Graph, spans: list[tuple[int, int]]) -> Plan:
         ring = {
@@ -97,7 +92,7 @@ def plan_for_plugin(graph: Graph, kernels: str = "portable", fusion: str = "rows
         }
 
         def rule(g: Graph, op: Operator, pos: int) -> tuple[int, bool] | None:
-            return runtime_rule(g, op, pos) if op.index in ring else tflm_rule(g, op, pos)
+            return runtime_rule(g, op, pos) if op.index in ring else None  # TFLM: no overlap
 
         contiguous = tuple(sorted({*virtual.contiguous, *flat}))
         planned = dataclasses.replace(virtual, contiguous=contiguous)
@@ -114,12 +109,10 @@ def plan_for_plugin(graph: Graph, kernels: str = "portable", fusion: str = "rows
     return plan
 
 
-def compile_for_plugin(
-    data: bytes, kernels: str = "portable", fusion: str = "rows"
-) -> tuple[bytes, Plan]:
+def compile_for_plugin(data: bytes, fusion: str = "rows") -> tuple[bytes, Plan]:
     """The model for TFLM + the plug-in (fused blocks rewritten into custom operators) with
     its plan, and the plan (in terms of the rewritten model's operators)."""
-    plan = plan_for_plugin(read_model(data), kernels, fusion)
+    plan = plan_for_plugin(read_model(data), fusion)
     if plan.blocks:
         data, plan = fuse_blocks(data, plan)
     return write_plan(data, plan), plan
