@@ -375,7 +375,8 @@ def test_add_kernels_registers_every_ring_op(tflm_cache: Path, tmp_path: Path) -
         "  tflm_vmcu::TflmPlugin plugin(none, sizeof(none));\n"
         "  const bool ok = plugin.AddKernels(resolver) == kTfLiteOk;\n"
         "  const bool twice = plugin.AddKernels(resolver) != kTfLiteOk;\n"
-        '  std::printf("%d %d %u\\n", ok, twice, resolver.GetRegistrationLength());\n'
+        '  std::printf("%d %d %u %u\\n", ok, twice, resolver.GetRegistrationLength(),\n'
+        "              tflm_vmcu::TflmPlugin::kKernelCount);\n"
         "}\n"
     )
     runtime = sorted((ROOT / "cpp" / "src").rglob("*.cc"))
@@ -393,4 +394,5 @@ def test_add_kernels_registers_every_ring_op(tflm_cache: Path, tmp_path: Path) -
     import subprocess
 
     out = subprocess.run([str(program)], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["1", "1", str(len(ops.SUPPORTED_OPS) + 1)]
+    count = str(len(ops.SUPPORTED_OPS) + 1)
+    assert out.split() == ["1", "1", count, count]

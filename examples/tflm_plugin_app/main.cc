@@ -38,9 +38,10 @@ int main() {
 
   // The ops. AddKernels registers the plug-in's kernels: ring kernels for the 19 builtin ops
   // tflm-vmcu has (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED, ADD, SOFTMAX, ...) and the
-  // custom op of fused blocks, 20 registrations. The application adds TFLM's kernels for its
-  // model's other ops as before (TANH stands for them here), and no longer adds those 19.
-  static tflite::MicroMutableOpResolver<20 + 1> resolver;
+  // custom op of fused blocks, kKernelCount registrations. The application adds TFLM's
+  // kernels for its model's other ops as before (TANH stands for them here), and no longer
+  // adds those 19.
+  static tflite::MicroMutableOpResolver<tflm_vmcu::TflmPlugin::kKernelCount + 1> resolver;
   if (plugin.AddKernels(resolver) != kTfLiteOk) return 1;  // tflm-vmcu: ring kernels
   if (resolver.AddTanh() != kTfLiteOk) return 1;
 
