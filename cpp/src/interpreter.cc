@@ -475,18 +475,10 @@ Status Interpreter::ApplyBlocks(uint32_t pool) {
                   "the memory plan runs the block at operators %u..%u in unknown mode %u", first,
                   last, mode);
     b.window = mode == 1;
-    const uint32_t need = BottleneckWorkspaceBytes(b);
-    if (ws_bytes < need || ws_offset > pool || ws_bytes > pool - ws_offset)
-      return Fail(Status::kInvalidModel,
-                  "the memory plan gives the block at operators %u..%u a %u-byte workspace at "
-                  "offset %u of a %u-byte pool; it needs %u bytes inside the pool",
-                  first, last, ws_bytes, ws_offset, pool, need);
-    b.workspace = Tensor();
-    b.workspace.name = "workspace";
-    b.workspace.index = static_cast<int32_t>(model_.num_tensors() + k);
-    b.workspace.bytes = ws_bytes;
-    b.workspace.offset = ws_offset;
-    b.workspace_offset = ws_offset;
+    if (!PlaceWorkspace(&b, ws_offset, ws_bytes, pool,
+                        static_cast<int32_t>(model_.num_tensors() + k), why, sizeof(why)))
+      return Fail(Status::kInvalidModel, "the memory plan gives the block at operators %u..%u %s",
+                  first, last, why);
     b.first_op = first;
     b.last_op = last;
     blocks_[k] = b;

@@ -744,21 +744,17 @@ TfLiteStatus PrepareBlock(TfLiteContext* context, TfLiteNode* node) {
   const uint32_t ws_offset = p->plan().BlockWord(k, 3);
   const uint32_t ws_bytes = p->plan().BlockWord(k, 4);
   b.window = mode == 1;
-  const uint32_t need = BottleneckWorkspaceBytes(b);
   const uint32_t pool = p->pool_bytes();
-  if (mode > 1 || ws_bytes < need || ws_offset > pool || ws_bytes > pool - ws_offset) {
-    Format(why, sizeof(why),
-           "the memory plan gives the block a %u-byte workspace at offset %u of a %u-byte "
-           "ring in mode %u; it needs %u bytes inside the ring",
-           ws_bytes, ws_offset, pool, mode, need);
+  char where[160];
+  if (mode > 1) {
+    Format(why, sizeof(why), "the memory plan runs the block in unknown mode %u", mode);
     return BlockFail(op, why);
   }
-  b.workspace = Tensor();
-  b.workspace.name = "workspace";
-  b.workspace.index = static_cast<int32_t>(m.num_tensors() + k);
-  b.workspace.bytes = ws_bytes;
-  b.workspace.offset = ws_offset;
-  b.workspace_offset = ws_offset;
+  if (!PlaceWorkspace(&b, ws_offset, ws_bytes, pool, static_cast<int32_t>(m.num_tensors() + k),
+                      where, sizeof(where))) {
+    Format(why, sizeof(why), "the memory plan gives the block %s", where);
+    return BlockFail(op, why);
+  }
   b.first_op = b.last_op = static_cast<uint32_t>(op);
   if (!OverlapSafe(*p, op, "fused block", *b.input, *b.output,
                    [&](uint32_t) { return BlockMinDisplacement(GeometryOf(b)); }))

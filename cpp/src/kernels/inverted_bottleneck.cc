@@ -441,6 +441,25 @@ class BlockRun {
 
 }  // namespace
 
+bool PlaceWorkspace(Bottleneck* b, uint32_t offset, uint32_t bytes, uint32_t pool, int32_t index,
+                    char* why, uint32_t why_size) {
+  const uint32_t need = BottleneckWorkspaceBytes(*b);
+  if (bytes < need || offset > pool || bytes > pool - offset) {
+    Format(why, why_size,
+           "a %u-byte workspace at offset %u of a %u-byte pool; it needs %u bytes inside the "
+           "pool",
+           bytes, offset, pool, need);
+    return false;
+  }
+  b->workspace = Tensor();
+  b->workspace.name = "workspace";
+  b->workspace.index = index;
+  b->workspace.bytes = bytes;
+  b->workspace.offset = offset;
+  b->workspace_offset = offset;
+  return true;
+}
+
 void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, HazardState* hazard) {
   BlockRun(b, pool, pool_size, hazard).Run();
 }

@@ -80,6 +80,12 @@ uint32_t BottleneckWorkspaceBytes(const Bottleneck& b);
 bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* why,
                     uint32_t why_size);
 
+// Gives `b` the workspace the plan places at `offset` (`index`: its pseudo-tensor index for
+// the hazard checker). False when it is smaller than the block needs or not inside the pool,
+// with `why` continuing "the memory plan gives the block ...".
+bool PlaceWorkspace(Bottleneck* b, uint32_t offset, uint32_t bytes, uint32_t pool, int32_t index,
+                    char* why, uint32_t why_size);
+
 void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, HazardState* hazard);
 
 }  // namespace tflm_vmcu
