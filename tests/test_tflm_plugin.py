@@ -23,7 +23,7 @@ from tflm_vmcu.plugin_blocks import BLOCK_CUSTOM_CODE, is_block_op, nested_opera
 from tflm_vmcu.plugin_target import compile_for_plugin, ring_ops, stock_model
 from tflm_vmcu.plugin_validate import validate_plugin
 from tflm_vmcu.synth import ModelBuilder
-from tflm_vmcu.tflm_host import run_plugin, run_stock
+from tflm_vmcu.tflm_host import run_plugin, run_stock, smallest_arena
 from tflm_vmcu.validate import make_inputs
 
 TREE = ROOT.parent / "shared" / "third_party" / "tflite-micro" / "reference"
@@ -169,6 +169,13 @@ def test_fused_blocks_run_as_custom_operators(tflm_cache: Path) -> None:
     plain = validate_plugin(unfused, TREE, runs=1, cache_dir=tflm_cache)
     assert plain.ops["fused_blocks"] == 0
     assert fused.arena_bytes < plain.arena_bytes < plain.stock_arena_bytes
+    # The blocks' per-channel multipliers and shifts come from the plan (flash): without
+    # them the kernels compute them into TFLM's persistent arena.
+    starts = {b.first for b in plan.blocks}
+    words = {k: w for k, w in plan.op_words.items() if k not in starts}
+    bare = write_plan(compiled, dataclasses.replace(plan, op_words=words))
+    _, used = smallest_arena(TREE, bare, _inputs(bare), tflm_cache, plugin=True)
+    assert used > fused.arena_bytes
 
 
 def test_stock_tflm_refuses_a_model_with_fused_blocks(tflm_cache: Path) -> None:
