@@ -15,6 +15,7 @@ enum FwExitCode {
   kFwInvokeFailed = 3,    // Invoke() failed (message printed)
   kFwBadHarness = 4,      // the generated headers do not match the model's inputs/outputs
   kFwStackOverflow = 5,   // the painted stack was used up to its limit
+  kFwHalted = 6,          // TFLM halted: one of its checks failed (firmware/tflm_plugin)
   // A fault or unexpected exception exits with kFwFaultBase + its exception number
   // (NMI 2, HardFault 3, MemManage 4, BusFault 5, UsageFault 6, others up to 127).
   kFwFaultBase = 128,

@@ -103,9 +103,11 @@ def test_person_detect_meets_the_arena_and_instruction_targets(
     r = run_plugin("person_detect")
     assert r.bit_exact, r.console
     assert r.kernels == "cmsis_nn"
-    assert r.arena_bytes is not None and r.stock_arena_bytes is not None
+    assert r.arena_bytes is not None
+    assert r.stock_arena_bytes is not None
     assert r.arena_bytes <= 0.60 * r.stock_arena_bytes
-    assert r.instructions is not None and r.stock_instructions is not None
+    assert r.instructions is not None
+    assert r.stock_instructions is not None
     assert r.instructions <= r.stock_instructions
     graph = tflm_vmcu.read_model(_compiled("person_detect"))
     stock = tflm_vmcu.read_model(stock_model(_compiled("person_detect")))
@@ -118,7 +120,8 @@ def test_person_detect_meets_the_arena_and_instruction_targets(
     # The stock firmware links CMSIS-NN's kernels, and only the TFLM sources it needs were
     # compiled (cached objects, not the whole tree).
     symbols = Path(r.stock_elf).read_bytes()
-    assert b"arm_convolve_s8" in symbols and b"arm_depthwise_conv" in symbols
+    assert b"arm_convolve_s8" in symbols
+    assert b"arm_depthwise_conv" in symbols
     objects = list(tflm_cache.glob("tflm-obj-*/*.o"))
     assert 0 < len(objects) < len(library_sources(TREE)) // 2
 
@@ -129,9 +132,11 @@ def test_mobilenetv2_small_bit_exact_in_a_smaller_arena(
 ) -> None:
     r = run_plugin("mobilenetv2_small")
     assert r.bit_exact, r.console
-    assert r.arena_bytes is not None and r.stock_arena_bytes is not None
+    assert r.arena_bytes is not None
+    assert r.stock_arena_bytes is not None
     assert r.arena_bytes < r.stock_arena_bytes
-    assert r.instructions and r.stock_instructions
+    assert r.instructions
+    assert r.stock_instructions
     assert r.tflm_ops == 0
 
 
@@ -142,7 +147,8 @@ def test_op_without_a_ring_kernel_runs_on_tflm_bit_exact(
     r = run_plugin("resize")
     assert (r.ring_ops, r.tflm_ops) == (2, 1)
     assert r.bit_exact, r.console
-    assert r.arena_bytes is not None and r.stock_arena_bytes is not None
+    assert r.arena_bytes is not None
+    assert r.stock_arena_bytes is not None
     assert r.arena_bytes < r.stock_arena_bytes
     assert [op.opcode for op in r.ops] == ["CONV_2D", "RESIZE_NEAREST_NEIGHBOR", "CONV_2D"]
     # The same TFLM kernel runs the resize in both firmwares.
@@ -178,6 +184,15 @@ def test_cli_json_and_exit_codes(
     assert "OUTPUT DIFFERS" in capsys.readouterr().out
 
 
+@requires_tools
+def test_stock_tflm_halting_is_one_clear_error(tflm_cache: Path, tmp_path: Path) -> None:
+    """Stock TFLM + CMSIS-NN fails one of its checks on this model (its fully connected
+    layers, one with a 4-D output); the harness ends the loop TFLM halts in and says so."""
+    compiled, _ = compile_for_plugin((MODELS / "op_fully_connected_per_tensor.tflite").read_bytes())
+    with pytest.raises(TflmVmcuError, match=r"^stock TFLM failed on cortex-m4: TFLM halted"):
+        firmware_plugin(compiled, TREE, "cortex-m4", out_dir=tmp_path, cache_dir=tflm_cache)
+
+
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from tflm_vmcu.cli import main
 
@@ -195,7 +210,8 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     for argv, message in cases:
         assert main(argv) == 1
         err = capsys.readouterr().err
-        assert message in err and err.count("\n") == 1, err
+        assert message in err, err
+        assert err.count("\n") == 1, err
 
 
 def test_ops_header_lists_each_op_once_ring_or_tflm() -> None:
@@ -215,7 +231,10 @@ def test_cortex_m_toolchain_flags_match_the_tree() -> None:
     tc = cortex_m_toolchain("cortex-m4", cmsis_nn=True) if not _MISSING else None
     if tc is None:
         pytest.skip("arm-none-eabi-gcc not found")
-    assert "-mfloat-abi=hard" in tc.target_flags and "-mfpu=fpv4-sp-d16" in tc.target_flags
-    assert "-DCMSIS_NN" in tc.abi_flags and tc.device == "ARMCM4" and tc.lazy
+    assert "-mfloat-abi=hard" in tc.target_flags
+    assert "-mfpu=fpv4-sp-d16" in tc.target_flags
+    assert "-DCMSIS_NN" in tc.abi_flags
+    assert tc.device == "ARMCM4"
+    assert tc.lazy
     with pytest.raises(TflmVmcuError, match="not supported"):
         cortex_m_toolchain("cortex-m0plus")

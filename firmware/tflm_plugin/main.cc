@@ -77,8 +77,15 @@ int Fail(int code, const char* what, const char* message) {
   return code;
 }
 
-// TFLM's messages (MicroPrintf) on the console.
-void Log(const char* text) { fw_write(text); }
+// TFLM's messages (MicroPrintf) on the console. A failed TFLM check prints "HALTED" and
+// then loops for ever (op_macros.h with TF_LITE_MCU_DEBUG_LOG): exit instead.
+void Log(const char* text) {
+  fw_write(text);
+  if (strcmp(text, "HALTED") == 0) {
+    fw_write("\nfirmware: TFLM halted (one of its checks failed)\n");
+    fw_exit(kFwHalted);
+  }
+}
 
 // "output K: <hex>" lines, 32 bytes a line, for the host to compare.
 void WriteOutput(size_t index, const uint8_t* data, size_t bytes) {

@@ -21,6 +21,7 @@ EXIT_CODES = {
     3: "Invoke failed",
     4: "the generated headers do not match the model",
     5: "stack overflow",
+    6: "TFLM halted (one of its checks failed)",
 }
 FAULT_BASE = 128
 EXCEPTIONS = {2: "NMI", 3: "HardFault", 4: "MemManage", 5: "BusFault", 6: "UsageFault"}

@@ -483,10 +483,9 @@ def firmware_plugin(
         expected: list[bytes] | None = None
         if run:
             if not stock_res.bit_exact:
-                raise TflmVmcuError(
-                    f"stock TFLM failed on {cpu}: {stock_res.verdict}: "
-                    f"{_last_line(stock_res.console)}"
-                )
+                last = _last_line(stock_res.console)
+                detail = "" if stock_res.verdict in last else f": {last}"
+                raise TflmVmcuError(f"stock TFLM failed on {cpu}: {stock_res.verdict}{detail}")
             expected = _outputs(stock_res.console, sizes)
             if corrupt_expected:
                 expected[0] = bytes([expected[0][0] ^ 1]) + expected[0][1:]
