@@ -401,7 +401,7 @@ struct NodeState {
   };
   void* op_data = nullptr;  // either kernel's node data
 };
-static_assert(sizeof(NodeState) <= 3 * sizeof(void*), "NodeState grew");
+static_assert(sizeof(NodeState) <= 2 * sizeof(int32_t) + 2 * sizeof(void*), "NodeState grew");
 
 // Runs TFLM's kernel `invoke` (or prepare) on a node whose user data is the plug-in's.
 TfLiteStatus RunTflmKernel(TfLiteStatus (*fn)(TfLiteContext*, TfLiteNode*), void* data,
