@@ -185,6 +185,22 @@ def test_cli_json_and_exit_codes(
 
 
 @requires_tools
+def test_ops_left_to_tflm_kernels_of_ring_builtins_run_bit_exact(
+    tflm_cache: Path, tmp_path: Path
+) -> None:
+    """keyword_scrambled's int16 QUANTIZE: its builtin has a ring kernel, the plan leaves
+    the operator to TFLM's (Fallback::kTflmKernels)."""
+    path = ROOT.parent / "shared" / "models" / "tflm_keyword_scrambled_8bit.tflite"
+    if not path.is_file():
+        pytest.skip(f"{path} not present")
+    compiled, plan = compile_for_plugin(path.read_bytes())
+    assert plan.tflm_kernel_ops
+    r = firmware_plugin(compiled, TREE, "cortex-m4", out_dir=tmp_path, cache_dir=tflm_cache)
+    assert r.bit_exact, r.console
+    assert r.tflm_ops >= len(plan.tflm_kernel_ops)
+
+
+@requires_tools
 def test_stock_tflm_halting_is_one_clear_error(tflm_cache: Path, tmp_path: Path) -> None:
     """Stock TFLM + CMSIS-NN fails one of its checks on this model (its fully connected
     layers, one with a 4-D output); the harness ends the loop TFLM halts in and says so."""
@@ -220,8 +236,8 @@ def test_ops_header_lists_each_op_once_ring_or_tflm() -> None:
     assert adders["RESIZE_NEAREST_NEIGHBOR"] == "AddResizeNearestNeighbor"
     assert adders["UNIDIRECTIONAL_SEQUENCE_LSTM"] == "AddUnidirectionalSequenceLSTM"
     header = ops_header(tflm_vmcu.read_model(_compiled("resize")), adders)
-    assert "RING(CONV_2D, AddConv2D)" in header
-    assert "TFLM(RESIZE_NEAREST_NEIGHBOR, AddResizeNearestNeighbor)" in header
+    assert "RING(CONV_2D, AddConv2D, 0)" in header
+    assert "TFLM(RESIZE_NEAREST_NEIGHBOR, AddResizeNearestNeighbor, 0)" in header
     assert header.count("CONV_2D") == 1
     with pytest.raises(TflmVmcuError, match="has no Add function"):
         ops_header(tflm_vmcu.read_model(_compiled("resize")), {})

@@ -15,7 +15,8 @@
 //   model_io.h    the input bytes and, with FW_HAS_EXPECTED, the expected output bytes
 //   model_ops.h   FW_MODEL_OPS(RING, TFLM): the model's builtin ops with their
 //                 MicroMutableOpResolver adders; RING for ops the plug-in's ring kernels run
-//                 (TFLM's kernel in the stock build), TFLM for the others;
+//                 (TFLM's kernel in the stock build; with fallback 1, TFLM's kernel also runs
+//                 the operators the plan leaves to it), TFLM for the others;
 //                 FW_MODEL_BLOCK_OPS(BLOCK): the plug-in's fused-block custom op, if used
 #include <stddef.h>
 #include <stdint.h>
@@ -106,7 +107,7 @@ void WriteOutput(size_t index, const uint8_t* data, size_t bytes) {
   }
 }
 
-#define FW_COUNT_OP(builtin, adder) +1
+#define FW_COUNT_OP(builtin, adder, fallback) +1
 #define FW_COUNT_BLOCK(name) +1
 constexpr unsigned int kNumOps =
     0 FW_MODEL_OPS(FW_COUNT_OP, FW_COUNT_OP) FW_MODEL_BLOCK_OPS(FW_COUNT_BLOCK);
@@ -122,14 +123,17 @@ const char kKind[] = "stock TFLM";
 
 TfLiteStatus AddOps(tflite::MicroMutableOpResolver<kNumOps>& resolver) {
 #ifdef TFLM_VMCU_PLUGIN
-  static const TFLMRegistration ring = tflm_vmcu::TflmPlugin::Registration();
-#define FW_ADD_RING(builtin, adder) \
-  if (resolver.adder(ring) != kTfLiteOk) return kTfLiteError;
+  // The ring kernel; with `fallback`, TFLM's too, for the operators the plan leaves to it.
+#define FW_ADD_RING(builtin, adder, fallback)                                                     \
+  if (resolver.adder(tflm_vmcu::TflmPlugin::Kernel<(fallback) ? tflm_vmcu::Fallback::kTflmKernels \
+                                                              : tflm_vmcu::Fallback::kNone,       \
+                                                   tflite::Register_##builtin>()) != kTfLiteOk)   \
+    return kTfLiteError;
 #else
-#define FW_ADD_RING(builtin, adder) \
+#define FW_ADD_RING(builtin, adder, fallback) \
   if (resolver.adder() != kTfLiteOk) return kTfLiteError;
 #endif
-#define FW_ADD_TFLM(builtin, adder) \
+#define FW_ADD_TFLM(builtin, adder, fallback) \
   if (resolver.adder() != kTfLiteOk) return kTfLiteError;
   FW_MODEL_OPS(FW_ADD_RING, FW_ADD_TFLM)
 #undef FW_ADD_RING

@@ -46,7 +46,7 @@ from .. import ops as ring_ops
 from ..errors import TflmVmcuError
 from ..ir import Graph
 from ..plan_format import PLAN_METADATA, read_plan
-from ..plugin_target import stock_model
+from ..plugin_target import op_counts, stock_model
 from ..reader import load_bytes, read_model
 from ..tflm_build import (
     Toolchain,
@@ -141,8 +141,12 @@ def op_adders(tree: Path) -> dict[str, str]:
 
 def ops_header(graph: Graph, adders: dict[str, str]) -> str:
     """model_ops.h: FW_MODEL_OPS(RING, TFLM) lists each builtin op of the model once, RING
-    for the ops the plug-in's ring kernels run, TFLM for the others;
+    for the ops the plug-in's ring kernels run (with 1: and TFLM's kernel for the operators
+    of it the plan leaves to TFLM), TFLM for the others;
     FW_MODEL_BLOCK_OPS(BLOCK) the plug-in's fused-block custom op, if the model has it."""
+    plan = read_plan(graph)
+    left = plan.tflm_kernel_ops if plan is not None else ()
+    fallbacks = {graph.operators[k].opcode for k in left}
     lines, blocks, seen = [], [], set()
     for op in graph.operators:
         if op.opcode in seen:
@@ -161,8 +165,12 @@ def ops_header(graph: Graph, adders: dict[str, str]) -> str:
                 f"operator {op.index} ({op.opcode}): the TFLM tree's MicroMutableOpResolver "
                 "has no Add function for it (the firmware registers builtin ops only)"
             )
-        kind = "RING" if ring_ops.is_supported(op.opcode) else "TFLM"
-        lines.append(f"  {kind}({op.opcode}, {adders[op.opcode]})")
+        if ring_ops.is_supported(op.opcode):
+            # TFLM's kernel too, for the operators of this builtin the plan leaves to it.
+            fallback = int(op.opcode in fallbacks)
+            lines.append(f"  RING({op.opcode}, {adders[op.opcode]}, {fallback})")
+        else:
+            lines.append(f"  TFLM({op.opcode}, {adders[op.opcode]}, 0)")
     body = " \\\n".join(lines)
     block_body = " \\\n".join(blocks)
     return (
@@ -493,9 +501,9 @@ def firmware_plugin(
         result.seconds = seconds
         result.tflm_source = str(tree)
         result.kernels = "cmsis_nn" if has_cmsis_nn(tree) else "reference"
-        result.ring_ops = sum(ring_ops.is_supported(op.opcode) for op in graph.operators)
-        result.fused_blocks = sum(op.opcode == f"CUSTOM:{BLOCK_OP}" for op in graph.operators)
-        result.tflm_ops = len(graph.operators) - result.ring_ops - result.fused_blocks
+        counts = op_counts(graph)
+        result.ring_ops, result.tflm_ops = counts["ring"], counts["tflm"]
+        result.fused_blocks = counts["fused_blocks"]
         result.stock_ops_of = align_operators(graph, stock_graph)
         result.stock_elf = stock_res.elf
         result.stock_flash_bytes = stock_res.flash_bytes
