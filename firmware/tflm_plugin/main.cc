@@ -115,7 +115,6 @@ constexpr unsigned int kNumOps =
 #undef FW_COUNT_BLOCK
 
 #ifdef TFLM_VMCU_PLUGIN
-tflm_vmcu::TflmPlugin g_plugin(g_model, g_model_len);
 const char kKind[] = "TFLM + tflm-vmcu plug-in";
 #else
 const char kKind[] = "stock TFLM";
@@ -169,15 +168,18 @@ int main() {
   static tflite::MicroMutableOpResolver<kNumOps> resolver;
   if (AddOps(resolver) != kTfLiteOk) return Fail(kFwBadHarness, "model_ops.h", "AddOps failed");
 #ifdef TFLM_VMCU_PLUGIN
-  if (g_plugin.status() != tflm_vmcu::Status::kOk) {
-    return Fail(kFwAllocateFailed, "plug-in", g_plugin.error_message());
+  // Constructed here, on the thread stack, not as a global: static constructors run on the
+  // small handler stack (startup.c), and the plug-in reads the model and its plan.
+  static tflm_vmcu::TflmPlugin plugin(g_model, g_model_len);
+  if (plugin.status() != tflm_vmcu::Status::kOk) {
+    return Fail(kFwAllocateFailed, "plug-in", plugin.error_message());
   }
   tflite::MicroAllocator* allocator =
-      tflite::MicroAllocator::Create(g_arena, sizeof(g_arena), g_plugin.planner());
+      tflite::MicroAllocator::Create(g_arena, sizeof(g_arena), plugin.planner());
   if (allocator == nullptr)
     return Fail(kFwAllocateFailed, "AllocateTensors failed", "no allocator");
   static tflite::MicroInterpreter interpreter(model, resolver, allocator);
-  interpreter.SetMicroExternalContext(&g_plugin);
+  interpreter.SetMicroExternalContext(&plugin);
 #else
   static tflite::MicroInterpreter interpreter(model, resolver, g_arena, sizeof(g_arena));
 #endif
@@ -219,7 +221,7 @@ int main() {
   const uint32_t arena_used = static_cast<uint32_t>(interpreter.arena_used_bytes());
 #ifdef TFLM_VMCU_PLUGIN
   // The plan's activation pool (the head), and what TFLM keeps beside it (the tail).
-  const uint32_t pool = g_plugin.pool_bytes();
+  const uint32_t pool = plugin.pool_bytes();
 #else
   const uint32_t pool = arena_used;  // stock TFLM: no split reported
 #endif
