@@ -29,7 +29,7 @@ from tflm_vmcu.firmware.tflm_plugin import (
 )
 from tflm_vmcu.plugin_target import compile_for_plugin, stock_model
 from tflm_vmcu.synth import ModelBuilder, schema
-from tflm_vmcu.tflm_build import cortex_m_toolchain, library_sources
+from tflm_vmcu.tflm_build import _LazyObjects, cortex_m_toolchain, library_sources
 
 TREE = ROOT.parent / "shared" / "third_party" / "tflite-micro" / "cmsis_nn"
 PERSON_DETECT = ROOT.parent / "shared" / "models" / "tflm_person_detect.tflite"
@@ -117,13 +117,10 @@ def test_person_detect_meets_the_arena_and_instruction_targets(
     # Every instruction of Invoke() but TFLM's loop is in an operator's kernel.
     assert 0 < r.instructions - sum(op.instructions for op in r.ops) < 10_000
     assert "MicroInterpreter::Invoke()" in r.instructions_method
-    # The stock firmware links CMSIS-NN's kernels, and only the TFLM sources it needs were
-    # compiled (cached objects, not the whole tree).
+    # The stock firmware links CMSIS-NN's kernels.
     symbols = Path(r.stock_elf).read_bytes()
     assert b"arm_convolve_s8" in symbols
     assert b"arm_depthwise_conv" in symbols
-    objects = list(tflm_cache.glob("tflm-obj-*/*.o"))
-    assert 0 < len(objects) < len(library_sources(TREE)) // 2
 
 
 @requires_tools
@@ -241,6 +238,31 @@ def test_ops_header_lists_each_op_once_ring_or_tflm() -> None:
     assert header.count("CONV_2D") == 1
     with pytest.raises(TflmVmcuError, match="has no Add function"):
         ops_header(tflm_vmcu.read_model(_compiled("resize")), {})
+
+
+@requires_tools
+def test_cross_build_compiles_the_sources_that_define_what_the_link_misses(
+    tmp_path: Path,
+) -> None:
+    """A cross build compiles only the tree's sources that define a symbol the linker
+    misses (found by their text; an empty object folder here)."""
+    lazy = _LazyObjects(TREE.resolve(), cortex_m_toolchain("cortex-m4"), tmp_path)
+    assert lazy.compiled() == []
+    kernels = "tensorflow/lite/micro/kernels/cmsis_nn"
+    assert lazy.definers(["tflite::Register_CONV_2D()"]) == {f"{kernels}/conv.cc"}
+    assert lazy.definers(["arm_convolve_s8"]) == {
+        "third_party/cmsis_nn/Source/ConvolutionFunctions/arm_convolve_s8.c"
+    }
+    interpreter = "tensorflow/lite/micro/micro_interpreter.cc"
+    assert lazy.definers(["tflite::MicroInterpreter::Invoke()"]) == {interpreter}
+    ctor = "tflite::MicroInterpreter::MicroInterpreter(tflite::Model const*, bool)"
+    assert lazy.definers([ctor]) == {interpreter}
+    assert "tensorflow/lite/micro/micro_allocator.cc" in lazy.definers(
+        ["vtable for tflite::MicroAllocator"]
+    )
+    assert lazy.definers(["DebugLog"]) == {"tensorflow/lite/micro/cortex_m_generic/debug_log.cc"}
+    assert lazy.definers(["no_such_symbol_anywhere"]) == set()
+    assert len(library_sources(TREE)) > 200  # of which a firmware compiles about a hundred
 
 
 def test_cortex_m_toolchain_flags_match_the_tree() -> None:
