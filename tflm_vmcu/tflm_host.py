@@ -45,8 +45,10 @@ def stock_program(tree: Path, cache_dir: Path | None = None, plugin: bool = Fals
     path."""
     root = source_dir()
     src = root / "tools" / "tflm_host" / "stock_main.cc"
-    # One copy per tree, so that runs against two trees never swap programs.
-    tag = hashlib.sha256(str(Path(tree).resolve()).encode()).hexdigest()[:12]
+    # One copy per tree and source checkout, so that runs against two trees, or from two
+    # checkouts sharing a cache, never swap programs.
+    key = f"{Path(tree).resolve()}\n{root.resolve()}"
+    tag = hashlib.sha256(key.encode()).hexdigest()[:12]
     name = "plugin_main" if plugin else "stock_main"
     out = cache_root(cache_dir) / "bin" / f"{name}-{tag}"
     if not plugin:
