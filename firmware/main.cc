@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "firmware.h"
+#include "harness.h"
 #include "model_data.h"
 #include "model_io.h"
 #include "semihost.h"
@@ -25,34 +26,12 @@
 
 namespace {
 
+using fw::CalibrationTicks;
+using fw::Fail;
+using fw::kCalibrationIterations;
+
 // The memory block: the planned activation pool (head) and the runtime state (tail).
 alignas(16) uint8_t g_memory[G_MODEL_ARENA_BYTES];
-
-// Instructions of the calibration loop: 2 per iteration (subs, bne).
-constexpr uint32_t kCalibrationIterations = 1u << 18;
-
-// Core clock ticks of a loop of known length, to turn ticks into instructions when
-// QEMU runs with -icount (see fw_ticks_start).
-uint64_t CalibrationTicks() {
-  uint32_t n = kCalibrationIterations;
-  fw_ticks_start();
-  __asm__ volatile(
-      "1: subs %0, %0, #1\n"
-      "   bne 1b\n"
-      : "+l"(n)
-      :
-      : "cc");
-  return fw_ticks_elapsed();
-}
-
-int Fail(int code, const char* what, const char* message) {
-  fw_write("firmware: ");
-  fw_write(what);
-  fw_write(": ");
-  fw_write(message);
-  fw_write("\n");
-  return code;
-}
 
 }  // namespace
 

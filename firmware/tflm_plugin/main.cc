@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "firmware.h"
+#include "harness.h"
 #include "model_data.h"
 #include "model_io.h"
 #include "model_ops.h"
@@ -52,31 +53,11 @@ int __cxa_atexit(void (*)(void*), void*, void*) { return 0; }
 
 namespace {
 
+using fw::CalibrationTicks;
+using fw::Fail;
+using fw::kCalibrationIterations;
+
 alignas(16) uint8_t g_arena[G_MODEL_ARENA_BYTES];
-
-// Instructions of the calibration loop: 2 per iteration (subs, bne).
-constexpr uint32_t kCalibrationIterations = 1u << 18;
-
-uint64_t CalibrationTicks() {
-  uint32_t n = kCalibrationIterations;
-  fw_ticks_start();
-  __asm__ volatile(
-      "1: subs %0, %0, #1\n"
-      "   bne 1b\n"
-      : "+l"(n)
-      :
-      : "cc");
-  return fw_ticks_elapsed();
-}
-
-int Fail(int code, const char* what, const char* message) {
-  fw_write("firmware: ");
-  fw_write(what);
-  fw_write(": ");
-  fw_write(message);
-  fw_write("\n");
-  return code;
-}
 
 // TFLM's messages (MicroPrintf) on the console. A failed TFLM check prints "HALTED" and
 // then loops for ever (op_macros.h with TF_LITE_MCU_DEBUG_LOG): exit instead.
