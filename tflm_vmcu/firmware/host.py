@@ -6,6 +6,7 @@ whether a host run fits a board before anything is built."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -127,7 +128,8 @@ def host_run(
 def _c_bytes(name: str, data: bytes) -> str:
     rows = (", ".join(f"0x{b:02x}" for b in data[i : i + 16]) for i in range(0, len(data), 16))
     body = ",\n".join(f"    {row}" for row in rows)
-    return f"static const unsigned char {name}[{len(data)}] = {{\n{body}\n}};\n"
+    # An empty array is not C: a placeholder byte (its size table says 0).
+    return f"static const unsigned char {name}[{max(len(data), 1)}] = {{\n{body}\n}};\n"
 
 
 def io_header(run: HostRun, corrupt_expected: bool = False) -> str:
@@ -148,9 +150,17 @@ def io_header(run: HostRun, corrupt_expected: bool = False) -> str:
         f"#define FW_HOST_STATE_BYTES {run.state_bytes}\n",
         f"#define FW_EXPECTED_CORRUPTED {int(corrupt_expected)}\n\n",
     ]
-    parts += [_c_bytes(f"fw_input_{i}", bytes(b)) for i, b in enumerate(run.inputs)]
-    parts += [_c_bytes(f"fw_expected_{i}", bytes(b)) for i, b in enumerate(expected)]
-    for kind, items in (("inputs", run.inputs), ("expected", expected)):
+    parts += io_tables([bytes(b) for b in run.inputs], [bytes(b) for b in expected])
+    parts.append("\n#endif /* TFLM_VMCU_FIRMWARE_MODEL_IO_H_ */\n")
+    return "".join(parts)
+
+
+def io_tables(inputs: Sequence[bytes], expected: Sequence[bytes]) -> list[str]:
+    """The arrays of model_io.h (both firmwares): fw_input_K and fw_expected_K, and the
+    tables fw_inputs/fw_input_bytes and fw_expected/fw_expected_bytes over them."""
+    parts = [_c_bytes(f"fw_input_{i}", b) for i, b in enumerate(inputs)]
+    parts += [_c_bytes(f"fw_expected_{i}", b) for i, b in enumerate(expected)]
+    for kind, items in (("inputs", inputs), ("expected", expected)):
         prefix = "fw_input" if kind == "inputs" else "fw_expected"
         ptrs = ", ".join(f"{prefix}_{i}" for i in range(len(items)))
         sizes = ", ".join(str(len(b)) for b in items)
@@ -158,8 +168,7 @@ def io_header(run: HostRun, corrupt_expected: bool = False) -> str:
         size_name = "fw_input_bytes" if kind == "inputs" else "fw_expected_bytes"
         parts.append(f"\nstatic const unsigned char* const fw_{kind}[{count}] = {{{ptrs}}};\n")
         parts.append(f"static const unsigned int {size_name}[{count}] = {{{sizes}}};\n")
-    parts.append("\n#endif /* TFLM_VMCU_FIRMWARE_MODEL_IO_H_ */\n")
-    return "".join(parts)
+    return parts
 
 
 def write_headers(run: HostRun, directory: Path, corrupt_expected: bool = False) -> list[Path]:

@@ -60,6 +60,7 @@ from . import counting
 from .boards import BOARD_RAM_BYTES, DSP_CPUS, HANDLER_STACK_BYTES, STACK_BYTES, board_for
 from .build import _TOOL_HINTS, flash_bytes, section_sizes, source_dir
 from .counting import InvokeSites, KernelCall, OpCount, PluginError, op_macs, op_type_totals
+from .host import io_tables
 from .native import _folder
 from .qemu import DEFAULT_TIMEOUT_S
 from .result import PLUGIN_METHOD, FirmwareResult, run_and_report
@@ -181,12 +182,6 @@ def ops_header(graph: Graph, adders: dict[str, str]) -> str:
     )
 
 
-def _c_bytes(name: str, data: bytes) -> str:
-    rows = (", ".join(f"0x{b:02x}" for b in data[i : i + 16]) for i in range(0, len(data), 16))
-    body = ",\n".join(f"    {row}" for row in rows)
-    return f"static const unsigned char {name}[{max(len(data), 1)}] = {{\n{body}\n}};\n"
-
-
 def io_header(
     name: str, seed: int, inputs: list[bytes], expected: list[bytes] | None, num_outputs: int
 ) -> str:
@@ -203,16 +198,7 @@ def io_header(
         f"#define FW_NUM_OUTPUTS {num_outputs}\n",
         f"#define FW_HAS_EXPECTED {int(expected is not None)}\n\n",
     ]
-    parts += [_c_bytes(f"fw_input_{i}", b) for i, b in enumerate(inputs)]
-    parts += [_c_bytes(f"fw_expected_{i}", b) for i, b in enumerate(outs)]
-    for kind, items in (("inputs", inputs), ("expected", outs)):
-        prefix = "fw_input" if kind == "inputs" else "fw_expected"
-        ptrs = ", ".join(f"{prefix}_{i}" for i in range(len(items)))
-        sizes = ", ".join(str(len(b)) for b in items)
-        count = "FW_NUM_INPUTS" if kind == "inputs" else "FW_NUM_OUTPUTS"
-        size_name = "fw_input_bytes" if kind == "inputs" else "fw_expected_bytes"
-        parts.append(f"\nstatic const unsigned char* const fw_{kind}[{count}] = {{{ptrs}}};\n")
-        parts.append(f"static const unsigned int {size_name}[{count}] = {{{sizes}}};\n")
+    parts += io_tables(inputs, outs)
     parts.append("\n#endif /* TFLM_VMCU_FIRMWARE_MODEL_IO_H_ */\n")
     return "".join(parts)
 
