@@ -179,6 +179,12 @@ def write_headers(run: HostRun, directory: Path, corrupt_expected: bool = False)
         "model_data.h": c_source(run.model, "g_model", run.memory_bytes, "tflm-vmcu"),
         "model_io.h": io_header(run, corrupt_expected),
     }
+    return write_if_changed(directory, files)
+
+
+def write_if_changed(directory: Path, files: dict[str, str]) -> list[Path]:
+    """Writes each file whose content differs (an incremental build skips the others)."""
+    directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, text in files.items():
         path = directory / name

@@ -60,7 +60,7 @@ from . import counting
 from .boards import BOARD_RAM_BYTES, DSP_CPUS, HANDLER_STACK_BYTES, STACK_BYTES, board_for
 from .build import _TOOL_HINTS, flash_bytes, section_sizes, source_dir
 from .counting import InvokeSites, KernelCall, OpCount, PluginError, op_macs, op_type_totals
-from .host import io_tables
+from .host import io_tables, write_if_changed
 from .native import _folder
 from .qemu import DEFAULT_TIMEOUT_S
 from .result import PLUGIN_METHOD, FirmwareResult, run_and_report
@@ -216,17 +216,6 @@ def model_header(model: bytes, arena_bytes: int) -> str:
         f"alignas(16) static const unsigned char g_model[{len(model)}] = {{\n{body}\n}};\n"
         f"static const unsigned int g_model_len = {len(model)};\n#endif\n"
     )
-
-
-def _write(directory: Path, files: dict[str, str]) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, text in files.items():
-        path = directory / name
-        if not path.is_file() or path.read_text() != text:
-            path.write_text(text)
-        paths.append(path)
-    return paths
 
 
 def align_operators(graph: Graph, stock: Graph) -> list[list[int]]:
@@ -446,12 +435,12 @@ def firmware_plugin(
                 "model_io.h": io_header(name, seed, inputs, expected, len(sizes)),
                 "model_ops.h": ops_header(g, adders),
             }
-            _write(out / f"generated-{kind}", headers)  # for the user
+            write_if_changed(out / f"generated-{kind}", headers)  # for the user
             # Built from a folder named after the headers' contents, so that the same
             # headers (from any output folder) find main.cc's object in the cache.
             digest = hashlib.sha256("\0".join(headers.values()).encode()).hexdigest()[:20]
             gen = cache_root(cache_dir) / "firmware-generated" / f"{kind}-{digest}"
-            _write(gen, headers)
+            write_if_changed(gen, headers)
             elf = out / f"{stem}-{cpu}-{kind}.elf"
             _build(tree, toolchain, cpu, gen, elf, kind == "plugin", stack_bytes, cache_dir)
             seconds[f"build_{kind}"] = time.perf_counter() - t
