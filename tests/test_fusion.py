@@ -13,11 +13,11 @@ from conftest import MODELS
 import tflm_vmcu
 from tflm_vmcu.access import block_min_displacement
 from tflm_vmcu.compiler import compile_bytes
-from tflm_vmcu.fusion import Block, find_blocks
+from tflm_vmcu.fusion import Block, block_candidates, find_blocks
 from tflm_vmcu.ir import Graph
 from tflm_vmcu.lifetimes import lifetimes
 from tflm_vmcu.plan_format import write_plan
-from tflm_vmcu.planner.fused import plan_with_blocks
+from tflm_vmcu.planner.fused import plan_model, plan_with_blocks
 from tflm_vmcu.planner.plan import FusedBlock, Placement, Plan
 from tflm_vmcu.synth import ModelBuilder
 from tflm_vmcu.tflm_reference import TflmSession
@@ -234,5 +234,77 @@ def test_compiler_fuses_mobilenet_blocks_where_that_lowers_the_pool(tflm: TflmSe
     ours = run_ours(interp, inputs)
     assert interp.hazards == 0, interp.first_hazard
     assert interp.fused_blocks == len(fused.plan.blocks)
+    names = [d["name"] for d in interp.get_output_details()]
+    assert all(d.bit_exact for d in compare(ours, tflm.run(data, inputs).outputs, names))
+
+
+def mobilenet_chain(seed: int) -> bytes:
+    """A MobileNetV1-like chain (stem conv, then depthwise / pointwise pairs) with random
+    sizes and strides: candidate blocks overlap, every pointwise conv being the projection
+    of one candidate and the expansion of the next."""
+    rng = np.random.default_rng(seed)
+    b = ModelBuilder(seed=seed)
+    x = b.input([1, int(rng.integers(8, 17)), int(rng.integers(8, 17)), 3], 0.05, -3)
+    x = b.conv2d(x, int(rng.integers(4, 17)), (3, 3), (2, 2), activation="RELU6")
+    for _ in range(3):
+        stride = int(rng.integers(1, 3))
+        x = b.depthwise_conv2d(x, 1, (3, 3), (stride, stride), activation="RELU6")
+        x = b.conv2d(x, int(rng.integers(4, 33)), (1, 1), activation="RELU6")
+    return b.build([b.conv2d(x, 4, (1, 1))])
+
+
+def _choices(blocks: list[Block]) -> Iterator[list[Block]]:
+    """Every set of non-overlapping blocks."""
+    if not blocks:
+        yield []
+        return
+    first, rest = blocks[0], blocks[1:]
+    yield from _choices(rest)
+    later = [b for b in rest if b.ops[0] > first.ops[-1]]
+    for tail in _choices(later):
+        yield [first, *tail]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_block_choice_gives_the_smallest_pool_of_any_choice(seed: int) -> None:
+    """The compiler's choice of blocks gives the pool of the best of every set of
+    non-overlapping candidates (planned one by one), and its bound holds for all."""
+    data = mobilenet_chain(seed)
+    graph = tflm_vmcu.read_model(data)
+    candidates = block_candidates(graph)
+    assert len(candidates) >= 5
+    pools = [plan_with_blocks(graph, c).pool_bytes for c in _choices(candidates)]
+    plan = plan_model(graph)
+    assert plan.pool_bytes == min(pools)
+    assert all(p >= plan.notes["fusion_bound_bytes"] for p in pools)
+    # The fewest blocks that reach it: each one fused saves bytes.
+    assert all(n["saved_bytes"] > 0 for n in plan.notes["fused_blocks"])
+
+
+def test_overlapping_candidate_beats_the_left_to_right_match(tflm: TflmSession) -> None:
+    """On a MobileNetV1 chain the (pointwise, depthwise, pointwise) block that removes the
+    widest tensor is chosen over the (depthwise, pointwise) pairs a left-to-right match
+    takes, and runs fused bit-exact and hazard-free."""
+    b = ModelBuilder(seed=3)
+    x = b.input([1, 16, 16, 3], 0.05, -3)
+    x = b.conv2d(x, 8, (3, 3), (2, 2), activation="RELU6")
+    x = b.conv2d(b.depthwise_conv2d(x, 1, activation="RELU6"), 48, (1, 1), activation="RELU6")
+    x = b.depthwise_conv2d(x, 1, (3, 3), (2, 2), activation="RELU6")
+    x = b.conv2d(x, 8, (1, 1), activation="RELU6")
+    data = b.build([b.conv2d(x, 4, (1, 1))])
+    graph = tflm_vmcu.read_model(data)
+    assert all(len(blk.ops) == 2 for blk in find_blocks(graph))
+    assert (
+        plan_with_blocks(graph, find_blocks(graph)).pool_bytes
+        >= plan_model(graph, "off").pool_bytes
+    )
+    compiled = compile_bytes(data)
+    (block,) = compiled.plan.blocks
+    assert (block.first, block.last) == (2, 4)
+    assert compiled.plan.pool_bytes < plan_model(graph, "off").pool_bytes
+    interp = tflm_vmcu.Interpreter(compiled.model, check_hazards=True)
+    inputs = make_inputs(graph, 3, seed=4)
+    ours = run_ours(interp, inputs)
+    assert interp.hazards == 0, interp.first_hazard
     names = [d["name"] for d in interp.get_output_details()]
     assert all(d.bit_exact for d in compare(ours, tflm.run(data, inputs).outputs, names))

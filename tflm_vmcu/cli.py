@@ -120,10 +120,14 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def _print_fusion(plan: Plan, fusion: str, as_custom_ops: bool = False) -> None:
     fused: list[dict[str, Any]] = plan.notes.get("fused_blocks", [])  # type: ignore[assignment]
-    print(
-        f"inverted-bottleneck blocks: {plan.notes.get('fusion_candidates', 0)} found, "
-        f"{len(fused)} fused (where fusing lowers the pool; --fusion {fusion})"
-    )
+    candidates = plan.notes.get("fusion_candidates", 0)
+    line = f"inverted-bottleneck blocks: {candidates} candidates, {len(fused)} fused"
+    bound = plan.notes.get("fusion_bound_bytes")
+    if isinstance(bound, int) and candidates:
+        over = plan.pool_bytes - -(-bound // plan.segment_bytes) * plan.segment_bytes
+        reached = "the plan reaches it" if over <= 0 else f"the plan needs {over:,} more"
+        line += f": the choice with the least bound of any, {bound:,} bytes ({reached})"
+    print(f"{line}; --fusion {fusion}")
     if as_custom_ops and fused:
         print(
             f"  each fused block is one custom operator {BLOCK_CUSTOM_CODE} (op numbers below "

@@ -198,8 +198,18 @@ def _block_at(graph: Graph, k: int, readers: dict[int, list[int]]) -> Block | No
     )
 
 
+def block_candidates(graph: Graph) -> list[Block]:
+    """The inverted-bottleneck block starting at each operator where one does, in order.
+    Candidates overlap: a pointwise conv is the projection of one block and the expansion
+    of the next, so a choice of blocks to fuse is a set of non-overlapping candidates
+    (planner.fused.choose_blocks)."""
+    readers = _readers(graph)
+    found = (_block_at(graph, k, readers) for k in range(len(graph.operators)))
+    return [b for b in found if b is not None]
+
+
 def find_blocks(graph: Graph) -> list[Block]:
-    """Every inverted-bottleneck block of the graph, in order, none overlapping."""
+    """The blocks a left-to-right match finds, in order, none overlapping."""
     readers = _readers(graph)
     blocks: list[Block] = []
     k = 0

@@ -98,7 +98,10 @@ def plan_for_plugin(graph: Graph, fusion: str = "rows") -> Plan:
         planned = dataclasses.replace(virtual, contiguous=contiguous)
         return plan_ring(planned, segments=PLUGIN_SEGMENTS, rule=rule)
 
-    plan = plan_model(graph, fusion, planner)
+    def original_rule(g: Graph, op: Operator, pos: int) -> tuple[int, bool] | None:
+        return runtime_rule(g, op, pos) if op.index in ours else None
+
+    plan = plan_model(graph, fusion, planner, original_rule)
     plan.tflm_kernel_ops = {
         op.index for op in graph.operators if ops.is_supported(op.opcode) and op.index not in ours
     }

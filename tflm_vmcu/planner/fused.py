@@ -6,10 +6,10 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
-from ..fusion import Block, find_blocks, planning_graph
+from ..fusion import Block, block_candidates, planning_graph
 from ..ir import Graph, check_graph
 from .plan import FusedBlock, Plan
-from .ring import plan_ring
+from .ring import OverlapRule, plan_ring, runtime_rule, segment_lower_bound
 
 # Plans the graph the planner sees with blocks fused (fusion.planning_graph), given the span
 # of original operators each of its operators stands for.
@@ -59,44 +59,91 @@ def plan_with_blocks(
 FUSION_MODES = ("rows", "window", "off")
 
 
+def _block_need(graph: Graph, block: Block) -> int:
+    """Segment-level bytes of the steps of `block` fused (its workspace, then the block):
+    the same whatever else is fused, since the tensors live across a block are the same."""
+    virtual, spans = planning_graph(graph, [block])
+    _, per_op = segment_lower_bound(virtual)
+    return max(n for n, span in zip(per_op, spans, strict=True) if span[0] == block.ops[0])
+
+
+def choose_blocks(
+    graph: Graph, candidates: Sequence[Block], rule: OverlapRule = runtime_rule
+) -> tuple[list[Block], int]:
+    """The non-overlapping candidates to fuse, and the segment-level bound of the pool they
+    give: the smallest bound of any choice, exactly.
+
+    Each operator runs either alone or inside one fused block, and a step's need
+    (segment_lower_bound) depends only on how that step runs: a block's inner tensors live
+    only inside it. So the bound of a choice is the max over its steps, and dynamic
+    programming over the operators finds the least max. Of the choices that reach it, the
+    one with the fewest blocks in window mode, then the fewest blocks (the others cost
+    time and save nothing)."""
+    n = len(graph.operators)
+    _, op_need = segment_lower_bound(graph, rule)
+    starts: dict[int, list[tuple[Block, int]]] = {}
+    for b in candidates:
+        starts.setdefault(b.ops[0], []).append((b, _block_need(graph, b)))
+    least = [0] * (n + 1)  # least[i]: smallest max need over operators i..n-1
+    for i in reversed(range(n)):
+        least[i] = max(op_need[i], least[i + 1])
+        for b, need in starts.get(i, []):
+            least[i] = min(least[i], max(need, least[b.ops[-1] + 1]))
+    bound = least[0]
+    # Fewest (window blocks, blocks) that keep every step within the bound.
+    cost: list[tuple[int, int] | None] = [None] * (n + 1)
+    pick: list[Block | None] = [None] * (n + 1)
+    cost[n] = (0, 0)
+    for i in reversed(range(n)):
+        alone = cost[i + 1]
+        if op_need[i] <= bound and alone is not None:
+            cost[i] = alone
+        for b, need in starts.get(i, []):
+            rest = cost[b.ops[-1] + 1]
+            if need > bound or rest is None:
+                continue
+            mine = (rest[0] + b.window, rest[1] + 1)
+            now = cost[i]
+            if now is None or mine < now:
+                cost[i], pick[i] = mine, b
+    chosen: list[Block] = []
+    i = 0
+    while i < n:
+        chosen_here = pick[i]
+        if chosen_here is None:
+            i += 1
+        else:
+            chosen.append(chosen_here)
+            i = chosen_here.ops[-1] + 1
+    return chosen, bound
+
+
 def plan_model(
-    graph: Graph, fusion: str = "rows", planner: VirtualPlanner = _runtime_planner
+    graph: Graph,
+    fusion: str = "rows",
+    planner: VirtualPlanner = _runtime_planner,
+    rule: OverlapRule = runtime_rule,
 ) -> Plan:
-    """The ring plan of the runtime. With fusion "rows", every inverted-bottleneck block is
-    fused where that lowers the pool (a block that does not is left to the unfused
-    kernels), in rows mode: as fast as the unfused ops. With "window", blocks also run in
-    window mode where that lowers the pool further (less memory, several times more work
-    in those blocks). "off" fuses nothing. The notes record, per fused block, the pool
-    bytes fusing it saves. `planner` plans each candidate (the TFLM plug-in's keeps the
-    tensors of TFLM's kernels flat)."""
+    """The ring plan of the runtime. With fusion "rows", the inverted-bottleneck blocks
+    that give the smallest pool (choose_blocks), in rows mode: as fast as the unfused ops.
+    With "window", blocks may also run in window mode (less memory, several times more
+    work in those blocks) where that lowers the pool. "off" fuses nothing. `planner` plans
+    the chosen graph and `rule` is its kernels' overlap rule (the TFLM plug-in's keeps the
+    tensors of TFLM's kernels flat). The notes record, per fused block, the pool bytes
+    fusing it saves."""
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, not '{fusion}'")
     check_graph(graph)
     start = time.perf_counter()
-    plans: dict[tuple[Block, ...], Plan] = {}
-
-    def plan_for(blocks: list[Block]) -> Plan:  # each set of fused blocks planned once
-        key = tuple(blocks)
-        if key not in plans:
-            plans[key] = plan_with_blocks(graph, blocks, planner)
-        return plans[key]
-
-    candidates = find_blocks(graph) if fusion != "off" else []
-    kept = list(candidates)
-    best = plan_for(kept)
-    for b in candidates:
-        trial = [x for x in kept if x is not b]
-        plan = plan_for(trial)
-        if plan.pool_bytes <= best.pool_bytes:
-            kept, best = trial, plan
-    for j, b in enumerate(kept if fusion == "window" else []):  # only where it pays
-        trial = [*kept[:j], dataclasses.replace(b, window=True), *kept[j + 1 :]]
-        plan = plan_for(trial)
-        if plan.pool_bytes < best.pool_bytes:
-            kept, best = trial, plan
+    candidates = block_candidates(graph) if fusion != "off" else []
+    options = candidates + (
+        [dataclasses.replace(b, window=True) for b in candidates] if fusion == "window" else []
+    )
+    kept, bound = choose_blocks(graph, options, rule)
+    best = plan_with_blocks(graph, kept, planner)
     report = []
     for b in kept:
-        without = plan_for([x for x in kept if x is not b])
+        without = plan_with_blocks(graph, [x for x in kept if x is not b], planner)
         report.append(
             {
                 "ops": [b.ops[0], b.ops[-1]],
@@ -109,5 +156,6 @@ def plan_model(
         )
     best.notes["fusion_candidates"] = len(candidates)
     best.notes["fused_blocks"] = report
+    best.notes["fusion_bound_bytes"] = bound
     best.notes["planning_seconds"] = time.perf_counter() - start
     return best

@@ -315,13 +315,13 @@ def flat_offsets(lts: dict[int, Lifetime], seg: int) -> tuple[int, dict[int, int
     return pool, offsets
 
 
-def segment_lower_bound(graph: Graph) -> tuple[int, list[int]]:
+def segment_lower_bound(graph: Graph, rule: OverlapRule = runtime_rule) -> tuple[int, list[int]]:
     """Per op: bytes needed if this op alone were placed perfectly at segment level
     (other live tensors untouched, the output overlapping its best dying input by the
     modelled displacement). Independent of the planner; the max over ops is a lower
     bound of any plan that keeps the same op order and kernels."""
     lts = {lt.tensor: lt for lt in lifetimes(graph)}
-    facts = op_facts(graph, lts)
+    facts = op_facts(graph, lts, rule)
     # Bytes live at each op, from the changes at each lifetime's ends.
     change = [0] * (len(facts) + 2)
     for lt in lts.values():
@@ -367,7 +367,7 @@ def plan_ring(
     check_graph(graph)
     lts = {lt.tensor: lt for lt in lifetimes(graph)}
     facts = op_facts(graph, lts, rule)
-    bound, _ = segment_lower_bound(graph)
+    bound, _ = segment_lower_bound(graph, rule)
     if bound > MAX_POOL_BYTES:
         raise UnsupportedError(_too_large(bound, "at least"))
     best: Plan | None = None
