@@ -95,14 +95,35 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compile(args: argparse.Namespace) -> int:
-    if args.target == "tflm":
-        return _compile_tflm(args)
-    if args.target == "tflm-plugin":
-        return _compile_plugin(args)
-    from .compiler import compile_model
+def _model_for_compile(args: argparse.Namespace) -> bytes:
+    """The model to plan: with --io int8, without its float input and output edges."""
+    from .int8_io import int8_io
+    from .reader import load_bytes
 
-    result = compile_model(args.model, args.output, args.fusion)
+    data = load_bytes(args.model)
+    if args.io != "int8":
+        return data
+    data, edges = int8_io(data)
+    if not edges:
+        print("--io int8: no float input QUANTIZE or output DEQUANTIZE to remove")
+    for e in edges:
+        print(
+            f"--io int8: {e.kind} {e.position} '{e.name}' is int8, real = {e.scale:.9g} * "
+            f"(q - {e.zero_point}) ({e.removed_op} removed, {e.float_bytes:,} float bytes gone)"
+        )
+    return data
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    data = _model_for_compile(args)
+    if args.target == "tflm":
+        return _compile_tflm(args, data)
+    if args.target == "tflm-plugin":
+        return _compile_plugin(args, data)
+    from .compiler import compile_bytes
+
+    result = compile_bytes(data, args.fusion)
+    Path(args.output).write_bytes(result.model)
     plan = result.plan
     print(f"model: {args.model}")
     print(
@@ -114,7 +135,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     _print_fusion(plan, args.fusion)
     print(f"wrote {args.output}")
     if args.report:
-        cmd_report(argparse.Namespace(model=args.model, out=args.report, json=False))
+        reported = args.output if args.io == "int8" else args.model  # the graph planned
+        cmd_report(argparse.Namespace(model=reported, out=args.report, json=False))
     return 0
 
 
@@ -142,16 +164,15 @@ def _print_fusion(plan: Plan, fusion: str, as_custom_ops: bool = False) -> None:
         )
 
 
-def _compile_plugin(args: argparse.Namespace) -> int:
+def _compile_plugin(args: argparse.Namespace, data: bytes) -> int:
     from .plugin_target import compile_for_plugin, op_counts
-    from .reader import load_bytes
 
     if args.kernels is not None:
         raise TflmVmcuError(
             "--kernels applies to --target tflm: the plug-in keeps the tensors of TFLM's "
             "kernels apart, safe for any kernel library"
         )
-    model, plan = compile_for_plugin(load_bytes(args.model), args.fusion)
+    model, plan = compile_for_plugin(data, args.fusion)
     Path(args.output).write_bytes(model)
     graph = read_model(model)
     counts = op_counts(graph)
@@ -176,12 +197,11 @@ def _compile_plugin(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compile_tflm(args: argparse.Namespace) -> int:
-    from .reader import load_bytes
+def _compile_tflm(args: argparse.Namespace, data: bytes) -> int:
     from .tflm_target import compile_for_tflm
 
     kernels = args.kernels or "reference"
-    result = compile_for_tflm(load_bytes(args.model), kernels, args.unsafe_shift)
+    result = compile_for_tflm(data, kernels, args.unsafe_shift)
     Path(args.output).write_bytes(result.model)
     print(f"model: {args.model}")
     print(
@@ -377,6 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="inverted-bottleneck blocks: rows (fused where that lowers the pool, as fast as "
         "unfused), window (also recompute each output's window where that saves more: "
         "least memory, slower blocks), off",
+    )
+    p.add_argument(
+        "--io",
+        choices=["float", "int8"],
+        default="float",
+        help="int8: remove the QUANTIZE of float model inputs and the DEQUANTIZE of float "
+        "model outputs (the caller quantises with the printed scale and zero point)",
     )
     p.add_argument("--unsafe-shift", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_compile)
