@@ -38,7 +38,7 @@ class Int8Edge:
 
 def _builtin(m: schema.ModelT, op: schema.OperatorT) -> int:
     code = m.operatorCodes[op.opcodeIndex]
-    return max(code.builtinCode, code.deprecatedBuiltinCode)
+    return int(max(code.builtinCode, code.deprecatedBuiltinCode))
 
 
 def _name(t: schema.TensorT) -> str:
