@@ -256,6 +256,8 @@ int64_t BlockMinDisplacement(const py::dict& g) {
   b.pad_w = get("pad_w");
   b.expand_stride_h = get("expand_stride_h");
   b.expand_stride_w = get("expand_stride_w");
+  b.expand_pad_h = get("expand_pad_h");
+  b.expand_pad_w = get("expand_pad_w");
   b.out_h = get("out_h");
   b.out_w = get("out_w");
   b.out_c = get("out_c");

@@ -38,6 +38,9 @@ class Variant:
     padding: str = "SAME"
     act: str = "RELU6"
     pad: tuple[int, int, int, int] | None = None  # PAD before the depthwise conv: t, b, l, r
+    expand_kernel: int = 1  # > 1: a KxK expansion (a stem convolution)
+    expand_padding: str = "SAME"
+    in_pad: tuple[int, int, int, int] | None = None  # PAD before the expansion: t, b, l, r
 
 
 VARIANTS = [
@@ -55,20 +58,47 @@ VARIANTS = [
     Variant("pad_no_expand", pad=(1, 1, 1, 1), padding="VALID", expand=None),
     # Windows entirely in the padding (found by the property tests).
     Variant("windows_in_padding", pad=(2, 3, 2, 3), kernel=1, padding="VALID", residual=False),
+    # KxK expansions: a stem convolution streamed into the block.
+    Variant("stem_k3_stride2", expand_kernel=3, expand_stride=2, size=13, residual=False),
+    Variant("stem_k3_residual", expand_kernel=3, expand=8),
+    Variant(
+        "stem_pad_valid",
+        expand_kernel=3,
+        expand_stride=2,
+        expand_padding="VALID",
+        in_pad=(0, 1, 0, 1),
+        size=12,
+        residual=False,
+    ),
+    Variant(
+        "stem_k5_pad_window_in_padding",
+        expand_kernel=5,
+        expand_padding="VALID",
+        in_pad=(3, 2, 1, 4),
+        pad=(1, 0, 0, 1),
+        padding="VALID",
+        residual=False,
+        size=7,
+    ),
 ]
 
 
 def build(v: Variant, seed: int = 0) -> bytes:
-    """input -> 3x3 conv -> block (twice when the shapes allow it) -> 1x1 conv, so that
-    the blocks' inputs and outputs are inner tensors (free to wrap around the pool)."""
+    """input -> 3x3 conv -> RELU -> block (twice when the shapes allow it) -> 1x1 conv, so
+    that the blocks' inputs and outputs are inner tensors (free to wrap around the pool).
+    (The RELU keeps the 3x3 conv out of the block: it could be a KxK expansion.)"""
     b = ModelBuilder(seed=seed)
     x = b.input([1, v.size, v.size, 3], 0.05, -3)
-    x = b.conv2d(x, v.cin, (3, 3), activation="RELU")
+    x = b.unary("RELU", b.conv2d(x, v.cin, (3, 3)), out_zp=-5)
     for _ in range(2 if v.residual else 1):
         a = x
         y = x
+        if v.in_pad is not None:
+            top, bottom, left, right = v.in_pad
+            y = b.pad(y, [(0, 0), (top, bottom), (left, right), (0, 0)])
         if v.expand is not None:
-            y = b.conv2d(y, v.expand, (1, 1), (v.expand_stride,) * 2, "SAME", activation=v.act)
+            k, stride = (v.expand_kernel,) * 2, (v.expand_stride,) * 2
+            y = b.conv2d(y, v.expand, k, stride, v.expand_padding, activation=v.act)
         if v.pad is not None:
             top, bottom, left, right = v.pad
             y = b.pad(y, [(0, 0), (top, bottom), (left, right), (0, 0)])
@@ -287,7 +317,7 @@ def test_overlapping_candidate_beats_the_left_to_right_match(tflm: TflmSession) 
     takes, and runs fused bit-exact and hazard-free."""
     b = ModelBuilder(seed=3)
     x = b.input([1, 16, 16, 3], 0.05, -3)
-    x = b.conv2d(x, 8, (3, 3), (2, 2), activation="RELU6")
+    x = b.unary("RELU", b.conv2d(x, 8, (3, 3), (2, 2)))  # the RELU: no stem block
     x = b.conv2d(b.depthwise_conv2d(x, 1, activation="RELU6"), 48, (1, 1), activation="RELU6")
     x = b.depthwise_conv2d(x, 1, (3, 3), (2, 2), activation="RELU6")
     x = b.conv2d(x, 8, (1, 1), activation="RELU6")
@@ -300,7 +330,7 @@ def test_overlapping_candidate_beats_the_left_to_right_match(tflm: TflmSession) 
     )
     compiled = compile_bytes(data)
     (block,) = compiled.plan.blocks
-    assert (block.first, block.last) == (2, 4)
+    assert (block.first, block.last) == (3, 5)
     assert compiled.plan.pool_bytes < plan_model(graph, "off").pool_bytes
     interp = tflm_vmcu.Interpreter(compiled.model, check_hazards=True)
     inputs = make_inputs(graph, 3, seed=4)

@@ -3,12 +3,14 @@ they run fused.
 
 A block is consecutive operators
 
-    A -> [CONV_2D 1x1 (expand)] -> B [-> PAD (rows, columns)] -> DEPTHWISE_CONV_2D KxK
+    A [-> PAD] -> [CONV_2D (expand)] -> B [-> PAD (rows, columns)] -> DEPTHWISE_CONV_2D KxK
       -> C -> CONV_2D 1x1 -> D [-> ADD(A, D) -> E]
 
-whose inner tensors (B, the padded B, C, D) nothing else reads. The runtime's fused kernel
-(cpp/src/kernels/inverted_bottleneck.cc) computes it from a workspace of K rows of B plus
-a few pixels, so B, C and D never exist; the graph itself stays as it was.
+whose inner tensors (the padded A, B, the padded B, C, D) nothing else reads. The expansion
+is usually 1x1; a KxK one (a network's stem convolution) streams the stem's output too.
+The runtime's fused kernel (cpp/src/kernels/inverted_bottleneck.cc) computes it from a
+workspace of K rows of B plus a few pixels, so B, C and D never exist; the graph itself
+stays as it was.
 
 For planning, each fused block becomes two virtual operators: WORKSPACE, which produces
 the block's workspace (a tensor that must not wrap), and INVERTED_BOTTLENECK (A,
@@ -28,6 +30,7 @@ BLOCK_OP = "INVERTED_BOTTLENECK"
 WORKSPACE_OP = "WORKSPACE"
 MAX_KERNEL = 16  # kMaxBlockKernel in cpp/src/kernels/inverted_bottleneck.h
 MAX_PAD = 64  # kMaxWindowParameter in cpp/src/kernels/kernel_util.h
+MAX_EXPAND_PATCH = 1024  # kMaxExpandPatch in cpp/src/kernels/inverted_bottleneck.h
 _INT8 = 9  # tflite TensorType.INT8
 
 
@@ -50,14 +53,18 @@ class Block:
     # Window mode: each output pixel's K x K window of B is recomputed (less memory, more
     # work); else rows mode: a ring of K rows of B, each row computed once.
     window: bool = False
+    expand_kernel: tuple[int, int] = (1, 1)
+    expand_pad: tuple[int, int] = (0, 0)  # top, left padding of the expansion (with a PAD's)
 
     @property
     def workspace_bytes(self) -> int:
         """BottleneckWorkspaceBytes: K rows (or one window) of B, a C pixel, a D pixel and
-        an A pixel."""
+        an A pixel (and a KxK expansion's input patch)."""
         _, mid_w, mid_c = self.mid_shape
         b_bytes = self.kernel[0] * (self.kernel[1] if self.window else mid_w) * mid_c
-        return b_bytes + mid_c + self.out_shape[2] + self.in_shape[2]
+        taps = self.expand_kernel[0] * self.expand_kernel[1]
+        patch = taps * self.in_shape[2] if taps > 1 else 0
+        return b_bytes + mid_c + self.out_shape[2] + self.in_shape[2] + patch
 
 
 def _pad(size: int, kernel: int, stride: int, out: int) -> int:
@@ -79,6 +86,21 @@ def _pointwise(graph: Graph, op: Operator, src: int) -> bool:
     f = graph.tensors[op.inputs[1]].shape
     x = _hwc(graph, src)
     return x is not None and len(f) == 4 and f[1:3] == (1, 1) and f[3] == x[2]
+
+
+def _expansion(graph: Graph, op: Operator, src: int) -> tuple[int, int] | None:
+    """Kernel (rows, columns) of a CONV_2D reading src that the fused kernel runs as a
+    block's expansion (IsExpansion in cpp/src/kernels/inverted_bottleneck.cc)."""
+    if op.opcode != "CONV_2D" or len(op.inputs) < 2 or op.inputs[0] != src or op.inputs[1] < 0:
+        return None
+    f, x = graph.tensors[op.inputs[1]].shape, _hwc(graph, src)
+    if x is None or len(f) != 4 or f[3] != x[2] or _hwc(graph, op.outputs[0]) is None:
+        return None
+    dilation = (op.options.get("dilation_h_factor", 1), op.options.get("dilation_w_factor", 1))
+    kh, kw = f[1], f[2]
+    if dilation != (1, 1) or not (1 <= kh <= MAX_KERNEL and 1 <= kw <= MAX_KERNEL):
+        return None
+    return (kh, kw) if kh * kw * x[2] <= MAX_EXPAND_PATCH else None
 
 
 def _spatial_pad(graph: Graph, op: Operator, src: int) -> tuple[int, int] | None:
@@ -120,13 +142,22 @@ def _block_at(graph: Graph, k: int, readers: dict[int, list[int]]) -> Block | No
     a_shape = _hwc(graph, a) if a >= 0 and not graph.tensors[a].is_constant else None
     if a_shape is None:
         return None
-    i = k
-    has_expand = _pointwise(graph, first, a)
+    i, x, in_pad = k, a, (0, 0)
+    if first.opcode == "PAD" and k + 1 < len(ops) and ops[k + 1].opcode == "CONV_2D":
+        spatial = _spatial_pad(graph, first, a)  # padding of A, before a KxK expansion
+        if spatial is None or not private(first.outputs[0], k + 1):
+            return None
+        i, x, in_pad = k + 1, first.outputs[0], spatial
+    expand = ops[i]
+    expand_kernel = _expansion(graph, expand, x)
+    has_expand = expand_kernel is not None
     if has_expand:
         i += 1
-        if i >= len(ops) or not private(first.outputs[0], i):
+        if i >= len(ops) or not private(expand.outputs[0], i):
             return None
-    b = first.outputs[0] if has_expand else a
+    elif i > k:
+        return None
+    b = expand.outputs[0] if has_expand else a
     dw_in, pad_before = b, (0, 0)
     if i < len(ops) and ops[i].opcode == "PAD":
         spatial = _spatial_pad(graph, ops[i], b)
@@ -173,9 +204,20 @@ def _block_at(graph: Graph, k: int, readers: dict[int, list[int]]) -> Block | No
     inner = tuple(ops[j].outputs[0] for j in span[:-1])
     stride = (int(dw.options.get("stride_h", 1)), int(dw.options.get("stride_w", 1)))
     e_stride = (
-        (int(first.options.get("stride_h", 1)), int(first.options.get("stride_w", 1)))
+        (int(expand.options.get("stride_h", 1)), int(expand.options.get("stride_w", 1)))
         if has_expand
         else (1, 1)
+    )
+    e_kernel = expand_kernel or (1, 1)
+    e_in = _hwc(graph, x)
+    assert e_in is not None
+    e_pad = (
+        (
+            in_pad[0] + _pad(e_in[0], e_kernel[0], e_stride[0], mid[0]),
+            in_pad[1] + _pad(e_in[1], e_kernel[1], e_stride[1], mid[1]),
+        )
+        if has_expand
+        else (0, 0)
     )
     return Block(
         ops=span,
@@ -195,6 +237,8 @@ def _block_at(graph: Graph, k: int, readers: dict[int, list[int]]) -> Block | No
         ),
         out_shape=d,
         names=tuple(ops[j].opcode for j in span),
+        expand_kernel=e_kernel,
+        expand_pad=e_pad,
     )
 
 

@@ -442,6 +442,8 @@ BlockGeometry GeometryOf(const Bottleneck& b) {
   g.pad_w = b.pad_w;
   g.expand_stride_h = b.expand_stride_h;
   g.expand_stride_w = b.expand_stride_w;
+  g.expand_pad_h = b.expand_pad_h;
+  g.expand_pad_w = b.expand_pad_w;
   g.out_h = b.out_h;
   g.out_w = b.out_w;
   g.out_c = b.out_c;
@@ -451,9 +453,10 @@ BlockGeometry GeometryOf(const Bottleneck& b) {
 }
 
 // Units of the fused kernel (kernels/inverted_bottleneck.h). Rows mode, per output row: each
-// B row it newly needs (reads the A row it is computed from, writes only the workspace), then
-// each output pixel (reads the A pixel with the residual ADD, writes the pixel). Window mode,
-// per output pixel: one unit reading the A pixels of its window, then the pixel's unit.
+// B row it newly needs (reads the A rows it is computed from, from the first one inside A;
+// writes only the workspace), then each output pixel (reads the A pixel with the residual
+// ADD, writes the pixel). Window mode, per output pixel: one unit reading the A pixels of its
+// window (from the first inside A), then the pixel's unit.
 int64_t BlockMinDisplacement(const BlockGeometry& g) {
   if (g.stride_h < 1 || g.stride_w < 1) return kNoOverlap;
   auto taps = [](int64_t origin, int64_t kernel, int64_t size, int64_t* first, int64_t* last) {
@@ -469,7 +472,8 @@ int64_t BlockMinDisplacement(const BlockGeometry& g) {
     if (!g.window) {
       const int64_t need = ky1 > ky0 ? y0 + ky1 : next_row;
       for (; next_row < need; ++next_row)
-        scan.Unit(next_row * g.expand_stride_h * g.in_w * g.in_c, kNoWrite, true);
+        scan.Unit(Max(0, next_row * g.expand_stride_h - g.expand_pad_h) * g.in_w * g.in_c,
+                  kNoWrite, true);
     }
     for (int64_t ox = 0; ox < g.out_w; ++ox) {
       if (g.window) {
@@ -477,7 +481,8 @@ int64_t BlockMinDisplacement(const BlockGeometry& g) {
         int64_t kx0, kx1;
         taps(x0, g.kernel_w, g.mid_w, &kx0, &kx1);
         if (ky1 > ky0 && kx1 > kx0) {
-          const int64_t ay = (y0 + ky0) * g.expand_stride_h, ax = (x0 + kx0) * g.expand_stride_w;
+          const int64_t ay = Max(0, (y0 + ky0) * g.expand_stride_h - g.expand_pad_h);
+          const int64_t ax = Max(0, (x0 + kx0) * g.expand_stride_w - g.expand_pad_w);
           scan.Unit((ay * g.in_w + ax) * g.in_c, kNoWrite, true);
         }
       }

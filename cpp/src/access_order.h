@@ -48,6 +48,7 @@ struct BlockGeometry {
   int32_t in_w = 0, in_c = 0, mid_h = 0, mid_w = 0;
   int32_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
   int32_t expand_stride_h = 1, expand_stride_w = 1;
+  int32_t expand_pad_h = 0, expand_pad_w = 0;  // top/left padding of a KxK expansion
   int32_t out_h = 0, out_w = 0, out_c = 0;
   bool residual = false;  // the block ends with ADD(A, D): output pixels read A
   bool window = false;    // window mode (else rows mode)

@@ -65,6 +65,8 @@ def block_min_displacement(block: Any) -> int:
                 "pad_w": block.pad[1],
                 "expand_stride_h": block.expand_stride[0],
                 "expand_stride_w": block.expand_stride[1],
+                "expand_pad_h": block.expand_pad[0],
+                "expand_pad_w": block.expand_pad[1],
                 "out_h": block.out_shape[0],
                 "out_w": block.out_shape[1],
                 "out_c": block.out_shape[2],

@@ -38,6 +38,20 @@ bool IsPointwise(const BlockOp& op, const Tensor* in) {
          op.output->shape.dims[3] == f->shape.dims[0];
 }
 
+// A CONV_2D from `in` (1, ?, ?, in_c) whose kernel the block runs as its expansion: no
+// dilation, at most kMaxBlockKernel a side, and an input patch of at most kMaxExpandPatch.
+bool IsExpansion(const BlockOp& op, const Tensor* in) {
+  const Tensor* f = op.num_inputs > 1 ? op.inputs[1] : nullptr;
+  if (op.builtin_code != kConv2DCode || op.inputs[0] != in || f == nullptr ||
+      f->shape.rank != 4 || f->shape.dims[3] != in->shape.dims[3] || !Is4D(op.output) ||
+      op.output->shape.dims[3] != f->shape.dims[0] || op.options->dilation_h != 1 ||
+      op.options->dilation_w != 1)
+    return false;
+  const int64_t kh = f->shape.dims[1], kw = f->shape.dims[2];
+  return kh >= 1 && kw >= 1 && kh <= kMaxBlockKernel && kw <= kMaxBlockKernel &&
+         kh * kw * in->shape.dims[3] <= kMaxExpandPatch;
+}
+
 #if !TFLM_VMCU_DSP
 // acc[i] += w[i] * (x[i] + offset) over a fixed-size run: the constant trip count lets
 // compilers vectorise (operands fit in int16, so the products widen int16 -> int32).
@@ -138,7 +152,10 @@ uint32_t BottleneckWorkspaceBytes(const Bottleneck& b) {
   // In 64 bits: a hostile model's shapes must not overflow (the plan's workspace, which
   // must hold this many bytes inside the pool, is at most 2 GiB).
   const int64_t b_bytes = int64_t{b.kernel_h} * (b.window ? b.kernel_w : b.mid_w) * b.mid_c;
-  const int64_t bytes = b_bytes + b.mid_c + b.out_c + b.in_c;
+  const int64_t patch = b.expand_kernel_h * b.expand_kernel_w > 1
+                            ? int64_t{b.expand_kernel_h} * b.expand_kernel_w * b.in_c
+                            : 0;
+  const int64_t bytes = b_bytes + b.mid_c + b.out_c + b.in_c + patch;
   return bytes > 0x7fffffff ? 0xffffffffu : static_cast<uint32_t>(bytes);
 }
 
@@ -155,17 +172,46 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
   }
   b.input = ops[0].inputs[0];
   const Tensor* x = b.input;
-  if (ops[0].builtin_code == kConv2DCode) {
-    if (!IsPointwise(ops[0], x)) {
-      Format(why, why_size, "the expansion is not a 1x1 CONV_2D of the block input");
+  int32_t in_pad_top = 0;
+  int32_t in_pad_left = 0;
+  if (ops[0].builtin_code == kPadCode && ops[1].builtin_code == kConv2DCode) {
+    // A PAD of A before a KxK expansion: its taps add 0, as the conv's own padding.
+    if (!IsSpatialPad(ops[0], x, &in_pad_top, &in_pad_left)) {
+      Format(why, why_size, "operator 0 is not a PAD of rows and columns only");
       return false;
     }
-    b.has_expand = true;
-    b.expand = Conv(ops[0]);
-    b.expand_stride_h = ops[0].options->stride_h;
-    b.expand_stride_w = ops[0].options->stride_w;
     x = ops[0].output;
     k = 1;
+  }
+  if (ops[k].builtin_code == kConv2DCode) {
+    if (!IsExpansion(ops[k], x)) {
+      Format(why, why_size,
+             "the expansion is not a CONV_2D of the block input (no dilation, kernel at most "
+             "%dx%d, input patch at most %d bytes)",
+             kMaxBlockKernel, kMaxBlockKernel, kMaxExpandPatch);
+      return false;
+    }
+    const Tensor* f = ops[k].inputs[1];
+    b.has_expand = true;
+    b.expand = Conv(ops[k]);
+    b.expand_stride_h = ops[k].options->stride_h;
+    b.expand_stride_w = ops[k].options->stride_w;
+    b.expand_kernel_h = f->shape.dims[1];
+    b.expand_kernel_w = f->shape.dims[2];
+    b.expand_pad_h = b.expand.data->pad_h + in_pad_top;
+    b.expand_pad_w = b.expand.data->pad_w + in_pad_left;
+    // Patch taps outside A hold the input zero point, which the input offset cancels.
+    const int32_t zero_point = -b.expand.data->input_offset;
+    if (b.expand_kernel_h * b.expand_kernel_w > 1 && (zero_point < -128 || zero_point > 127)) {
+      Format(why, why_size, "the expansion's input zero point %d is not an int8 value",
+             zero_point);
+      return false;
+    }
+    x = ops[k].output;
+    ++k;
+  } else if (k > 0) {
+    Format(why, why_size, "the PAD of the block input is not followed by its expansion");
+    return false;
   }
   const Tensor* mid = x;  // B, unpadded
   int32_t pad_top = 0;
@@ -240,10 +286,13 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
   b.out_h = dw.output->shape.dims[1];
   b.out_w = dw.output->shape.dims[2];
   b.out_c = b.output->shape.dims[3];
-  // The expansion's 1x1 taps: B pixel (i, j) is A pixel (i * stride, j * stride).
-  if (b.has_expand && (b.expand_stride_h <= 0 || b.expand_stride_w <= 0 ||
-                       int64_t{b.mid_h - 1} * b.expand_stride_h >= b.in_h ||
-                       int64_t{b.mid_w - 1} * b.expand_stride_w >= b.in_w)) {
+  // A 1x1 expansion's taps: B pixel (i, j) is A pixel (i * stride, j * stride). (A KxK
+  // expansion reads only the taps of its patch inside A.)
+  const bool pointwise = b.expand_kernel_h * b.expand_kernel_w == 1;
+  if (b.has_expand &&
+      (b.expand_stride_h <= 0 || b.expand_stride_w <= 0 ||
+       (pointwise && (int64_t{b.mid_h - 1} * b.expand_stride_h >= b.in_h ||
+                      int64_t{b.mid_w - 1} * b.expand_stride_w >= b.in_w)))) {
     Format(why, why_size, "the expansion's strides do not match its shapes");
     return false;
   }
@@ -268,11 +317,17 @@ class BlockRun {
                        : static_cast<uint32_t>(b.kernel_h * b.mid_w) * mid_c_),
         d_at_(c_at_ + mid_c_),
         // Staging for an A pixel that wraps around the pool end (the workspace never wraps).
-        stage_(ws_.BeginWrite(d_at_ + out_c_, in_c_, nullptr)) {}
+        stage_(ws_.BeginWrite(d_at_ + out_c_, in_c_, nullptr)),
+        patch_at_(d_at_ + out_c_ + in_c_),
+        patch_bytes_(static_cast<uint32_t>(b.expand_kernel_h * b.expand_kernel_w) * in_c_) {}
 
-  // Writes B pixel (by, bx) to workspace byte `at`: the expansion of its A pixel (or the A
-  // pixel itself without an expansion).
+  // Writes B pixel (by, bx) to workspace byte `at`: the expansion of its A pixel or patch
+  // (or the A pixel itself without an expansion).
   void ComputeB(int32_t by, int32_t bx, uint32_t at) {
+    if (b_.expand_kernel_h * b_.expand_kernel_w > 1) {
+      ExpandPatch(by, bx, at);
+      return;
+    }
     const int32_t ay = by * (b_.has_expand ? b_.expand_stride_h : 1);
     const int32_t ax = bx * (b_.has_expand ? b_.expand_stride_w : 1);
     const int8_t* a = in_.Read(static_cast<uint32_t>(ay * b_.in_w + ax) * in_c_, in_c_, stage_);
@@ -284,11 +339,37 @@ class BlockRun {
     }
   }
 
+  // B pixel (by, bx) of a KxK expansion: its patch of A gathered into the workspace (taps
+  // outside A hold the input zero point: they add 0, as the conv's skipped padding taps), then
+  // one dot product per channel over the patch, in the filter's (ky, kx, channel) order.
+  void ExpandPatch(int32_t by, int32_t bx, uint32_t at) {
+    const int32_t y0 = by * b_.expand_stride_h - b_.expand_pad_h;
+    const int32_t x0 = bx * b_.expand_stride_w - b_.expand_pad_w;
+    const int8_t fill = static_cast<int8_t>(-b_.expand.data->input_offset);
+    int8_t* patch = ws_.BeginWrite(patch_at_, patch_bytes_, nullptr);
+    for (int32_t ky = 0; ky < b_.expand_kernel_h; ++ky) {
+      for (int32_t kx = 0; kx < b_.expand_kernel_w; ++kx, patch += in_c_) {
+        const int32_t ay = y0 + ky, ax = x0 + kx;
+        if (ay < 0 || ay >= b_.in_h || ax < 0 || ax >= b_.in_w) {
+          memset(patch, fill, in_c_);
+          continue;
+        }
+        memcpy(patch, in_.Read(static_cast<uint32_t>(ay * b_.in_w + ax) * in_c_, in_c_, stage_),
+               in_c_);
+      }
+    }
+    const int8_t* x = ws_.ReadFlat(patch_at_, patch_bytes_);
+    int8_t* dst = ws_.BeginWrite(at, mid_c_, nullptr);
+    PointwisePixel(x, static_cast<int>(patch_bytes_), b_.expand, static_cast<int>(mid_c_), dst);
+  }
+
   // B pixels (by, bx) and (by, bx + 1) to workspace bytes `at` and `at + mid_c`, as two
   // ComputeB calls would write them; false (nothing done) where the pair loops do not apply.
   bool ComputeBPair(int32_t by, int32_t bx, uint32_t at) {
 #if TFLM_VMCU_DSP
-    if (!b_.has_expand || in_c_ > static_cast<uint32_t>(dsp::kPairPatch)) return false;
+    if (!b_.has_expand || b_.expand_kernel_h * b_.expand_kernel_w > 1 ||
+        in_c_ > static_cast<uint32_t>(dsp::kPairPatch))
+      return false;
     const int32_t ay = by * b_.expand_stride_h;
     const uint32_t at_a = static_cast<uint32_t>(ay * b_.in_w + bx * b_.expand_stride_w) * in_c_;
     const uint32_t at_b = at_a + static_cast<uint32_t>(b_.expand_stride_w) * in_c_;
@@ -437,6 +518,7 @@ class BlockRun {
   const uint32_t in_c_, mid_c_, out_c_;
   const uint32_t c_at_, d_at_;
   int8_t* const stage_;
+  const uint32_t patch_at_, patch_bytes_;
 };
 
 }  // namespace

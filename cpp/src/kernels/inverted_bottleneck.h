@@ -1,9 +1,11 @@
 // The fused inverted bottleneck (MobileNetV2/MCUNet block):
 //
-//   A -> [CONV_2D 1x1 expand] -> B [-> PAD] -> DEPTHWISE_CONV_2D KxK -> C
+//   A [-> PAD] -> [CONV_2D expand] -> B [-> PAD] -> DEPTHWISE_CONV_2D KxK -> C
 //     -> CONV_2D 1x1 project -> D [-> ADD(A, D) -> E]
 //
-// run as one kernel that never materialises B, C or D. A small workspace holds a ring of K
+// run as one kernel that never materialises B, C or D. The expansion is usually 1x1; a
+// KxK one (a network's stem convolution, with the PAD before it) makes the block stream
+// the stem's output too: each B pixel is computed from its KxK patch of A. A small workspace holds a ring of K
 // rows of B, one pixel of C and one of D; the block output is written pixel by pixel into
 // pool bytes of A that no later step reads. Every value is computed with the arithmetic of
 // the unfused kernels (TFLM's reference order and requantisation), so the result is
@@ -19,7 +21,8 @@
 //   one window instead of K rows: less memory, more work.
 //
 // Workspace layout: [B: K rows (K * mid_w * mid_c) or one window (K * K * mid_c)]
-// [C pixel: mid_c][D pixel: out_c][staging of a wrapped A pixel: in_c].
+// [C pixel: mid_c][D pixel: out_c][staging of a wrapped A pixel: in_c]
+// [with a KxK expansion, its input patch: expand_kernel_h * expand_kernel_w * in_c].
 #pragma once
 
 #include <stdint.h>
@@ -32,8 +35,10 @@ namespace tflm_vmcu {
 
 // Largest depthwise kernel side the fused kernel runs (its window rows are kept on the stack).
 constexpr int32_t kMaxBlockKernel = 16;
-// Operators in a block: expand, PAD, depthwise, project, ADD.
-constexpr int32_t kMaxBlockOps = 5;
+// Operators in a block: PAD, expand, PAD, depthwise, project, ADD.
+constexpr int32_t kMaxBlockOps = 6;
+// Largest input patch of a KxK expansion (kernel_h * kernel_w * in_c bytes).
+constexpr int32_t kMaxExpandPatch = 1024;
 
 // One convolution of the block: its prepared op data and constant operands.
 struct BottleneckConv {
@@ -62,6 +67,8 @@ struct Bottleneck {
   bool input_is_add_input1 = false;
   int32_t in_h = 0, in_w = 0, in_c = 0;
   int32_t expand_stride_h = 1, expand_stride_w = 1;
+  int32_t expand_kernel_h = 1, expand_kernel_w = 1;  // 1x1: the B pixel of one A pixel
+  int32_t expand_pad_h = 0, expand_pad_w = 0;  // top/left padding (its own + the PAD's)
   int32_t mid_h = 0, mid_w = 0, mid_c = 0;  // B (and C's channels)
   int32_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1;
   int32_t pad_h = 0, pad_w = 0;  // top/left padding of the depthwise conv (its own + PAD's)
