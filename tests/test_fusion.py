@@ -36,7 +36,7 @@ class Variant:
     cout: int = 8
     residual: bool = True
     padding: str = "SAME"
-    act: str = "RELU6"
+    act: str = "RELU"
     pad: tuple[int, int, int, int] | None = None  # PAD before the depthwise conv: t, b, l, r
     expand_kernel: int = 1  # > 1: a KxK expansion (a stem convolution)
     expand_padding: str = "SAME"
