@@ -16,7 +16,8 @@ MOBILENETV2 = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 9
 MOBILENETV2 += [(6, 160, 3, 2), (6, 320, 1, 1)]
 # MCUNet-style: (expansion, channels, kernel, stride) per block.
 MCUNET = [(1, 8, 3, 1), (4, 16, 7, 2), (3, 16, 3, 1), (4, 24, 7, 2), (3, 24, 5, 1)]
-MCUNET += [(4, 40, 5, 2), (3, 40, 5, 1), (5, 48, 3, 1), (4, 96, 7, 2), (4, 96, 5, 1), (5, 160, 7, 1)]
+MCUNET += [(4, 40, 5, 2), (3, 40, 5, 1), (5, 48, 3, 1), (4, 96, 7, 2), (4, 96, 5, 1)]
+MCUNET += [(5, 160, 7, 1)]
 
 
 def _same_scale(b: ModelBuilder, out: int) -> int:
@@ -25,7 +26,8 @@ def _same_scale(b: ModelBuilder, out: int) -> int:
     the generator's scales would otherwise grow past float32 (or saturate every value)."""
     op = b.operators[-1]
     x, w = op.inputs[0], op.inputs[1]
-    fan_in = int(np.prod(b.shapes[w][1:])) if b.shapes[w][0] != 1 else int(np.prod(b.shapes[w][1:3]))
+    shape = b.shapes[w]  # [out, kh, kw, in], depthwise [1, kh, kw, channels]
+    fan_in = int(np.prod(shape[1:] if shape[0] != 1 else shape[1:3]))
     q = b.tensors[w].quantization
     scales = np.asarray(q.scale, dtype=np.float64)
     q.scale = list(scales * (40.0 / (73.9 * 73.9 * np.sqrt(fan_in)) / scales.mean()))
