@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "access_order.h"
+#include "kernels/inverted_bottleneck.h"
 #include "plan_verifier.h"
 #include "ring.h"
 #include "tflm_vmcu/interpreter.h"
@@ -241,29 +242,53 @@ int64_t MinDisplacement(int32_t code, const py::dict& options, const py::list& i
                                                    : tflm_vmcu::KernelLibrary::kRuntime);
 }
 
-int64_t BlockMinDisplacement(const py::dict& g) {
-  tflm_vmcu::BlockGeometry b;
-  auto get = [&](const char* key) { return g[key].cast<int32_t>(); };
-  b.in_w = get("in_w");
-  b.in_c = get("in_c");
-  b.mid_h = get("mid_h");
-  b.mid_w = get("mid_w");
-  b.kernel_h = get("kernel_h");
-  b.kernel_w = get("kernel_w");
-  b.stride_h = get("stride_h");
-  b.stride_w = get("stride_w");
-  b.pad_h = get("pad_h");
-  b.pad_w = get("pad_w");
-  b.expand_stride_h = get("expand_stride_h");
-  b.expand_stride_w = get("expand_stride_w");
-  b.expand_pad_h = get("expand_pad_h");
-  b.expand_pad_w = get("expand_pad_w");
-  b.out_h = get("out_h");
-  b.out_w = get("out_w");
-  b.out_c = get("out_c");
-  b.residual = g["residual"].cast<bool>();
-  b.window = g["window"].cast<bool>();
-  return tflm_vmcu::BlockMinDisplacement(b);
+// A chain's stages (tflm_vmcu.access.block_geometry dicts) as the kernel's geometry.
+int32_t Geometries(const py::list& stages, tflm_vmcu::BlockGeometry* out) {
+  const int32_t n = static_cast<int32_t>(stages.size());
+  if (n < 1 || n > tflm_vmcu::kMaxChainStages) return 0;
+  for (int32_t s = 0; s < n; ++s) {
+    const py::dict g = stages[static_cast<size_t>(s)].cast<py::dict>();
+    auto get = [&](const char* key) { return g[key].cast<int32_t>(); };
+    tflm_vmcu::BlockGeometry& b = out[s];
+    b.in_h = get("in_h");
+    b.in_w = get("in_w");
+    b.in_c = get("in_c");
+    b.mid_h = get("mid_h");
+    b.mid_w = get("mid_w");
+    b.mid_c = get("mid_c");
+    b.kernel_h = get("kernel_h");
+    b.kernel_w = get("kernel_w");
+    b.stride_h = get("stride_h");
+    b.stride_w = get("stride_w");
+    b.pad_h = get("pad_h");
+    b.pad_w = get("pad_w");
+    b.expand_kernel_h = get("expand_kernel_h");
+    b.expand_kernel_w = get("expand_kernel_w");
+    b.expand_stride_h = get("expand_stride_h");
+    b.expand_stride_w = get("expand_stride_w");
+    b.expand_pad_h = get("expand_pad_h");
+    b.expand_pad_w = get("expand_pad_w");
+    b.out_h = get("out_h");
+    b.out_w = get("out_w");
+    b.out_c = get("out_c");
+    b.residual = g["residual"].cast<bool>();
+    b.window = g["window"].cast<bool>();
+  }
+  return n;
+}
+
+int64_t BlockMinDisplacement(const py::list& stages) {
+  tflm_vmcu::BlockGeometry g[tflm_vmcu::kMaxChainStages];
+  const int32_t n = Geometries(stages, g);
+  return n == 0 ? tflm_vmcu::kNoOverlap : tflm_vmcu::BlockMinDisplacement(g, n);
+}
+
+// Workspace bytes of the chain; -1 for a malformed one.
+int64_t ChainWorkspaceBytes(const py::list& stages) {
+  tflm_vmcu::BlockGeometry g[tflm_vmcu::kMaxChainStages];
+  const int32_t n = Geometries(stages, g);
+  const uint32_t bytes = n == 0 ? 0xffffffffu : tflm_vmcu::ChainWorkspaceBytes(g, n);
+  return bytes == 0xffffffffu ? -1 : int64_t{bytes};
 }
 
 }  // namespace
@@ -293,7 +318,8 @@ PYBIND11_MODULE(_runtime, m) {
       .def("fused_blocks", &Runtime::FusedBlocks);
   m.def("min_displacement", &MinDisplacement, py::arg("code"), py::arg("options"),
         py::arg("inputs"), py::arg("output"), py::arg("pos"), py::arg("tflm_reference") = false);
-  m.def("block_min_displacement", &BlockMinDisplacement, py::arg("geometry"));
+  m.def("block_min_displacement", &BlockMinDisplacement, py::arg("stages"));
+  m.def("chain_workspace_bytes", &ChainWorkspaceBytes, py::arg("stages"));
   m.def("plan_digest", &PlanDigest, py::arg("model"));
   m.def("check_model", &CheckModel, py::arg("model"));
   m.def("is_op_supported", &tflm_vmcu::IsOpSupported, py::arg("builtin_code"));

@@ -13,7 +13,7 @@ from conftest import MODELS
 import tflm_vmcu
 from tflm_vmcu.access import block_min_displacement
 from tflm_vmcu.compiler import compile_bytes
-from tflm_vmcu.fusion import Block, block_candidates, find_blocks
+from tflm_vmcu.fusion import Block, Chain, Fused, block_candidates, chain_candidates, find_blocks
 from tflm_vmcu.ir import Graph
 from tflm_vmcu.lifetimes import lifetimes
 from tflm_vmcu.plan_format import write_plan
@@ -274,16 +274,16 @@ def mobilenet_chain(seed: int) -> bytes:
     of one candidate and the expansion of the next."""
     rng = np.random.default_rng(seed)
     b = ModelBuilder(seed=seed)
-    x = b.input([1, int(rng.integers(8, 17)), int(rng.integers(8, 17)), 3], 0.05, -3)
-    x = b.conv2d(x, int(rng.integers(4, 17)), (3, 3), (2, 2), activation="RELU6")
+    x = b.input([1, int(rng.integers(12, 25)), int(rng.integers(12, 25)), 3], 0.05, -3)
+    x = b.conv2d(x, int(rng.integers(16, 49)), (3, 3), (2, 2), activation="RELU6")
     for _ in range(3):
         stride = int(rng.integers(1, 3))
         x = b.depthwise_conv2d(x, 1, (3, 3), (stride, stride), activation="RELU6")
-        x = b.conv2d(x, int(rng.integers(4, 33)), (1, 1), activation="RELU6")
+        x = b.conv2d(x, int(rng.integers(4, 65)), (1, 1), activation="RELU6")
     return b.build([b.conv2d(x, 4, (1, 1))])
 
 
-def _choices(blocks: list[Block]) -> Iterator[list[Block]]:
+def _choices(blocks: list[Fused]) -> Iterator[list[Fused]]:
     """Every set of non-overlapping blocks."""
     if not blocks:
         yield []
@@ -295,17 +295,24 @@ def _choices(blocks: list[Block]) -> Iterator[list[Block]]:
         yield [first, *tail]
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_block_choice_gives_the_smallest_pool_of_any_choice(seed: int) -> None:
-    """The compiler's choice of blocks gives the pool of the best of every set of
-    non-overlapping candidates (planned one by one), and its bound holds for all."""
+    """The compiler's choice of blocks and chains gives the pool of the best of every set
+    of non-overlapping candidates (planned one by one), and its bound holds for all."""
     data = mobilenet_chain(seed)
     graph = tflm_vmcu.read_model(data)
-    candidates = block_candidates(graph)
-    assert len(candidates) >= 5
+    blocks = block_candidates(graph)
+    assert len(blocks) >= 5
+    candidates = sorted(
+        [*blocks, *chain_candidates(graph, blocks)], key=lambda c: (c.ops[0], len(c.ops))
+    )
     pools = [plan_with_blocks(graph, c).pool_bytes for c in _choices(candidates)]
     plan = plan_model(graph)
     assert plan.pool_bytes == min(pools)
+    if seed == 0:  # a model where a chain beats every choice of single blocks
+        singles = [plan_with_blocks(graph, c).pool_bytes for c in _choices(blocks)]
+        assert plan.pool_bytes < min(singles)
+        assert any(n["blocks"] > 1 for n in plan.notes["fused_blocks"])
     assert all(p >= plan.notes["fusion_bound_bytes"] for p in pools)
     # The fewest blocks that reach it: each one fused saves bytes.
     assert all(n["saved_bytes"] > 0 for n in plan.notes["fused_blocks"])
@@ -338,3 +345,154 @@ def test_overlapping_candidate_beats_the_left_to_right_match(tflm: TflmSession) 
     assert interp.hazards == 0, interp.first_hazard
     names = [d["name"] for d in interp.get_output_details()]
     assert all(d.bit_exact for d in compare(ours, tflm.run(data, inputs).outputs, names))
+
+
+@dataclasses.dataclass(frozen=True)
+class ChainVariant:
+    name: str
+    blocks: tuple[Variant, ...]
+    size: int = 12
+
+
+CHAINS = [
+    ChainVariant(
+        "stem_then_residual",
+        (
+            Variant("", expand_kernel=3, expand_stride=2, expand=16, cout=8, residual=False),
+            Variant("", cin=8, expand=24, cout=8),
+        ),
+        size=15,
+    ),
+    ChainVariant("two_residual", (Variant("", expand=24), Variant("", expand=16, kernel=5))),
+    ChainVariant(
+        "stride2_pad_then_k5",
+        (
+            Variant("", pad=(0, 1, 0, 1), padding="VALID", stride=2, residual=False, cout=12),
+            Variant("", cin=12, kernel=5, residual=False, cout=6, expand=None),
+        ),
+    ),
+    # Output rows wider than input rows: the output must start behind the input.
+    ChainVariant(
+        "widening",
+        (
+            Variant("", expand=16, cout=16, residual=False),
+            Variant("", cin=16, expand=32, cout=40, residual=False, stride=1),
+        ),
+    ),
+    ChainVariant(
+        "four_blocks",
+        (
+            Variant(
+                "",
+                expand_kernel=3,
+                expand=12,
+                cout=8,
+                residual=False,
+                in_pad=(1, 1, 1, 1),
+                expand_padding="VALID",
+            ),
+            Variant("", expand=None),
+            Variant("", stride=2, residual=False, cout=10),
+            Variant("", cin=10, cout=10, expand=20, kernel=3),
+        ),
+    ),
+]
+
+
+def build_chain(c: ChainVariant, seed: int = 0) -> bytes:
+    """input -> 3x3 conv -> RELU -> the chain's blocks -> 1x1 conv."""
+    b = ModelBuilder(seed=seed)
+    x = b.input([1, c.size, c.size, 3], 0.05, -3)
+    x = b.unary("RELU", b.conv2d(x, 8, (3, 3)), out_zp=-5)
+    for v in c.blocks:
+        y = x
+        if v.in_pad is not None:
+            top, bottom, left, right = v.in_pad
+            y = b.pad(y, [(0, 0), (top, bottom), (left, right), (0, 0)])
+        if v.expand is not None:
+            k, stride = (v.expand_kernel,) * 2, (v.expand_stride,) * 2
+            y = b.conv2d(y, v.expand, k, stride, v.expand_padding, activation=v.act)
+        if v.pad is not None:
+            top, bottom, left, right = v.pad
+            y = b.pad(y, [(0, 0), (top, bottom), (left, right), (0, 0)])
+        y = b.depthwise_conv2d(
+            y, 1, (v.kernel, v.kernel), (v.stride, v.stride), v.padding, activation=v.act
+        )
+        y = b.conv2d(y, v.cout, (1, 1), out_zero_point=3)
+        x = b.elementwise("ADD", x, y, out_zero_point=-2) if v.residual else y
+    return b.build([b.conv2d(x, 4, (1, 1))])
+
+
+def the_chain(graph: Graph, window: bool) -> Chain:
+    """The chain of every block of the graph (they are consecutive)."""
+    (chain,) = [
+        c
+        for c in chain_candidates(graph, find_blocks(graph))
+        if c.ops[0] == 2 and len(c.stages) == len(find_blocks(graph))
+    ]
+    return dataclasses.replace(chain, window=window)
+
+
+@MODES
+@pytest.mark.parametrize("c", CHAINS, ids=[c.name for c in CHAINS])
+def test_chain_runs_fused_bit_exact(c: ChainVariant, window: bool, tflm: TflmSession) -> None:
+    """A chain of blocks runs as one kernel, its inner tensors never placed, bit-exact with
+    the unfused ops and with TFLM, hazard-free."""
+    data = build_chain(c)
+    graph = tflm_vmcu.read_model(data)
+    chain = the_chain(graph, window)
+    assert len(chain.stages) == len(c.blocks)
+    plan = plan_with_blocks(graph, [chain])
+    assert not set(chain.inner) & set(plan.placements)
+    interp = tflm_vmcu.Interpreter(write_plan(data, plan), check_hazards=True)
+    assert interp.fused_blocks == 1
+    inputs = make_inputs(graph, 3, seed=1)
+    ours = run_ours(interp, inputs)
+    assert interp.hazards == 0, interp.first_hazard
+    assert interp.memory_guards_intact()
+    names = [d["name"] for d in interp.get_output_details()]
+    assert len(np.unique(ours[0][0])) > 8  # the outputs carry signal
+    assert all(
+        d.bit_exact for d in compare(ours, run_ours(tflm_vmcu.Interpreter(data), inputs), names)
+    )
+    assert all(d.bit_exact for d in compare(ours, tflm.run(data, inputs).outputs, names))
+
+
+@MODES
+@pytest.mark.parametrize("c", CHAINS, ids=[c.name for c in CHAINS])
+def test_chain_access_model_is_safe_and_tight(c: ChainVariant, window: bool) -> None:
+    """The chain's output exactly the modelled displacement behind its input runs
+    hazard-free and unchanged (also wrapped); one byte closer is refused by the verifier
+    and caught by the hazard checker."""
+    data = build_chain(c)
+    graph = tflm_vmcu.read_model(data)
+    chain = the_chain(graph, window)
+    d = block_min_displacement(chain)
+    reference = run_ours(tflm_vmcu.Interpreter(data), make_inputs(graph, 1, 0))[0]
+    for rotate in (False, True):
+        hazards, first, outputs = _probe(data, graph, probe_plan(graph, chain, d, rotate))
+        assert hazards == 0, f"d={d}, wrapped={rotate}: {first}"
+        assert all(np.array_equal(a, b) for a, b in zip(outputs, reference, strict=True))
+    assert d > 0 or c.name != "widening"
+    if d == 0:
+        return
+    closer = probe_plan(graph, chain, d - 1, False)
+    with pytest.raises(tflm_vmcu.ModelError, match=r"unsafe memory plan .*\(fused block\)"):
+        _probe(data, graph, closer)
+    hazards, _, _ = _probe(data, graph, closer, verify=False)
+    assert hazards > 0, f"d={d - 1} not caught"
+
+
+def test_chain_longer_than_the_kernel_runs_is_refused() -> None:
+    c = ChainVariant("five", tuple(Variant("", expand=16) for _ in range(5)))
+    data = build_chain(c)
+    graph = tflm_vmcu.read_model(data)
+    blocks = find_blocks(graph)
+    assert len(blocks) == 5
+    assert all(len(x.stages) <= 4 for x in chain_candidates(graph, blocks))
+    plan = plan_with_blocks(graph, [Chain(tuple(blocks[:4]))])
+    fused = plan.blocks[0]
+    too_long = dataclasses.replace(fused, last=blocks[-1].ops[-1])
+    bad = dataclasses.replace(plan, blocks=[too_long])
+    with pytest.raises(tflm_vmcu.ModelError, match="more than 4 blocks"):
+        tflm_vmcu.Interpreter(write_plan(data, bad))

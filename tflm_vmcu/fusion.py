@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import access
 from .ir import Graph, Operator, Tensor
 
 BLOCK_OP = "INVERTED_BOTTLENECK"
@@ -57,14 +58,64 @@ class Block:
     expand_pad: tuple[int, int] = (0, 0)  # top, left padding of the expansion (with a PAD's)
 
     @property
+    def stages(self) -> tuple[Block, ...]:
+        return (self,)
+
+    @property
+    def pattern(self) -> str:
+        return " > ".join(self.names)
+
+    @property
     def workspace_bytes(self) -> int:
-        """BottleneckWorkspaceBytes: K rows (or one window) of B, a C pixel, a D pixel and
-        an A pixel (and a KxK expansion's input patch)."""
-        _, mid_w, mid_c = self.mid_shape
-        b_bytes = self.kernel[0] * (self.kernel[1] if self.window else mid_w) * mid_c
-        taps = self.expand_kernel[0] * self.expand_kernel[1]
-        patch = taps * self.in_shape[2] if taps > 1 else 0
-        return b_bytes + mid_c + self.out_shape[2] + self.in_shape[2] + patch
+        """The fused kernel's (BottleneckWorkspaceBytes): K rows (or one window) of B, a C
+        pixel, a D pixel and an A pixel (and a KxK expansion's input patch)."""
+        return access.workspace_bytes(self)
+
+
+MAX_CHAIN = 4  # kMaxChainStages in cpp/src/kernels/block_schedule.h
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Consecutive blocks, each one's output the next one's input, fused into one kernel:
+    the tensors between them never exist either (each block produces its output rows on
+    demand into a ring of rows the next one reads; cpp/src/kernels/block_schedule.h)."""
+
+    stages: tuple[Block, ...]
+    window: bool = False  # every stage in window mode
+
+    @property
+    def ops(self) -> tuple[int, ...]:
+        return tuple(k for b in self.stages for k in b.ops)
+
+    @property
+    def input(self) -> int:
+        return self.stages[0].input
+
+    @property
+    def output(self) -> int:
+        return self.stages[-1].output
+
+    @property
+    def inner(self) -> tuple[int, ...]:
+        between = tuple(b.output for b in self.stages[:-1])
+        return tuple(t for b in self.stages for t in b.inner) + between
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n for b in self.stages for n in b.names)
+
+    @property
+    def pattern(self) -> str:
+        return " | ".join(b.pattern for b in self.stages)
+
+    @property
+    def workspace_bytes(self) -> int:
+        """The blocks' workspaces and the rings of rows between them."""
+        return access.workspace_bytes(self)
+
+
+Fused = Block | Chain
 
 
 def _pad(size: int, kernel: int, stride: int, out: int) -> int:
@@ -252,6 +303,27 @@ def block_candidates(graph: Graph) -> list[Block]:
     return [b for b in found if b is not None]
 
 
+def chain_candidates(graph: Graph, blocks: Sequence[Block]) -> list[Chain]:
+    """Every run of 2 to MAX_CHAIN candidate blocks, each reading the one before's output,
+    which nothing else reads (it never exists)."""
+    readers = _readers(graph)
+    outputs = set(graph.outputs)
+    at = {b.ops[0]: b for b in blocks}
+    chains = []
+    for first in blocks:
+        run = [first]
+        while len(run) < MAX_CHAIN:
+            prev = run[-1]
+            nxt = at.get(prev.ops[-1] + 1)
+            if nxt is None or nxt.input != prev.output or prev.output in outputs:
+                break
+            if any(r not in nxt.ops for r in readers.get(prev.output, [])):
+                break
+            run.append(nxt)
+            chains.append(Chain(tuple(run)))
+    return chains
+
+
 def find_blocks(graph: Graph) -> list[Block]:
     """The blocks a left-to-right match finds, in order, none overlapping."""
     readers = _readers(graph)
@@ -267,7 +339,7 @@ def find_blocks(graph: Graph) -> list[Block]:
     return blocks
 
 
-def planning_graph(graph: Graph, blocks: Sequence[Block]) -> tuple[Graph, list[tuple[int, int]]]:
+def planning_graph(graph: Graph, blocks: Sequence[Fused]) -> tuple[Graph, list[tuple[int, int]]]:
     """The graph the planner sees with `blocks` fused, and for each of its operators the
     span (first, last) of original operators it stands for."""
     starts = {b.ops[0]: (j, b) for j, b in enumerate(blocks)}

@@ -428,69 +428,65 @@ int64_t MinDisplacement(const AccessOp& op, int32_t pos, KernelLibrary library) 
   return ModelOf(op, pos, library);
 }
 
-BlockGeometry GeometryOf(const Bottleneck& b) {
-  BlockGeometry g;
-  g.in_w = b.in_w;
-  g.in_c = b.in_c;
-  g.mid_h = b.mid_h;
-  g.mid_w = b.mid_w;
-  g.kernel_h = b.kernel_h;
-  g.kernel_w = b.kernel_w;
-  g.stride_h = b.stride_h;
-  g.stride_w = b.stride_w;
-  g.pad_h = b.pad_h;
-  g.pad_w = b.pad_w;
-  g.expand_stride_h = b.expand_stride_h;
-  g.expand_stride_w = b.expand_stride_w;
-  g.expand_pad_h = b.expand_pad_h;
-  g.expand_pad_w = b.expand_pad_w;
-  g.out_h = b.out_h;
-  g.out_w = b.out_w;
-  g.out_c = b.out_c;
-  g.residual = b.add != nullptr;
-  g.window = b.window;
-  return g;
+namespace {
+
+// The fused chain's units against its input A (stage 0 reads it) and output E (the last
+// stage writes it), in the schedule's order (kernels/block_schedule.h). Rows mode: each B
+// row of stage 0 reads the A rows it is computed from (from the first one inside A) and
+// writes only the workspace. Window mode: each pixel of stage 0 first reads the A pixels of
+// its window (from the first inside A). Then a pixel's unit: stage 0 reads the A pixel with
+// the residual ADD; the last stage writes the pixel. Middle stages touch neither.
+class ScanVisitor {
+ public:
+  ScanVisitor(const BlockGeometry* g, int32_t n, Scan* scan) : g_(g), n_(n), scan_(scan) {}
+  void BRow(int32_t s, int32_t by) {
+    if (s != 0) return;
+    int32_t lo, hi;
+    ExpansionRows(g_[0], by, by + 1, &lo, &hi);
+    scan_->Unit(int64_t{lo} * g_[0].in_w * g_[0].in_c, kNoWrite, true);
+  }
+  void Pixel(int32_t s, int32_t oy, int32_t ox, int32_t y0, int32_t ky0, int32_t ky1) {
+    const BlockGeometry& g = g_[s];
+    if (s == 0 && g.window) {
+      const int64_t x0 = int64_t{ox} * g.stride_w - g.pad_w;
+      const int64_t kx0 = Max(0, -x0), kx1 = Min(g.kernel_w, g.mid_w - x0);
+      if (ky1 > ky0 && kx1 > kx0) {
+        const int64_t ay = Max(0, int64_t{y0 + ky0} * g.expand_stride_h - g.expand_pad_h);
+        const int64_t ax = Max(0, (x0 + kx0) * g.expand_stride_w - g.expand_pad_w);
+        scan_->Unit((ay * g.in_w + ax) * g.in_c, kNoWrite, true);
+      }
+    }
+    if (s != 0 && s != n_ - 1) return;
+    const int64_t px = int64_t{oy} * g.out_w + ox;
+    const int64_t read = s == 0 && g.residual ? px * g.in_c : kNoRead;
+    scan_->Unit(read, s == n_ - 1 ? (px + 1) * g.out_c : kNoWrite, true);
+  }
+  void Rows(int32_t, int32_t, int32_t) {}
+
+ private:
+  const BlockGeometry* g_;
+  int32_t n_;
+  Scan* scan_;
+};
+
+}  // namespace
+
+int64_t BlockMinDisplacement(const BlockGeometry* g, int32_t n) {
+  int32_t rows[kMaxChainStages];
+  if (!ChainRingRows(g, n, rows)) return kNoOverlap;
+  for (int32_t s = 0; s < n; ++s)
+    if (g[s].stride_w < 1 || g[s].expand_stride_w < 1) return kNoOverlap;
+  Scan scan;
+  ScanVisitor visitor(g, n, &scan);
+  ChainSchedule<ScanVisitor>(g, n, &visitor).Run();
+  return scan.Result();
 }
 
-// Units of the fused kernel (kernels/inverted_bottleneck.h). Rows mode, per output row: each
-// B row it newly needs (reads the A rows it is computed from, from the first one inside A;
-// writes only the workspace), then each output pixel (reads the A pixel with the residual
-// ADD, writes the pixel). Window mode, per output pixel: one unit reading the A pixels of its
-// window (from the first inside A), then the pixel's unit.
-int64_t BlockMinDisplacement(const BlockGeometry& g) {
-  if (g.stride_h < 1 || g.stride_w < 1) return kNoOverlap;
-  auto taps = [](int64_t origin, int64_t kernel, int64_t size, int64_t* first, int64_t* last) {
-    *first = Max(0, -origin);
-    *last = Min(kernel, size - origin);
-  };
-  Scan scan;
-  int64_t next_row = 0;
-  for (int64_t oy = 0; oy < g.out_h; ++oy) {
-    const int64_t y0 = oy * g.stride_h - g.pad_h;
-    int64_t ky0, ky1;
-    taps(y0, g.kernel_h, g.mid_h, &ky0, &ky1);
-    if (!g.window) {
-      const int64_t need = ky1 > ky0 ? y0 + ky1 : next_row;
-      for (; next_row < need; ++next_row)
-        scan.Unit(Max(0, next_row * g.expand_stride_h - g.expand_pad_h) * g.in_w * g.in_c,
-                  kNoWrite, true);
-    }
-    for (int64_t ox = 0; ox < g.out_w; ++ox) {
-      if (g.window) {
-        const int64_t x0 = ox * g.stride_w - g.pad_w;
-        int64_t kx0, kx1;
-        taps(x0, g.kernel_w, g.mid_w, &kx0, &kx1);
-        if (ky1 > ky0 && kx1 > kx0) {
-          const int64_t ay = Max(0, (y0 + ky0) * g.expand_stride_h - g.expand_pad_h);
-          const int64_t ax = Max(0, (x0 + kx0) * g.expand_stride_w - g.expand_pad_w);
-          scan.Unit((ay * g.in_w + ax) * g.in_c, kNoWrite, true);
-        }
-      }
-      const int64_t px = oy * g.out_w + ox;
-      scan.Unit(g.residual ? px * g.in_c : kNoRead, (px + 1) * g.out_c, true);
-    }
-  }
-  return scan.Result();
+int64_t BlockMinDisplacement(const Bottleneck& b) {
+  BlockGeometry g[kMaxChainStages];
+  if (b.count < 1 || b.count > kMaxChainStages) return kNoOverlap;
+  for (int32_t s = 0; s < b.count; ++s) g[s] = GeometryOf(b, s);
+  return BlockMinDisplacement(g, b.count);
 }
 
 }  // namespace tflm_vmcu

@@ -18,6 +18,7 @@
 
 #include <stdint.h>
 
+#include "kernels/block_schedule.h"
 #include "kernels/kernel.h"
 
 namespace tflm_vmcu {
@@ -43,25 +44,14 @@ struct AccessOp {
   const Tensor* output = nullptr;
 };
 
-// The geometry of a fused inverted bottleneck that its access order depends on.
-struct BlockGeometry {
-  int32_t in_w = 0, in_c = 0, mid_h = 0, mid_w = 0;
-  int32_t kernel_h = 0, kernel_w = 0, stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0;
-  int32_t expand_stride_h = 1, expand_stride_w = 1;
-  int32_t expand_pad_h = 0, expand_pad_w = 0;  // top/left padding of a KxK expansion
-  int32_t out_h = 0, out_w = 0, out_c = 0;
-  bool residual = false;  // the block ends with ADD(A, D): output pixels read A
-  bool window = false;    // window mode (else rows mode)
-};
-BlockGeometry GeometryOf(const Bottleneck& b);
-
 // Smallest d = in_base - out_base (bytes) that keeps every unit's writes off bytes of
 // input `pos` still to be read; kNoOverlap when the output must not overlap that input.
 int64_t MinDisplacement(const AccessOp& op, int32_t pos,
                         KernelLibrary library = KernelLibrary::kRuntime);
 
-// The same for a fused inverted bottleneck, its input A and output E (the workspace never
-// overlaps anything).
-int64_t BlockMinDisplacement(const BlockGeometry& g);
+// The same for a fused chain of inverted bottlenecks (kernels/block_schedule.h), its input
+// and output (the workspace never overlaps anything); kNoOverlap for a malformed chain.
+int64_t BlockMinDisplacement(const BlockGeometry* g, int32_t n);
+int64_t BlockMinDisplacement(const Bottleneck& b);
 
 }  // namespace tflm_vmcu

@@ -425,6 +425,7 @@ Status Interpreter::ApplyBlocks(uint32_t pool) {
       return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for %u fused blocks",
                   static_cast<unsigned>(memory_size_), plan_num_blocks_);
   }
+  BlockStage stages[kMaxChainStages];
   for (uint32_t k = 0; k < plan_num_blocks_; ++k) {
     const uint32_t first = word(kBlockWords * k);
     const uint32_t last = word(kBlockWords * k + 1);
@@ -448,11 +449,19 @@ Status Interpreter::ApplyBlocks(uint32_t pool) {
     }
     Bottleneck b;
     char why[128];
-    if (!MakeBottleneck(block, static_cast<int32_t>(last - first + 1), &b, why, sizeof(why)))
+    if (!MakeBottleneck(block, static_cast<int32_t>(last - first + 1), stages, &b, why,
+                        sizeof(why)))
       return Fail(Status::kInvalidModel,
-                  "the memory plan fuses operators %u..%u, which are not an inverted "
-                  "bottleneck: %s",
+                  "the memory plan fuses operators %u..%u, which are not a chain of inverted "
+                  "bottlenecks: %s",
                   first, last, why);
+    // The stages live in runtime state, as the block does.
+    b.stages = static_cast<BlockStage*>(
+        AllocateTail(sizeof(BlockStage) * static_cast<size_t>(b.count), alignof(BlockStage)));
+    if (b.stages == nullptr)
+      return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for %u fused blocks",
+                  static_cast<unsigned>(memory_size_), plan_num_blocks_);
+    for (int32_t s = 0; s < b.count; ++s) b.stages[s] = stages[s];
     // Tensors produced inside the block (all but its output) never exist: nothing else
     // may read them.
     for (uint32_t j = first; j < last; ++j) {

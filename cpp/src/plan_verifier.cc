@@ -195,8 +195,7 @@ Status Interpreter::VerifyPlan() {
         if (dies) {
           AccessOp a = access;
           a.output = &out;
-          need =
-              b != nullptr ? BlockMinDisplacement(GeometryOf(*b)) : NeededDisplacement(a, &in, d);
+          need = b != nullptr ? BlockMinDisplacement(*b) : NeededDisplacement(a, &in, d);
         }
         if (dies && OverlapAllowed(in, d, need, pool)) continue;
         if (!dies || need < 0)

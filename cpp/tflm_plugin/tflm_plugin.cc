@@ -735,7 +735,8 @@ TfLiteStatus PrepareBlock(TfLiteContext* context, TfLiteNode* node) {
                 operands[j].outputs[0], ctx.op_data()};
   }
   Bottleneck b;
-  if (!MakeBottleneck(ops, static_cast<int32_t>(nested.count), &b, why, sizeof(why)))
+  BlockStage stages[kMaxChainStages];
+  if (!MakeBottleneck(ops, static_cast<int32_t>(nested.count), stages, &b, why, sizeof(why)))
     return BlockFail(op, why);
   if (info.num_inputs < 1 || info.num_outputs != 1 || b.input->index != info.Input(0) ||
       b.output->index != info.Output(0))
@@ -757,12 +758,22 @@ TfLiteStatus PrepareBlock(TfLiteContext* context, TfLiteNode* node) {
   }
   b.first_op = b.last_op = static_cast<uint32_t>(op);
   if (!OverlapSafe(*p, op, "fused block", *b.input, *b.output,
-                   [&](uint32_t) { return BlockMinDisplacement(GeometryOf(b)); }))
+                   [&](uint32_t) { return BlockMinDisplacement(b); }))
     return kTfLiteError;
+  // The stages in the arena's persistent part; their tensors were loaded for Prepare only.
+  void* raw =
+      context->AllocatePersistentBuffer(context, sizeof(BlockStage) * static_cast<size_t>(b.count));
+  if (raw == nullptr) return BlockFail(op, "no arena left for its state");
+  b.stages = static_cast<BlockStage*>(raw);
   state->input = *b.input;
   state->output = *b.output;
   b.input = &state->input;
   b.output = &state->output;
+  for (int32_t s = 0; s < b.count; ++s) {
+    b.stages[s] = stages[s];
+    b.stages[s].input = s == 0 ? b.input : nullptr;
+    b.stages[s].output = s + 1 == b.count ? b.output : nullptr;
+  }
   state->block = b;
   return kTfLiteOk;
 }

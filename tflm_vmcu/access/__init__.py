@@ -47,31 +47,49 @@ def min_displacement(
     return None if d < 0 else int(d)
 
 
-def block_min_displacement(block: Any) -> int:
-    """The same for a fused inverted bottleneck (tflm_vmcu.fusion.Block), its input A and
-    output E."""
-    return int(
-        _runtime.block_min_displacement(
-            {
-                "in_w": block.in_shape[1],
-                "in_c": block.in_shape[2],
-                "mid_h": block.mid_shape[0],
-                "mid_w": block.mid_shape[1],
-                "kernel_h": block.kernel[0],
-                "kernel_w": block.kernel[1],
-                "stride_h": block.stride[0],
-                "stride_w": block.stride[1],
-                "pad_h": block.pad[0],
-                "pad_w": block.pad[1],
-                "expand_stride_h": block.expand_stride[0],
-                "expand_stride_w": block.expand_stride[1],
-                "expand_pad_h": block.expand_pad[0],
-                "expand_pad_w": block.expand_pad[1],
-                "out_h": block.out_shape[0],
-                "out_w": block.out_shape[1],
-                "out_c": block.out_shape[2],
-                "residual": block.has_residual,
-                "window": block.window,
-            }
-        )
-    )
+def block_geometry(block: Any, window: bool) -> dict[str, Any]:
+    """BlockGeometry (cpp/src/kernels/block_schedule.h) of one fused block
+    (tflm_vmcu.fusion.Block)."""
+    in_h, in_w, in_c = block.in_shape
+    mid_h, mid_w, mid_c = block.mid_shape
+    out_h, out_w, out_c = block.out_shape
+    return {
+        "in_h": in_h,
+        "in_w": in_w,
+        "in_c": in_c,
+        "mid_h": mid_h,
+        "mid_w": mid_w,
+        "mid_c": mid_c,
+        "kernel_h": block.kernel[0],
+        "kernel_w": block.kernel[1],
+        "stride_h": block.stride[0],
+        "stride_w": block.stride[1],
+        "pad_h": block.pad[0],
+        "pad_w": block.pad[1],
+        "expand_kernel_h": block.expand_kernel[0],
+        "expand_kernel_w": block.expand_kernel[1],
+        "expand_stride_h": block.expand_stride[0],
+        "expand_stride_w": block.expand_stride[1],
+        "expand_pad_h": block.expand_pad[0],
+        "expand_pad_w": block.expand_pad[1],
+        "out_h": out_h,
+        "out_w": out_w,
+        "out_c": out_c,
+        "residual": block.has_residual,
+        "window": window,
+    }
+
+
+def _stages(fused: Any) -> list[dict[str, Any]]:
+    return [block_geometry(b, fused.window) for b in fused.stages]
+
+
+def block_min_displacement(fused: Any) -> int:
+    """The same for a fused block or chain (tflm_vmcu.fusion.Block or Chain), its input and
+    output."""
+    return int(_runtime.block_min_displacement(_stages(fused)))
+
+
+def workspace_bytes(fused: Any) -> int:
+    """Workspace bytes the fused kernel needs for a block or chain (-1: malformed)."""
+    return int(_runtime.chain_workspace_bytes(_stages(fused)))

@@ -6,7 +6,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 
-from ..fusion import Block, block_candidates, planning_graph
+from ..fusion import Fused, block_candidates, chain_candidates, planning_graph
 from ..ir import Graph, check_graph
 from .plan import FusedBlock, Plan
 from .ring import OverlapRule, plan_ring, runtime_rule, segment_lower_bound
@@ -21,7 +21,7 @@ def _runtime_planner(virtual: Graph, spans: list[tuple[int, int]]) -> Plan:
 
 
 def plan_with_blocks(
-    graph: Graph, blocks: Sequence[Block], planner: VirtualPlanner = _runtime_planner
+    graph: Graph, blocks: Sequence[Fused], planner: VirtualPlanner = _runtime_planner
 ) -> Plan:
     """The ring plan with `blocks` fused, in terms of the original graph's operators."""
     virtual, spans = planning_graph(graph, blocks)
@@ -59,7 +59,7 @@ def plan_with_blocks(
 FUSION_MODES = ("rows", "window", "off")
 
 
-def _block_need(graph: Graph, block: Block) -> int:
+def _block_need(graph: Graph, block: Fused) -> int:
     """Segment-level bytes of the steps of `block` fused (its workspace, then the block):
     the same whatever else is fused, since the tensors live across a block are the same."""
     virtual, spans = planning_graph(graph, [block])
@@ -68,8 +68,8 @@ def _block_need(graph: Graph, block: Block) -> int:
 
 
 def choose_blocks(
-    graph: Graph, candidates: Sequence[Block], rule: OverlapRule = runtime_rule
-) -> tuple[list[Block], int]:
+    graph: Graph, candidates: Sequence[Fused], rule: OverlapRule = runtime_rule
+) -> tuple[list[Fused], int]:
     """The non-overlapping candidates to fuse, and the segment-level bound of the pool they
     give: the smallest bound of any choice, exactly.
 
@@ -77,11 +77,11 @@ def choose_blocks(
     (segment_lower_bound) depends only on how that step runs: a block's inner tensors live
     only inside it. So the bound of a choice is the max over its steps, and dynamic
     programming over the operators finds the least max. Of the choices that reach it, the
-    one with the fewest blocks in window mode, then the fewest blocks (the others cost
-    time and save nothing)."""
+    one with the fewest blocks in window mode, then the fewest links between chained blocks,
+    then the fewest fused kernels (the others cost time and save nothing)."""
     n = len(graph.operators)
     _, op_need = segment_lower_bound(graph, rule)
-    starts: dict[int, list[tuple[Block, int]]] = {}
+    starts: dict[int, list[tuple[Fused, int]]] = {}
     for b in candidates:
         starts.setdefault(b.ops[0], []).append((b, _block_need(graph, b)))
     least = [0] * (n + 1)  # least[i]: smallest max need over operators i..n-1
@@ -90,10 +90,10 @@ def choose_blocks(
         for b, need in starts.get(i, []):
             least[i] = min(least[i], max(need, least[b.ops[-1] + 1]))
     bound = least[0]
-    # Fewest (window blocks, blocks) that keep every step within the bound.
-    cost: list[tuple[int, int] | None] = [None] * (n + 1)
-    pick: list[Block | None] = [None] * (n + 1)
-    cost[n] = (0, 0)
+    # Fewest (window blocks, chain links, fused kernels) that keep every step in the bound.
+    cost: list[tuple[int, int, int] | None] = [None] * (n + 1)
+    pick: list[Fused | None] = [None] * (n + 1)
+    cost[n] = (0, 0, 0)
     for i in reversed(range(n)):
         alone = cost[i + 1]
         if op_need[i] <= bound and alone is not None:
@@ -102,11 +102,12 @@ def choose_blocks(
             rest = cost[b.ops[-1] + 1]
             if need > bound or rest is None:
                 continue
-            mine = (rest[0] + b.window, rest[1] + 1)
+            stages = len(b.stages)
+            mine = (rest[0] + stages * b.window, rest[1] + stages - 1, rest[2] + 1)
             now = cost[i]
             if now is None or mine < now:
                 cost[i], pick[i] = mine, b
-    chosen: list[Block] = []
+    chosen: list[Fused] = []
     i = 0
     while i < n:
         chosen_here = pick[i]
@@ -125,17 +126,18 @@ def plan_model(
     rule: OverlapRule = runtime_rule,
 ) -> Plan:
     """The ring plan of the runtime. With fusion "rows", the inverted-bottleneck blocks
-    that give the smallest pool (choose_blocks), in rows mode: as fast as the unfused ops.
-    With "window", blocks may also run in window mode (less memory, several times more
-    work in those blocks) where that lowers the pool. "off" fuses nothing. `planner` plans
-    the chosen graph and `rule` is its kernels' overlap rule (the TFLM plug-in's keeps the
-    tensors of TFLM's kernels flat). The notes record, per fused block, the pool bytes
-    fusing it saves."""
+    and chains of blocks that give the smallest pool (choose_blocks), in rows mode: each
+    value computed once, as by the unfused ops. With "window", blocks and chains may also
+    run in window mode (less memory, several times more work in those blocks) where that
+    lowers the pool. "off" fuses nothing. `planner` plans the chosen graph and `rule` is its
+    kernels' overlap rule (the TFLM plug-in's keeps the tensors of TFLM's kernels flat).
+    The notes record, per fused block or chain, the pool bytes fusing it saves."""
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, not '{fusion}'")
     check_graph(graph)
     start = time.perf_counter()
-    candidates = block_candidates(graph) if fusion != "off" else []
+    blocks = block_candidates(graph) if fusion != "off" else []
+    candidates: list[Fused] = [*blocks, *chain_candidates(graph, blocks)]
     options = candidates + (
         [dataclasses.replace(b, window=True) for b in candidates] if fusion == "window" else []
     )
@@ -147,7 +149,8 @@ def plan_model(
         report.append(
             {
                 "ops": [b.ops[0], b.ops[-1]],
-                "pattern": " > ".join(b.names),
+                "pattern": b.pattern,
+                "blocks": len(b.stages),
                 "mode": "window" if b.window else "rows",
                 "workspace_bytes": b.workspace_bytes,
                 "unfused_pool_bytes": without.pool_bytes,

@@ -42,8 +42,8 @@ bool IsPointwise(const BlockOp& op, const Tensor* in) {
 // dilation, at most kMaxBlockKernel a side, and an input patch of at most kMaxExpandPatch.
 bool IsExpansion(const BlockOp& op, const Tensor* in) {
   const Tensor* f = op.num_inputs > 1 ? op.inputs[1] : nullptr;
-  if (op.builtin_code != kConv2DCode || op.inputs[0] != in || f == nullptr ||
-      f->shape.rank != 4 || f->shape.dims[3] != in->shape.dims[3] || !Is4D(op.output) ||
+  if (op.builtin_code != kConv2DCode || op.inputs[0] != in || f == nullptr || f->shape.rank != 4 ||
+      f->shape.dims[3] != in->shape.dims[3] || !Is4D(op.output) ||
       op.output->shape.dims[3] != f->shape.dims[0] || op.options->dilation_h != 1 ||
       op.options->dilation_w != 1)
     return false;
@@ -148,47 +148,126 @@ bool IsSpatialPad(const BlockOp& op, const Tensor* in, int32_t* top, int32_t* le
 
 }  // namespace
 
-uint32_t BottleneckWorkspaceBytes(const Bottleneck& b) {
-  // In 64 bits: a hostile model's shapes must not overflow (the plan's workspace, which
-  // must hold this many bytes inside the pool, is at most 2 GiB).
-  const int64_t b_bytes = int64_t{b.kernel_h} * (b.window ? b.kernel_w : b.mid_w) * b.mid_c;
-  const int64_t patch = b.expand_kernel_h * b.expand_kernel_w > 1
-                            ? int64_t{b.expand_kernel_h} * b.expand_kernel_w * b.in_c
-                            : 0;
-  const int64_t bytes = b_bytes + b.mid_c + b.out_c + b.in_c + patch;
-  return bytes > 0x7fffffff ? 0xffffffffu : static_cast<uint32_t>(bytes);
+BlockGeometry GeometryOf(const Bottleneck& b, int32_t s) {
+  const BlockStage& t = b.stages[s];
+  BlockGeometry g;
+  g.in_h = t.in_h;
+  g.in_w = t.in_w;
+  g.in_c = t.in_c;
+  g.mid_h = t.mid_h;
+  g.mid_w = t.mid_w;
+  g.mid_c = t.mid_c;
+  g.kernel_h = t.kernel_h;
+  g.kernel_w = t.kernel_w;
+  g.stride_h = t.stride_h;
+  g.stride_w = t.stride_w;
+  g.pad_h = t.pad_h;
+  g.pad_w = t.pad_w;
+  g.expand_kernel_h = t.expand_kernel_h;
+  g.expand_kernel_w = t.expand_kernel_w;
+  g.expand_stride_h = t.expand_stride_h;
+  g.expand_stride_w = t.expand_stride_w;
+  g.expand_pad_h = t.expand_pad_h;
+  g.expand_pad_w = t.expand_pad_w;
+  g.out_h = t.out_h;
+  g.out_w = t.out_w;
+  g.out_c = t.out_c;
+  g.residual = t.add != nullptr;
+  g.window = b.window;
+  return g;
 }
 
-bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* why,
-                    uint32_t why_size) {
-  Bottleneck b;
-  int32_t k = 0;
-  if (count < 2 || count > kMaxBlockOps || ops[0].num_inputs < 1 || !Is4D(ops[0].inputs[0]) ||
-      ops[0].inputs[0]->is_const) {
-    Format(why, why_size,
-           "a block is 2 to %d operators starting from a 4-D batch-1 activation tensor",
-           kMaxBlockOps);
-    return false;
+namespace {
+
+// The rows of stage s's output that stage s + 1 reads at once, from the schedule.
+class RingRowsVisitor {
+ public:
+  explicit RingRowsVisitor(int32_t* rows) : rows_(rows) {}
+  void BRow(int32_t, int32_t) {}
+  void Pixel(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t) {}
+  void Rows(int32_t s, int32_t lo, int32_t produced) {
+    if (produced - lo > rows_[s - 1]) rows_[s - 1] = produced - lo;
   }
-  b.input = ops[0].inputs[0];
+
+ private:
+  int32_t* rows_;
+};
+
+int64_t Clamp32(int64_t v) { return v > 0xffffffffLL ? 0xffffffffLL : v; }
+
+}  // namespace
+
+bool ChainRingRows(const BlockGeometry* g, int32_t n, int32_t* rows) {
+  if (n < 1 || n > kMaxChainStages) return false;
+  for (int32_t s = 0; s < n; ++s) {
+    rows[s] = 0;
+    if (g[s].stride_h < 1 || g[s].expand_stride_h < 1 || g[s].kernel_h < 1 || g[s].out_h < 0)
+      return false;
+    if (s > 0 &&
+        (g[s].in_h != g[s - 1].out_h || g[s].in_w != g[s - 1].out_w || g[s].in_c != g[s - 1].out_c))
+      return false;
+    if (g[s].residual && (g[s].in_h != g[s].out_h || g[s].in_w != g[s].out_w)) return false;
+  }
+  RingRowsVisitor visitor(rows);
+  ChainSchedule<RingRowsVisitor>(g, n, &visitor).Run();
+  return true;
+}
+
+uint32_t StageWorkspaceBytes(const BlockGeometry& g) {
+  // In 64 bits: a hostile model's shapes must not overflow (the plan's workspace, which
+  // must hold this many bytes inside the pool, is at most 2 GiB).
+  const int64_t b_bytes = int64_t{g.kernel_h} * (g.window ? g.kernel_w : g.mid_w) * g.mid_c;
+  const int64_t patch = g.expand_kernel_h * g.expand_kernel_w > 1
+                            ? int64_t{g.expand_kernel_h} * g.expand_kernel_w * g.in_c
+                            : 0;
+  return static_cast<uint32_t>(Clamp32(b_bytes + g.mid_c + g.out_c + g.in_c + patch));
+}
+
+uint32_t ChainWorkspaceBytes(const BlockGeometry* g, int32_t n) {
+  int32_t rows[kMaxChainStages];
+  if (!ChainRingRows(g, n, rows)) return 0xffffffffu;
+  int64_t bytes = 0;
+  for (int32_t s = 0; s < n; ++s) {
+    bytes += StageWorkspaceBytes(g[s]);
+    if (s + 1 < n) bytes += int64_t{rows[s]} * g[s].out_w * g[s].out_c;
+  }
+  return static_cast<uint32_t>(Clamp32(bytes));
+}
+
+uint32_t BottleneckWorkspaceBytes(const Bottleneck& b) {
+  BlockGeometry g[kMaxChainStages];
+  if (b.count < 1 || b.count > kMaxChainStages) return 0xffffffffu;
+  for (int32_t s = 0; s < b.count; ++s) g[s] = GeometryOf(b, s);
+  return ChainWorkspaceBytes(g, b.count);
+}
+
+namespace {
+
+// Parses one block of a chain from ops[*k] on, reading `input`; advances *k past it.
+bool ParseStage(const BlockOp* ops, int32_t count, int32_t* k_io, const Tensor* input,
+                BlockStage* out, char* why, uint32_t why_size) {
+  BlockStage b;
+  int32_t k = *k_io;
+  const int32_t start = k;
+  b.input = input;
   const Tensor* x = b.input;
   int32_t in_pad_top = 0;
   int32_t in_pad_left = 0;
-  if (ops[0].builtin_code == kPadCode && ops[1].builtin_code == kConv2DCode) {
+  if (k + 1 < count && ops[k].builtin_code == kPadCode && ops[k + 1].builtin_code == kConv2DCode) {
     // A PAD of A before a KxK expansion: its taps add 0, as the conv's own padding.
-    if (!IsSpatialPad(ops[0], x, &in_pad_top, &in_pad_left)) {
-      Format(why, why_size, "operator 0 is not a PAD of rows and columns only");
+    if (!IsSpatialPad(ops[k], x, &in_pad_top, &in_pad_left)) {
+      Format(why, why_size, "operator %d is not a PAD of rows and columns only", k);
       return false;
     }
-    x = ops[0].output;
-    k = 1;
+    x = ops[k].output;
+    ++k;
   }
   if (ops[k].builtin_code == kConv2DCode) {
     if (!IsExpansion(ops[k], x)) {
       Format(why, why_size,
-             "the expansion is not a CONV_2D of the block input (no dilation, kernel at most "
-             "%dx%d, input patch at most %d bytes)",
-             kMaxBlockKernel, kMaxBlockKernel, kMaxExpandPatch);
+             "operator %d is not a CONV_2D expansion of the block input (no dilation, kernel at "
+             "most %dx%d, input patch at most %d bytes)",
+             k, kMaxBlockKernel, kMaxBlockKernel, kMaxExpandPatch);
       return false;
     }
     const Tensor* f = ops[k].inputs[1];
@@ -203,13 +282,12 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
     // Patch taps outside A hold the input zero point, which the input offset cancels.
     const int32_t zero_point = -b.expand.data->input_offset;
     if (b.expand_kernel_h * b.expand_kernel_w > 1 && (zero_point < -128 || zero_point > 127)) {
-      Format(why, why_size, "the expansion's input zero point %d is not an int8 value",
-             zero_point);
+      Format(why, why_size, "the expansion's input zero point %d is not an int8 value", zero_point);
       return false;
     }
     x = ops[k].output;
     ++k;
-  } else if (k > 0) {
+  } else if (k > start) {
     Format(why, why_size, "the PAD of the block input is not followed by its expansion");
     return false;
   }
@@ -235,7 +313,7 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
       dw.output->shape.dims[3] != x->shape.dims[3] || dw.options->dilation_h != 1 ||
       dw.options->dilation_w != 1) {
     Format(why, why_size, "operator %d is not a depthwise conv (multiplier 1, no dilation) of %s",
-           k, k == 0 ? "the block input" : "the expansion");
+           k, k == start ? "the block input" : "the expansion");
     return false;
   }
   b.depthwise = Conv(dw);
@@ -257,23 +335,21 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
   }
   b.project = Conv(ops[k + 1]);
   b.output = ops[k + 1].output;
-  if (k + 2 < count) {
-    const BlockOp& add = ops[k + 2];
+  k += 2;
+  if (k < count && ops[k].builtin_code == kAddCode) {
+    const BlockOp& add = ops[k];
     const bool first = add.num_inputs == 2 && add.inputs[0] == b.input && add.inputs[1] == b.output;
     const bool second =
         add.num_inputs == 2 && add.inputs[1] == b.input && add.inputs[0] == b.output;
-    if (add.builtin_code != kAddCode || !(first || second) || b.input->shape != b.output->shape ||
+    if (!(first || second) || b.input->shape != b.output->shape ||
         add.output->shape != b.output->shape) {
-      Format(why, why_size, "the last operator is not an ADD of the block input and output");
+      Format(why, why_size, "operator %d is not an ADD of the block input and output", k);
       return false;
     }
     b.add = static_cast<const AddParams*>(add.op_data);
     b.input_is_add_input1 = first;
     b.output = add.output;
-  }
-  if (k + 2 + (b.add != nullptr ? 1 : 0) != count) {
-    Format(why, why_size, "the block has %d operators after its pattern", count);
-    return false;
+    ++k;
   }
   b.in_h = b.input->shape.dims[1];
   b.in_w = b.input->shape.dims[2];
@@ -289,11 +365,46 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
   // A 1x1 expansion's taps: B pixel (i, j) is A pixel (i * stride, j * stride). (A KxK
   // expansion reads only the taps of its patch inside A.)
   const bool pointwise = b.expand_kernel_h * b.expand_kernel_w == 1;
-  if (b.has_expand &&
-      (b.expand_stride_h <= 0 || b.expand_stride_w <= 0 ||
-       (pointwise && (int64_t{b.mid_h - 1} * b.expand_stride_h >= b.in_h ||
-                      int64_t{b.mid_w - 1} * b.expand_stride_w >= b.in_w)))) {
+  if (b.has_expand && (b.expand_stride_h <= 0 || b.expand_stride_w <= 0 ||
+                       (pointwise && (int64_t{b.mid_h - 1} * b.expand_stride_h >= b.in_h ||
+                                      int64_t{b.mid_w - 1} * b.expand_stride_w >= b.in_w)))) {
     Format(why, why_size, "the expansion's strides do not match its shapes");
+    return false;
+  }
+  *out = b;
+  *k_io = k;
+  return true;
+}
+
+}  // namespace
+
+bool MakeBottleneck(const BlockOp* ops, int32_t count, BlockStage* stages, Bottleneck* out,
+                    char* why, uint32_t why_size) {
+  if (count < 2 || count > kMaxBlockOps || ops[0].num_inputs < 1 || !Is4D(ops[0].inputs[0]) ||
+      ops[0].inputs[0]->is_const) {
+    Format(why, why_size,
+           "a block is 2 to %d operators starting from a 4-D batch-1 activation tensor",
+           kMaxBlockOps);
+    return false;
+  }
+  Bottleneck b;
+  b.stages = stages;
+  const Tensor* x = ops[0].inputs[0];
+  for (int32_t k = 0; k < count;) {
+    if (b.count == kMaxChainStages) {
+      Format(why, why_size, "the chain has more than %d blocks", kMaxChainStages);
+      return false;
+    }
+    if (!ParseStage(ops, count, &k, x, &stages[b.count], why, why_size)) return false;
+    x = stages[b.count++].output;
+  }
+  b.input = stages[0].input;
+  b.output = stages[b.count - 1].output;
+  int32_t rows[kMaxChainStages];
+  BlockGeometry g[kMaxChainStages];
+  for (int32_t s = 0; s < b.count; ++s) g[s] = GeometryOf(b, s);
+  if (!ChainRingRows(g, b.count, rows)) {
+    Format(why, why_size, "the chain's blocks do not fit together");
     return false;
   }
   *out = b;
@@ -302,38 +413,111 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, Bottleneck* out, char* wh
 
 namespace {
 
-// One evaluation of a block: the views and the steps both modes share.
-class BlockRun {
+// One stage's evaluation state inside a chain: its views, where its input and output rows
+// are, and the steps both modes share.
+class StageRun {
  public:
-  BlockRun(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, HazardState* hazard)
-      : b_(b),
-        in_(b.input, pool, pool_size, b.input->offset, hazard),
-        out_(b.output, pool, pool_size, b.output->offset, hazard),
-        ws_(&b.workspace, pool, pool_size, b.workspace_offset, hazard),
-        in_c_(static_cast<uint32_t>(b.in_c)),
-        mid_c_(static_cast<uint32_t>(b.mid_c)),
-        out_c_(static_cast<uint32_t>(b.out_c)),
-        c_at_(b.window ? static_cast<uint32_t>(b.kernel_h * b.kernel_w) * mid_c_
-                       : static_cast<uint32_t>(b.kernel_h * b.mid_w) * mid_c_),
-        d_at_(c_at_ + mid_c_),
-        // Staging for an A pixel that wraps around the pool end (the workspace never wraps).
-        stage_(ws_.BeginWrite(d_at_ + out_c_, in_c_, nullptr)),
-        patch_at_(d_at_ + out_c_ + in_c_),
-        patch_bytes_(static_cast<uint32_t>(b.expand_kernel_h * b.expand_kernel_w) * in_c_) {}
+  StageRun() = default;
+  // `in_ring_rows` / `out_ring_rows`: 0 when the stage reads the chain input / writes the
+  // chain output in the pool, else the rows of the ring in the workspace at `*_ring_at`.
+  void Init(const BlockStage& b, bool window, const RingBytes& in, const RingBytes& out,
+            const RingBytes& ws, uint32_t ws_at, int32_t in_ring_rows, uint32_t in_ring_at,
+            int32_t out_ring_rows, uint32_t out_ring_at) {
+    b_ = &b;
+    window_ = window;
+    in_ = in;
+    out_ = out;
+    ws_ = ws;
+    in_c_ = static_cast<uint32_t>(b.in_c);
+    mid_c_ = static_cast<uint32_t>(b.mid_c);
+    out_c_ = static_cast<uint32_t>(b.out_c);
+    ring_row_ = static_cast<uint32_t>(b.mid_w) * mid_c_;
+    window_row_ = static_cast<uint32_t>(b.kernel_w) * mid_c_;
+    b_at_ = ws_at;
+    c_at_ = ws_at + static_cast<uint32_t>(b.kernel_h) * (window ? window_row_ : ring_row_);
+    d_at_ = c_at_ + mid_c_;
+    // Staging for an A pixel that wraps around the pool end (the workspace never wraps).
+    stage_ = ws_.BeginWrite(d_at_ + out_c_, in_c_, nullptr);
+    patch_at_ = d_at_ + out_c_ + in_c_;
+    patch_bytes_ = static_cast<uint32_t>(b.expand_kernel_h * b.expand_kernel_w) * in_c_;
+    in_ring_rows_ = in_ring_rows;
+    in_ring_at_ = in_ring_at;
+    out_ring_rows_ = out_ring_rows;
+    out_ring_at_ = out_ring_at;
+  }
+
+  // Rows mode: B row `by` into the ring of kernel_h rows.
+  void BRow(int32_t by) {
+    const uint32_t slot = b_at_ + static_cast<uint32_t>(by % b_->kernel_h) * ring_row_;
+    for (int32_t bx = 0; bx < b_->mid_w; ++bx) {
+      const uint32_t at = slot + static_cast<uint32_t>(bx) * mid_c_;
+      if (bx + 1 < b_->mid_w && ComputeBPair(by, bx, at)) {
+        ++bx;
+      } else {
+        ComputeB(by, bx, at);
+      }
+    }
+  }
+
+  // Output pixel (oy, ox), its depthwise window starting at B row y0 with valid rows
+  // [ky0, ky1). Window mode: the window's B pixels computed afresh first.
+  void Pixel(int32_t oy, int32_t ox, int32_t y0, int32_t ky0, int32_t ky1) {
+    const int32_t x0 = ox * b_->stride_w - b_->pad_w;
+    int kx0, kx1;
+    ValidTaps(x0, 1, b_->kernel_w, b_->mid_w, &kx0, &kx1);
+    uint32_t row_at[kMaxBlockKernel];
+    for (int ky = ky0; ky < ky1 && kx1 > kx0; ++ky) {
+      if (!window_) {
+        row_at[ky] = b_at_ + static_cast<uint32_t>((y0 + ky) % b_->kernel_h) * ring_row_ +
+                     static_cast<uint32_t>(x0 + kx0) * mid_c_;
+        continue;
+      }
+      row_at[ky] =
+          b_at_ + static_cast<uint32_t>(ky) * window_row_ + static_cast<uint32_t>(kx0) * mid_c_;
+      for (int kx = kx0; kx < kx1; ++kx) {
+        ComputeB(y0 + ky, x0 + kx, row_at[ky] + static_cast<uint32_t>(kx - kx0) * mid_c_);
+      }
+    }
+    FinishPixel(oy, ox, row_at, ky0, ky1, kx0, kx1,
+                static_cast<int>(window_ ? window_row_ : ring_row_));
+  }
+
+ private:
+  // A pixel (ay, ax): from the pool (the chain input) or the ring of the stage before.
+  const int8_t* APixel(int32_t ay, int32_t ax) const {
+    const uint32_t col = static_cast<uint32_t>(ax) * in_c_;
+    if (in_ring_rows_ == 0)
+      return in_.Read(static_cast<uint32_t>(ay * b_->in_w) * in_c_ + col, in_c_, stage_);
+    const uint32_t row = static_cast<uint32_t>(ay % in_ring_rows_);
+    return ws_.ReadFlat(in_ring_at_ + row * static_cast<uint32_t>(b_->in_w) * in_c_ + col, in_c_);
+  }
+
+  // Writes the stage's output pixel (oy, ox): into the pool (the chain output) or the ring
+  // the next stage reads.
+  void StorePixel(int32_t oy, int32_t ox, const int8_t* px) const {
+    const uint32_t col = static_cast<uint32_t>(ox) * out_c_;
+    if (out_ring_rows_ == 0) {
+      out_.Store(static_cast<uint32_t>(oy * b_->out_w) * out_c_ + col, px, out_c_);
+      return;
+    }
+    const uint32_t row = static_cast<uint32_t>(oy % out_ring_rows_);
+    const uint32_t at = out_ring_at_ + row * static_cast<uint32_t>(b_->out_w) * out_c_ + col;
+    memcpy(ws_.BeginWrite(at, out_c_, nullptr), px, out_c_);
+  }
 
   // Writes B pixel (by, bx) to workspace byte `at`: the expansion of its A pixel or patch
   // (or the A pixel itself without an expansion).
   void ComputeB(int32_t by, int32_t bx, uint32_t at) {
-    if (b_.expand_kernel_h * b_.expand_kernel_w > 1) {
+    if (b_->expand_kernel_h * b_->expand_kernel_w > 1) {
       ExpandPatch(by, bx, at);
       return;
     }
-    const int32_t ay = by * (b_.has_expand ? b_.expand_stride_h : 1);
-    const int32_t ax = bx * (b_.has_expand ? b_.expand_stride_w : 1);
-    const int8_t* a = in_.Read(static_cast<uint32_t>(ay * b_.in_w + ax) * in_c_, in_c_, stage_);
+    const int32_t ay = by * (b_->has_expand ? b_->expand_stride_h : 1);
+    const int32_t ax = bx * (b_->has_expand ? b_->expand_stride_w : 1);
+    const int8_t* a = APixel(ay, ax);
     int8_t* dst = ws_.BeginWrite(at, mid_c_, nullptr);
-    if (b_.has_expand) {
-      PointwisePixel(a, static_cast<int>(in_c_), b_.expand, static_cast<int>(mid_c_), dst);
+    if (b_->has_expand) {
+      PointwisePixel(a, static_cast<int>(in_c_), b_->expand, static_cast<int>(mid_c_), dst);
     } else {
       memcpy(dst, a, mid_c_);
     }
@@ -343,41 +527,43 @@ class BlockRun {
   // outside A hold the input zero point: they add 0, as the conv's skipped padding taps), then
   // one dot product per channel over the patch, in the filter's (ky, kx, channel) order.
   void ExpandPatch(int32_t by, int32_t bx, uint32_t at) {
-    const int32_t y0 = by * b_.expand_stride_h - b_.expand_pad_h;
-    const int32_t x0 = bx * b_.expand_stride_w - b_.expand_pad_w;
-    const int8_t fill = static_cast<int8_t>(-b_.expand.data->input_offset);
+    const int32_t y0 = by * b_->expand_stride_h - b_->expand_pad_h;
+    const int32_t x0 = bx * b_->expand_stride_w - b_->expand_pad_w;
+    const int8_t fill = static_cast<int8_t>(-b_->expand.data->input_offset);
     int8_t* patch = ws_.BeginWrite(patch_at_, patch_bytes_, nullptr);
-    for (int32_t ky = 0; ky < b_.expand_kernel_h; ++ky) {
-      for (int32_t kx = 0; kx < b_.expand_kernel_w; ++kx, patch += in_c_) {
+    for (int32_t ky = 0; ky < b_->expand_kernel_h; ++ky) {
+      for (int32_t kx = 0; kx < b_->expand_kernel_w; ++kx, patch += in_c_) {
         const int32_t ay = y0 + ky, ax = x0 + kx;
-        if (ay < 0 || ay >= b_.in_h || ax < 0 || ax >= b_.in_w) {
+        if (ay < 0 || ay >= b_->in_h || ax < 0 || ax >= b_->in_w) {
           memset(patch, fill, in_c_);
           continue;
         }
-        memcpy(patch, in_.Read(static_cast<uint32_t>(ay * b_.in_w + ax) * in_c_, in_c_, stage_),
-               in_c_);
+        memcpy(patch, APixel(ay, ax), in_c_);
       }
     }
     const int8_t* x = ws_.ReadFlat(patch_at_, patch_bytes_);
     int8_t* dst = ws_.BeginWrite(at, mid_c_, nullptr);
-    PointwisePixel(x, static_cast<int>(patch_bytes_), b_.expand, static_cast<int>(mid_c_), dst);
+    PointwisePixel(x, static_cast<int>(patch_bytes_), b_->expand, static_cast<int>(mid_c_), dst);
   }
 
   // B pixels (by, bx) and (by, bx + 1) to workspace bytes `at` and `at + mid_c`, as two
   // ComputeB calls would write them; false (nothing done) where the pair loops do not apply.
   bool ComputeBPair(int32_t by, int32_t bx, uint32_t at) {
 #if TFLM_VMCU_DSP
-    if (!b_.has_expand || b_.expand_kernel_h * b_.expand_kernel_w > 1 ||
+    if (!b_->has_expand || b_->expand_kernel_h * b_->expand_kernel_w > 1 ||
         in_c_ > static_cast<uint32_t>(dsp::kPairPatch))
       return false;
-    const int32_t ay = by * b_.expand_stride_h;
-    const uint32_t at_a = static_cast<uint32_t>(ay * b_.in_w + bx * b_.expand_stride_w) * in_c_;
-    const uint32_t at_b = at_a + static_cast<uint32_t>(b_.expand_stride_w) * in_c_;
-    if (in_.Wraps(at_a, in_c_) || in_.Wraps(at_b, in_c_)) return false;  // one stage buffer
-    const int8_t* a = in_.Read(at_a, in_c_, stage_);
-    const int8_t* a_next = in_.Read(at_b, in_c_, stage_);
+    const int32_t ay = by * b_->expand_stride_h;
+    const int32_t ax = bx * b_->expand_stride_w;
+    if (in_ring_rows_ == 0) {  // one stage buffer: neither pixel may wrap
+      const uint32_t at_a = static_cast<uint32_t>(ay * b_->in_w + ax) * in_c_;
+      const uint32_t at_b = at_a + static_cast<uint32_t>(b_->expand_stride_w) * in_c_;
+      if (in_.Wraps(at_a, in_c_) || in_.Wraps(at_b, in_c_)) return false;
+    }
+    const int8_t* a = APixel(ay, ax);
+    const int8_t* a_next = APixel(ay, ax + b_->expand_stride_w);
     int8_t* dst = ws_.BeginWrite(at, 2 * mid_c_, nullptr);
-    PointwisePair(a, a_next, static_cast<int>(in_c_), b_.expand, static_cast<int>(mid_c_), dst,
+    PointwisePair(a, a_next, static_cast<int>(in_c_), b_->expand, static_cast<int>(mid_c_), dst,
                   dst + mid_c_);
     return true;
 #else
@@ -393,7 +579,7 @@ class BlockRun {
   // row_step bytes apart in the workspace (in rows mode, except across the ring's end).
   void FinishPixel(int32_t oy, int32_t ox, const uint32_t* row_at, int ky0, int ky1, int kx0,
                    int kx1, int row_step) {
-    const ConvData& dw = *b_.depthwise.data;
+    const ConvData& dw = *b_->depthwise.data;
     const int8_t* rows[kMaxBlockKernel];
     // A window entirely in the padding (no valid tap) reads nothing: C = bias.
     const uint32_t span = kx1 > kx0 ? static_cast<uint32_t>(kx1 - kx0) * mid_c_ : 0;
@@ -405,14 +591,14 @@ class BlockRun {
 #if TFLM_VMCU_DSP
       // Runs of B rows one row apart in the workspace (all of them in window mode; in rows
       // mode, up to where the ring of rows wraps) as windows: sums in registers across taps.
-      const int32_t* bias = b_.depthwise.bias != nullptr ? b_.depthwise.bias + c0 : nullptr;
-      const int w_row = b_.kernel_w * static_cast<int>(mid_c_);
+      const int32_t* bias = b_->depthwise.bias != nullptr ? b_->depthwise.bias + c0 : nullptr;
+      const int w_row = b_->kernel_w * static_cast<int>(mid_c_);
       bool first = true;
       for (int k0 = ky0, k1 = ky0; k0 < ky1 && span > 0; k0 = k1, first = false) {
         for (k1 = k0 + 1; k1 < ky1 && rows[k1] == rows[k1 - 1] + row_step; ++k1) {
         }
         dsp::DepthwiseWindow(
-            rows[k0] + c0, b_.depthwise.filter + k0 * w_row + kx0 * static_cast<int>(mid_c_) + c0,
+            rows[k0] + c0, b_->depthwise.filter + k0 * w_row + kx0 * static_cast<int>(mid_c_) + c0,
             static_cast<int>(n), k1 - k0, kx1 - kx0, row_step, static_cast<int>(mid_c_), w_row,
             static_cast<int>(mid_c_), dw.input_offset, first ? bias : acc, acc);
       }
@@ -429,14 +615,14 @@ class BlockRun {
         for (int kx = kx0; kx < kx1; ++kx) {
           const int8_t* v = rows[ky] + static_cast<uint32_t>(kx - kx0) * mid_c_ + c0;
           const int8_t* w =
-              b_.depthwise.filter + static_cast<uint32_t>(ky * b_.kernel_w + kx) * mid_c_ + c0;
+              b_->depthwise.filter + static_cast<uint32_t>(ky * b_->kernel_w + kx) * mid_c_ + c0;
           MacTap(v, w, static_cast<int>(n), dw.input_offset, acc);
         }
       }
       for (uint32_t c = 0; c < n; ++c) {
         const uint32_t ch = c0 + c;
         int32_t a = acc[c];
-        if (b_.depthwise.bias != nullptr) a += b_.depthwise.bias[ch];
+        if (b_->depthwise.bias != nullptr) a += b_->depthwise.bias[ch];
         c_px[ch] = RequantizeChannel(a, dw.multiplier[ch], dw.shift[ch], dw.output_offset,
                                      dw.act_min, dw.act_max);
       }
@@ -445,15 +631,14 @@ class BlockRun {
     // D pixel: the projection of the C pixel.
     const int8_t* c_in = ws_.ReadFlat(c_at_, mid_c_);
     int8_t* d_px = ws_.BeginWrite(d_at_, out_c_, nullptr);
-    PointwisePixel(c_in, static_cast<int>(mid_c_), b_.project, static_cast<int>(out_c_), d_px);
+    PointwisePixel(c_in, static_cast<int>(mid_c_), b_->project, static_cast<int>(out_c_), d_px);
     // The block output pixel: D, or the residual ADD of the A pixel and D.
-    const uint32_t px = static_cast<uint32_t>(oy * b_.out_w + ox);
     const int8_t* d_in = ws_.ReadFlat(d_at_, out_c_);
-    if (b_.add != nullptr) {
-      const int8_t* a = in_.Read(px * in_c_, in_c_, stage_);
+    if (b_->add != nullptr) {
+      const int8_t* a = APixel(oy, ox);
       int8_t* e_px = ws_.BeginWrite(d_at_, out_c_, nullptr);
-      const AddParams add = *b_.add;
-      const bool first = b_.input_is_add_input1;
+      const AddParams add = *b_->add;
+      const bool first = b_->input_is_add_input1;
       for (uint32_t c = 0; c < out_c_; ++c) {
         const int32_t s_in = first ? Scale1(a[c], add) : Scale2(a[c], add);
         const int32_t s_d = first ? Scale2(d_in[c], add) : Scale1(d_in[c], add);
@@ -461,64 +646,34 @@ class BlockRun {
       }
       d_in = e_px;
     }
-    out_.Store(px * out_c_, d_in, out_c_);
-  }
-
-  // Output pixels in row-major order. Rows mode: a ring of kernel_h rows of B, each B row
-  // computed once, when an output row first needs it. Window mode: each output pixel's
-  // kernel_h x kernel_w window of B computed afresh (B pixels are recomputed for every
-  // window that covers them: less memory, more work).
-  void Run() {
-    const uint32_t ring_row = static_cast<uint32_t>(b_.mid_w) * mid_c_;
-    const uint32_t window_row = static_cast<uint32_t>(b_.kernel_w) * mid_c_;
-    int32_t next_row = 0;  // rows mode: next B row to compute
-    for (int32_t oy = 0; oy < b_.out_h; ++oy) {
-      const int32_t y0 = oy * b_.stride_h - b_.pad_h;
-      int ky0, ky1;
-      ValidTaps(y0, 1, b_.kernel_h, b_.mid_h, &ky0, &ky1);
-      // The B rows this output row newly needs (none when its window lies entirely in the
-      // padding).
-      const int32_t need = !b_.window && ky1 > ky0 ? y0 + ky1 : next_row;
-      for (; next_row < need; ++next_row) {
-        const uint32_t slot = static_cast<uint32_t>(next_row % b_.kernel_h) * ring_row;
-        for (int32_t bx = 0; bx < b_.mid_w; ++bx) {
-          const uint32_t at = slot + static_cast<uint32_t>(bx) * mid_c_;
-          if (bx + 1 < b_.mid_w && ComputeBPair(next_row, bx, at)) {
-            ++bx;
-          } else {
-            ComputeB(next_row, bx, at);
-          }
-        }
-      }
-      for (int32_t ox = 0; ox < b_.out_w; ++ox) {
-        const int32_t x0 = ox * b_.stride_w - b_.pad_w;
-        int kx0, kx1;
-        ValidTaps(x0, 1, b_.kernel_w, b_.mid_w, &kx0, &kx1);
-        uint32_t row_at[kMaxBlockKernel];
-        for (int ky = ky0; ky < ky1 && kx1 > kx0; ++ky) {
-          if (!b_.window) {
-            row_at[ky] = static_cast<uint32_t>((y0 + ky) % b_.kernel_h) * ring_row +
-                         static_cast<uint32_t>(x0 + kx0) * mid_c_;
-            continue;
-          }
-          row_at[ky] = static_cast<uint32_t>(ky) * window_row + static_cast<uint32_t>(kx0) * mid_c_;
-          for (int kx = kx0; kx < kx1; ++kx) {
-            ComputeB(y0 + ky, x0 + kx, row_at[ky] + static_cast<uint32_t>(kx - kx0) * mid_c_);
-          }
-        }
-        FinishPixel(oy, ox, row_at, ky0, ky1, kx0, kx1,
-                    static_cast<int>(b_.window ? window_row : ring_row));
-      }
-    }
+    StorePixel(oy, ox, d_in);
   }
 
  private:
-  const Bottleneck& b_;
-  const RingBytes in_, out_, ws_;
-  const uint32_t in_c_, mid_c_, out_c_;
-  const uint32_t c_at_, d_at_;
-  int8_t* const stage_;
-  const uint32_t patch_at_, patch_bytes_;
+  const BlockStage* b_ = nullptr;
+  bool window_ = false;
+  RingBytes in_, out_, ws_;
+  uint32_t in_c_ = 0, mid_c_ = 0, out_c_ = 0;
+  uint32_t ring_row_ = 0, window_row_ = 0;
+  uint32_t b_at_ = 0, c_at_ = 0, d_at_ = 0;
+  int8_t* stage_ = nullptr;
+  uint32_t patch_at_ = 0, patch_bytes_ = 0;
+  int32_t in_ring_rows_ = 0, out_ring_rows_ = 0;
+  uint32_t in_ring_at_ = 0, out_ring_at_ = 0;
+};
+
+// The schedule's visitor that computes: each call goes to its stage.
+class ChainRun {
+ public:
+  explicit ChainRun(StageRun* stages) : stages_(stages) {}
+  void BRow(int32_t s, int32_t by) { stages_[s].BRow(by); }
+  void Pixel(int32_t s, int32_t oy, int32_t ox, int32_t y0, int32_t ky0, int32_t ky1) {
+    stages_[s].Pixel(oy, ox, y0, ky0, ky1);
+  }
+  void Rows(int32_t, int32_t, int32_t) {}
+
+ private:
+  StageRun* stages_;
 };
 
 }  // namespace
@@ -526,7 +681,7 @@ class BlockRun {
 bool PlaceWorkspace(Bottleneck* b, uint32_t offset, uint32_t bytes, uint32_t pool, int32_t index,
                     char* why, uint32_t why_size) {
   const uint32_t need = BottleneckWorkspaceBytes(*b);
-  if (bytes < need || offset > pool || bytes > pool - offset) {
+  if (need == 0xffffffffu || bytes < need || offset > pool || bytes > pool - offset) {
     Format(why, why_size,
            "a %u-byte workspace at offset %u of a %u-byte pool; it needs %u bytes inside the "
            "pool",
@@ -543,7 +698,31 @@ bool PlaceWorkspace(Bottleneck* b, uint32_t offset, uint32_t bytes, uint32_t poo
 }
 
 void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, HazardState* hazard) {
-  BlockRun(b, pool, pool_size, hazard).Run();
+  BlockGeometry g[kMaxChainStages];
+  int32_t rows[kMaxChainStages];
+  for (int32_t s = 0; s < b.count; ++s) g[s] = GeometryOf(b, s);
+  if (!ChainRingRows(g, b.count, rows)) return;  // refused at MakeBottleneck
+  const RingBytes in(b.input, pool, pool_size, b.input->offset, hazard);
+  const RingBytes out(b.output, pool, pool_size, b.output->offset, hazard);
+  const RingBytes ws(&b.workspace, pool, pool_size, b.workspace_offset, hazard);
+  StageRun stages[kMaxChainStages];
+  // Workspace: the stages' own parts, then the rings of the inner tensors.
+  uint32_t ring_at = 0;
+  for (int32_t s = 0; s < b.count; ++s) ring_at += StageWorkspaceBytes(g[s]);
+  uint32_t stage_at = 0;
+  uint32_t in_ring_at = 0;
+  for (int32_t s = 0; s < b.count; ++s) {
+    const bool last = s + 1 == b.count;
+    const int32_t in_rows = s == 0 ? 0 : rows[s - 1];
+    const int32_t out_rows = last ? 0 : rows[s];
+    stages[s].Init(b.stages[s], b.window, in, out, ws, stage_at, in_rows, in_ring_at, out_rows,
+                   ring_at);
+    stage_at += StageWorkspaceBytes(g[s]);
+    in_ring_at = ring_at;
+    if (!last) ring_at += static_cast<uint32_t>(rows[s] * g[s].out_w * g[s].out_c);
+  }
+  ChainRun run(stages);
+  ChainSchedule<ChainRun>(g, b.count, &run).Run();
 }
 
 }  // namespace tflm_vmcu
