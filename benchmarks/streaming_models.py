@@ -64,3 +64,14 @@ def mobilenetv2_224() -> bytes:
 
 def mcunet_class(size: int = 128) -> bytes:
     return _network(size, 16, [(t, c, k, s) for t, c, k, s in MCUNET], 320, 2)
+
+
+def deep_163(size: int = 48) -> bytes:
+    """A 163-operator network (the planning-time goal's size): a stem, 40 residual blocks of
+    four operators, MEAN and FULLY_CONNECTED."""
+    b = ModelBuilder(seed=0, description="tflm_vmcu benchmark network")
+    x = _same_scale(b, b.conv2d(b.input([1, size, size, 3], 0.02, 0), 16, (3, 3), (2, 2)))
+    for _ in range(40):
+        x = _block(b, x, 4, 16, 3, 1)
+    x = b.mean(x, [1, 2], keep_dims=False)
+    return b.build([b.fully_connected(x, 10)])

@@ -159,7 +159,7 @@ def _print_fusion(plan: Plan, fusion: str, as_custom_ops: bool = False) -> None:
         first, last = b["ops"]
         print(
             f"  ops {first}-{last} ({b['pattern']}, {b['mode']} mode): saves "
-            f"{b['saved_bytes']:,} pool bytes "
+            f"{b['saved_bytes']:,} bytes of the bound "
             f"(workspace {b['workspace_bytes']:,})"
         )
 

@@ -67,9 +67,28 @@ def _block_need(graph: Graph, block: Fused) -> int:
     return max(n for n, span in zip(per_op, spans, strict=True) if span[0] == block.ops[0])
 
 
+@dataclasses.dataclass
+class BlockChoice:
+    """The blocks and chains to fuse, the segment-level bound of the pool they give, and
+    what each step needs (to price each choice)."""
+
+    chosen: list[Fused]
+    bound: int
+    op_need: list[int]  # each operator run alone
+    need: dict[Fused, int]  # each candidate fused
+
+    def bound_without(self, fused: Fused) -> int:
+        """The bound with `fused` left to the unfused kernels."""
+        rest = [x for x in self.chosen if x != fused]
+        covered = {k for x in rest for k in x.ops}
+        steps = [self.need[x] for x in rest]
+        steps += [n for k, n in enumerate(self.op_need) if k not in covered]
+        return max(steps, default=0)
+
+
 def choose_blocks(
     graph: Graph, candidates: Sequence[Fused], rule: OverlapRule = runtime_rule
-) -> tuple[list[Fused], int]:
+) -> BlockChoice:
     """The non-overlapping candidates to fuse, and the segment-level bound of the pool they
     give: the smallest bound of any choice, exactly.
 
@@ -81,9 +100,10 @@ def choose_blocks(
     then the fewest fused kernels (the others cost time and save nothing)."""
     n = len(graph.operators)
     _, op_need = segment_lower_bound(graph, rule)
+    needs = {b: _block_need(graph, b) for b in candidates}
     starts: dict[int, list[tuple[Fused, int]]] = {}
     for b in candidates:
-        starts.setdefault(b.ops[0], []).append((b, _block_need(graph, b)))
+        starts.setdefault(b.ops[0], []).append((b, needs[b]))
     least = [0] * (n + 1)  # least[i]: smallest max need over operators i..n-1
     for i in reversed(range(n)):
         least[i] = max(op_need[i], least[i + 1])
@@ -116,7 +136,7 @@ def choose_blocks(
         else:
             chosen.append(chosen_here)
             i = chosen_here.ops[-1] + 1
-    return chosen, bound
+    return BlockChoice(chosen, bound, op_need, needs)
 
 
 def plan_model(
@@ -131,7 +151,8 @@ def plan_model(
     run in window mode (less memory, several times more work in those blocks) where that
     lowers the pool. "off" fuses nothing. `planner` plans the chosen graph and `rule` is its
     kernels' overlap rule (the TFLM plug-in's keeps the tensors of TFLM's kernels flat).
-    The notes record, per fused block or chain, the pool bytes fusing it saves."""
+    The notes record, per fused block or chain, the bytes of the pool's segment-level bound
+    fusing it saves."""
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, not '{fusion}'")
     check_graph(graph)
@@ -141,24 +162,24 @@ def plan_model(
     options = candidates + (
         [dataclasses.replace(b, window=True) for b in candidates] if fusion == "window" else []
     )
-    kept, bound = choose_blocks(graph, options, rule)
-    best = plan_with_blocks(graph, kept, planner)
-    report = []
-    for b in kept:
-        without = plan_with_blocks(graph, [x for x in kept if x is not b], planner)
-        report.append(
-            {
-                "ops": [b.ops[0], b.ops[-1]],
-                "pattern": b.pattern,
-                "blocks": len(b.stages),
-                "mode": "window" if b.window else "rows",
-                "workspace_bytes": b.workspace_bytes,
-                "unfused_pool_bytes": without.pool_bytes,
-                "saved_bytes": without.pool_bytes - best.pool_bytes,
-            }
-        )
+    choice = choose_blocks(graph, options, rule)
+    best = plan_with_blocks(graph, choice.chosen, planner)
+    # What each choice saves, in segment-level bound (exact and cheap: replanning once per
+    # choice would dominate the planning time of large models).
+    report = [
+        {
+            "ops": [b.ops[0], b.ops[-1]],
+            "pattern": b.pattern,
+            "blocks": len(b.stages),
+            "mode": "window" if b.window else "rows",
+            "workspace_bytes": b.workspace_bytes,
+            "unfused_bound_bytes": choice.bound_without(b),
+            "saved_bytes": choice.bound_without(b) - choice.bound,
+        }
+        for b in choice.chosen
+    ]
     best.notes["fusion_candidates"] = len(candidates)
     best.notes["fused_blocks"] = report
-    best.notes["fusion_bound_bytes"] = bound
+    best.notes["fusion_bound_bytes"] = choice.bound
     best.notes["planning_seconds"] = time.perf_counter() - start
     return best
