@@ -240,6 +240,31 @@ def test_window_mode_blocks_bit_exact_under_qemu(
     assert r.pool_bytes == host.pool_bytes < host_run(model, seed=0).pool_bytes
 
 
+@pytest.mark.qemu
+@requires_tools
+@pytest.mark.parametrize("cpu", CPUS)
+@pytest.mark.parametrize("plan", ["ring", "ring-window"])
+def test_chain_with_stem_bit_exact_under_qemu(
+    cpu: str, plan: str, build_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A fused chain (a 3x3 stem expansion, then a block whose 1x1 expansion reads the rows
+    of the stem block's output), 11 pixels wide: the DSP build expands two B pixels at a
+    time from patches and from the ring of rows, the last of each row alone."""
+    b = ModelBuilder(seed=12)
+    x = b.conv2d(b.input([1, 21, 21, 3]), 16, (3, 3), (2, 2), activation="RELU")
+    x = b.conv2d(b.depthwise_conv2d(x, 1, activation="RELU"), 32, (1, 1))
+    x = b.conv2d(x, 64, (1, 1), activation="RELU")
+    x = b.conv2d(b.depthwise_conv2d(x, 1, (3, 3), (2, 2), activation="RELU"), 8, (1, 1))
+    model = tmp_path / "chain.tflite"
+    model.write_bytes(b.build([b.conv2d(x, 8, (1, 1))]))
+    host = host_run(model, seed=0, plan=plan)
+    compiled = read_plan(read_model(host.model))
+    assert compiled is not None
+    assert [(block.first, block.last) for block in compiled.blocks] == [(0, 5)]
+    r = firmware(model, cpu, build_dir=build_dirs[cpu], out_dir=tmp_path, host=host)
+    assert r.bit_exact, f"{r.verdict}\n{r.console}"
+
+
 def dsp_paths_model() -> bytes:
     """CONV_2D layers that take every branch of the DSP conv loops (kernels/dsp_pairs.h and
     the single-pixel loops): an odd number of pixels (the last one alone), an odd number of

@@ -117,7 +117,7 @@ class ChainSchedule {
 bool ChainRingRows(const BlockGeometry* g, int32_t n, int32_t* rows);
 
 // Workspace bytes of one stage (its B rows or window, C and D pixels, an A pixel's staging,
-// a KxK expansion's patch) and of a whole chain (its stages and inner rings), saturating at
+// a KxK expansion's two patches) and of a whole chain (its stages and inner rings), saturating at
 // 0xffffffff; 0xffffffff also for a malformed chain.
 uint32_t StageWorkspaceBytes(const BlockGeometry& g);
 uint32_t ChainWorkspaceBytes(const BlockGeometry* g, int32_t n);

@@ -217,8 +217,9 @@ uint32_t StageWorkspaceBytes(const BlockGeometry& g) {
   // In 64 bits: a hostile model's shapes must not overflow (the plan's workspace, which
   // must hold this many bytes inside the pool, is at most 2 GiB).
   const int64_t b_bytes = int64_t{g.kernel_h} * (g.window ? g.kernel_w : g.mid_w) * g.mid_c;
+  // A KxK expansion's patches: two, for two B pixels at a time.
   const int64_t patch = g.expand_kernel_h * g.expand_kernel_w > 1
-                            ? int64_t{g.expand_kernel_h} * g.expand_kernel_w * g.in_c
+                            ? 2 * int64_t{g.expand_kernel_h} * g.expand_kernel_w * g.in_c
                             : 0;
   return static_cast<uint32_t>(Clamp32(b_bytes + g.mid_c + g.out_c + g.in_c + patch));
 }
@@ -420,8 +421,8 @@ class StageRun {
   StageRun() = default;
   // `in_ring_rows` / `out_ring_rows`: 0 when the stage reads the chain input / writes the
   // chain output in the pool, else the rows of the ring in the workspace at `*_ring_at`.
-  void Init(const BlockStage& b, bool window, const RingBytes& in, const RingBytes& out,
-            const RingBytes& ws, uint32_t ws_at, int32_t in_ring_rows, uint32_t in_ring_at,
+  void Init(const BlockStage& b, bool window, const RingBytes* in, const RingBytes* out,
+            const RingBytes* ws, uint32_t ws_at, int32_t in_ring_rows, uint32_t in_ring_at,
             int32_t out_ring_rows, uint32_t out_ring_at) {
     b_ = &b;
     window_ = window;
@@ -437,7 +438,7 @@ class StageRun {
     c_at_ = ws_at + static_cast<uint32_t>(b.kernel_h) * (window ? window_row_ : ring_row_);
     d_at_ = c_at_ + mid_c_;
     // Staging for an A pixel that wraps around the pool end (the workspace never wraps).
-    stage_ = ws_.BeginWrite(d_at_ + out_c_, in_c_, nullptr);
+    stage_ = ws_->BeginWrite(d_at_ + out_c_, in_c_, nullptr);
     patch_at_ = d_at_ + out_c_ + in_c_;
     patch_bytes_ = static_cast<uint32_t>(b.expand_kernel_h * b.expand_kernel_w) * in_c_;
     in_ring_rows_ = in_ring_rows;
@@ -487,9 +488,9 @@ class StageRun {
   const int8_t* APixel(int32_t ay, int32_t ax) const {
     const uint32_t col = static_cast<uint32_t>(ax) * in_c_;
     if (in_ring_rows_ == 0)
-      return in_.Read(static_cast<uint32_t>(ay * b_->in_w) * in_c_ + col, in_c_, stage_);
+      return in_->Read(static_cast<uint32_t>(ay * b_->in_w) * in_c_ + col, in_c_, stage_);
     const uint32_t row = static_cast<uint32_t>(ay % in_ring_rows_);
-    return ws_.ReadFlat(in_ring_at_ + row * static_cast<uint32_t>(b_->in_w) * in_c_ + col, in_c_);
+    return ws_->ReadFlat(in_ring_at_ + row * static_cast<uint32_t>(b_->in_w) * in_c_ + col, in_c_);
   }
 
   // Writes the stage's output pixel (oy, ox): into the pool (the chain output) or the ring
@@ -497,12 +498,12 @@ class StageRun {
   void StorePixel(int32_t oy, int32_t ox, const int8_t* px) const {
     const uint32_t col = static_cast<uint32_t>(ox) * out_c_;
     if (out_ring_rows_ == 0) {
-      out_.Store(static_cast<uint32_t>(oy * b_->out_w) * out_c_ + col, px, out_c_);
+      out_->Store(static_cast<uint32_t>(oy * b_->out_w) * out_c_ + col, px, out_c_);
       return;
     }
     const uint32_t row = static_cast<uint32_t>(oy % out_ring_rows_);
     const uint32_t at = out_ring_at_ + row * static_cast<uint32_t>(b_->out_w) * out_c_ + col;
-    memcpy(ws_.BeginWrite(at, out_c_, nullptr), px, out_c_);
+    memcpy(ws_->BeginWrite(at, out_c_, nullptr), px, out_c_);
   }
 
   // Writes B pixel (by, bx) to workspace byte `at`: the expansion of its A pixel or patch
@@ -515,7 +516,7 @@ class StageRun {
     const int32_t ay = by * (b_->has_expand ? b_->expand_stride_h : 1);
     const int32_t ax = bx * (b_->has_expand ? b_->expand_stride_w : 1);
     const int8_t* a = APixel(ay, ax);
-    int8_t* dst = ws_.BeginWrite(at, mid_c_, nullptr);
+    int8_t* dst = ws_->BeginWrite(at, mid_c_, nullptr);
     if (b_->has_expand) {
       PointwisePixel(a, static_cast<int>(in_c_), b_->expand, static_cast<int>(mid_c_), dst);
     } else {
@@ -523,26 +524,59 @@ class StageRun {
     }
   }
 
-  // B pixel (by, bx) of a KxK expansion: its patch of A gathered into the workspace (taps
-  // outside A hold the input zero point: they add 0, as the conv's skipped padding taps), then
-  // one dot product per channel over the patch, in the filter's (ky, kx, channel) order.
-  void ExpandPatch(int32_t by, int32_t bx, uint32_t at) {
+  // The patch of A that B pixel (by, bx) of a KxK expansion is computed from, gathered
+  // into workspace bytes `patch_at` (taps outside A hold the input zero point: they add 0, as
+  // the conv's skipped padding taps), in the filter's (ky, kx, channel) order.
+  void GatherPatch(int32_t by, int32_t bx, uint32_t patch_at) {
     const int32_t y0 = by * b_->expand_stride_h - b_->expand_pad_h;
     const int32_t x0 = bx * b_->expand_stride_w - b_->expand_pad_w;
+    const int32_t kw = b_->expand_kernel_w;
+    const uint32_t run = static_cast<uint32_t>(kw) * in_c_;  // one patch row
     const int8_t fill = static_cast<int8_t>(-b_->expand.data->input_offset);
-    int8_t* patch = ws_.BeginWrite(patch_at_, patch_bytes_, nullptr);
-    for (int32_t ky = 0; ky < b_->expand_kernel_h; ++ky) {
-      for (int32_t kx = 0; kx < b_->expand_kernel_w; ++kx, patch += in_c_) {
-        const int32_t ay = y0 + ky, ax = x0 + kx;
-        if (ay < 0 || ay >= b_->in_h || ax < 0 || ax >= b_->in_w) {
-          memset(patch, fill, in_c_);
+    const bool inside_x = x0 >= 0 && x0 + kw <= b_->in_w;
+    int8_t* patch = ws_->BeginWrite(patch_at, patch_bytes_, nullptr);
+    for (int32_t ky = 0; ky < b_->expand_kernel_h; ++ky, patch += run) {
+      const int32_t ay = y0 + ky;
+      if (ay < 0 || ay >= b_->in_h) {
+        memset(patch, fill, run);
+        continue;
+      }
+      if (inside_x) {  // the row's taps are contiguous in A
+        const int8_t* a = ARun(ay, x0, run);
+        if (a != nullptr) {
+          memcpy(patch, a, run);
           continue;
         }
-        memcpy(patch, APixel(ay, ax), in_c_);
+      }
+      for (int32_t kx = 0; kx < kw; ++kx) {
+        const int32_t ax = x0 + kx;
+        int8_t* dst = patch + static_cast<uint32_t>(kx) * in_c_;
+        if (ax < 0 || ax >= b_->in_w) {
+          memset(dst, fill, in_c_);
+        } else {
+          memcpy(dst, APixel(ay, ax), in_c_);
+        }
       }
     }
-    const int8_t* x = ws_.ReadFlat(patch_at_, patch_bytes_);
-    int8_t* dst = ws_.BeginWrite(at, mid_c_, nullptr);
+  }
+
+  // `n` bytes of A row `ay` from column `ax` on, as one view; nullptr where they wrap around
+  // the pool end (then read pixel by pixel).
+  const int8_t* ARun(int32_t ay, int32_t ax, uint32_t n) const {
+    const uint32_t col = static_cast<uint32_t>(ax) * in_c_;
+    if (in_ring_rows_ > 0) {
+      const uint32_t row = static_cast<uint32_t>(ay % in_ring_rows_);
+      return ws_->ReadFlat(in_ring_at_ + row * static_cast<uint32_t>(b_->in_w) * in_c_ + col, n);
+    }
+    const uint32_t at = static_cast<uint32_t>(ay * b_->in_w) * in_c_ + col;
+    return in_->Wraps(at, n) ? nullptr : in_->ReadFlat(at, n);
+  }
+
+  // B pixel (by, bx) of a KxK expansion: one dot product per channel over its patch.
+  void ExpandPatch(int32_t by, int32_t bx, uint32_t at) {
+    GatherPatch(by, bx, patch_at_);
+    const int8_t* x = ws_->ReadFlat(patch_at_, patch_bytes_);
+    int8_t* dst = ws_->BeginWrite(at, mid_c_, nullptr);
     PointwisePixel(x, static_cast<int>(patch_bytes_), b_->expand, static_cast<int>(mid_c_), dst);
   }
 
@@ -550,19 +584,28 @@ class StageRun {
   // ComputeB calls would write them; false (nothing done) where the pair loops do not apply.
   bool ComputeBPair(int32_t by, int32_t bx, uint32_t at) {
 #if TFLM_VMCU_DSP
-    if (!b_->has_expand || b_->expand_kernel_h * b_->expand_kernel_w > 1 ||
-        in_c_ > static_cast<uint32_t>(dsp::kPairPatch))
-      return false;
+    if (!b_->has_expand) return false;
+    if (b_->expand_kernel_h * b_->expand_kernel_w > 1) {  // two patches, side by side
+      if (patch_bytes_ > static_cast<uint32_t>(dsp::kPairPatch)) return false;
+      GatherPatch(by, bx, patch_at_);
+      GatherPatch(by, bx + 1, patch_at_ + patch_bytes_);
+      const int8_t* x = ws_->ReadFlat(patch_at_, 2 * patch_bytes_);
+      int8_t* dst = ws_->BeginWrite(at, 2 * mid_c_, nullptr);
+      PointwisePair(x, x + patch_bytes_, static_cast<int>(patch_bytes_), b_->expand,
+                    static_cast<int>(mid_c_), dst, dst + mid_c_);
+      return true;
+    }
+    if (in_c_ > static_cast<uint32_t>(dsp::kPairPatch)) return false;
     const int32_t ay = by * b_->expand_stride_h;
     const int32_t ax = bx * b_->expand_stride_w;
     if (in_ring_rows_ == 0) {  // one stage buffer: neither pixel may wrap
       const uint32_t at_a = static_cast<uint32_t>(ay * b_->in_w + ax) * in_c_;
       const uint32_t at_b = at_a + static_cast<uint32_t>(b_->expand_stride_w) * in_c_;
-      if (in_.Wraps(at_a, in_c_) || in_.Wraps(at_b, in_c_)) return false;
+      if (in_->Wraps(at_a, in_c_) || in_->Wraps(at_b, in_c_)) return false;
     }
     const int8_t* a = APixel(ay, ax);
     const int8_t* a_next = APixel(ay, ax + b_->expand_stride_w);
-    int8_t* dst = ws_.BeginWrite(at, 2 * mid_c_, nullptr);
+    int8_t* dst = ws_->BeginWrite(at, 2 * mid_c_, nullptr);
     PointwisePair(a, a_next, static_cast<int>(in_c_), b_->expand, static_cast<int>(mid_c_), dst,
                   dst + mid_c_);
     return true;
@@ -583,8 +626,8 @@ class StageRun {
     const int8_t* rows[kMaxBlockKernel];
     // A window entirely in the padding (no valid tap) reads nothing: C = bias.
     const uint32_t span = kx1 > kx0 ? static_cast<uint32_t>(kx1 - kx0) * mid_c_ : 0;
-    for (int ky = ky0; ky < ky1 && span > 0; ++ky) rows[ky] = ws_.ReadFlat(row_at[ky], span);
-    int8_t* c_px = ws_.BeginWrite(c_at_, mid_c_, nullptr);
+    for (int ky = ky0; ky < ky1 && span > 0; ++ky) rows[ky] = ws_->ReadFlat(row_at[ky], span);
+    int8_t* c_px = ws_->BeginWrite(c_at_, mid_c_, nullptr);
     for (uint32_t c0 = 0; c0 < mid_c_; c0 += kChannelBlock) {
       const uint32_t n = mid_c_ - c0 < kChannelBlock ? mid_c_ - c0 : kChannelBlock;
       int32_t acc[kChannelBlock];
@@ -629,14 +672,14 @@ class StageRun {
 #endif
     }
     // D pixel: the projection of the C pixel.
-    const int8_t* c_in = ws_.ReadFlat(c_at_, mid_c_);
-    int8_t* d_px = ws_.BeginWrite(d_at_, out_c_, nullptr);
+    const int8_t* c_in = ws_->ReadFlat(c_at_, mid_c_);
+    int8_t* d_px = ws_->BeginWrite(d_at_, out_c_, nullptr);
     PointwisePixel(c_in, static_cast<int>(mid_c_), b_->project, static_cast<int>(out_c_), d_px);
     // The block output pixel: D, or the residual ADD of the A pixel and D.
-    const int8_t* d_in = ws_.ReadFlat(d_at_, out_c_);
+    const int8_t* d_in = ws_->ReadFlat(d_at_, out_c_);
     if (b_->add != nullptr) {
       const int8_t* a = APixel(oy, ox);
-      int8_t* e_px = ws_.BeginWrite(d_at_, out_c_, nullptr);
+      int8_t* e_px = ws_->BeginWrite(d_at_, out_c_, nullptr);
       const AddParams add = *b_->add;
       const bool first = b_->input_is_add_input1;
       for (uint32_t c = 0; c < out_c_; ++c) {
@@ -652,7 +695,9 @@ class StageRun {
  private:
   const BlockStage* b_ = nullptr;
   bool window_ = false;
-  RingBytes in_, out_, ws_;
+  const RingBytes* in_ = nullptr;  // the chain input, output and workspace
+  const RingBytes* out_ = nullptr;
+  const RingBytes* ws_ = nullptr;
   uint32_t in_c_ = 0, mid_c_ = 0, out_c_ = 0;
   uint32_t ring_row_ = 0, window_row_ = 0;
   uint32_t b_at_ = 0, c_at_ = 0, d_at_ = 0;
@@ -715,7 +760,7 @@ void EvalBottleneck(const Bottleneck& b, uint8_t* pool, uint32_t pool_size, Haza
     const bool last = s + 1 == b.count;
     const int32_t in_rows = s == 0 ? 0 : rows[s - 1];
     const int32_t out_rows = last ? 0 : rows[s];
-    stages[s].Init(b.stages[s], b.window, in, out, ws, stage_at, in_rows, in_ring_at, out_rows,
+    stages[s].Init(b.stages[s], b.window, &in, &out, &ws, stage_at, in_rows, in_ring_at, out_rows,
                    ring_at);
     stage_at += StageWorkspaceBytes(g[s]);
     in_ring_at = ring_at;

@@ -26,8 +26,8 @@
 //
 // Workspace layout: per block, [B: K rows (K * mid_w * mid_c) or one window (K * K * mid_c)]
 // [C pixel: mid_c][D pixel: out_c][staging of a wrapped A pixel: in_c]
-// [with a KxK expansion, its input patch: expand_kernel_h * expand_kernel_w * in_c]; then
-// the rings of rows of the chain's inner tensors (ChainRingRows).
+// [with a KxK expansion, two input patches: 2 * expand_kernel_h * expand_kernel_w * in_c];
+// then the rings of rows of the chain's inner tensors (ChainRingRows).
 #pragma once
 
 #include <stdint.h>
