@@ -7,8 +7,9 @@ overlaps none of their inputs (safe for any kernel library, CMSIS-NN included; t
 plan verifier holds it to that). Offsets are multiples of 16, TFLM's buffer alignment.
 
 Inverted-bottleneck blocks are fused where that lowers the pool, with the same choice as
-the runtime's plan (planner.fused.plan_model), and each fused block becomes one custom
-operator (tflm_vmcu.plugin_blocks), so TFLM never allocates its inner tensors.
+the runtime's plan (planner.fused.plan_model) but without chains of blocks, and each fused
+block becomes one custom operator (tflm_vmcu.plugin_blocks), so TFLM never allocates its
+inner tensors.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def plan_for_plugin(graph: Graph, fusion: str = "rows") -> Plan:
     def original_rule(g: Graph, op: Operator, pos: int) -> tuple[int, bool] | None:
         return runtime_rule(g, op, pos) if op.index in ours else None
 
-    plan = plan_model(graph, fusion, planner, original_rule)
+    # Single blocks only: the plug-in's Prepare holds every operand of a fused operator.
+    plan = plan_model(graph, fusion, planner, original_rule, chains=False)
     plan.tflm_kernel_ops = {
         op.index for op in graph.operators if ops.is_supported(op.opcode) and op.index not in ours
     }

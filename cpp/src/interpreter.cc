@@ -410,6 +410,26 @@ Status Interpreter::ReadPlanOpData(const uint8_t* plan, size_t plan_bytes) {
   return Status::kOk;
 }
 
+namespace {
+
+// The nodes of a candidate chain, for MakeBottleneck.
+class NodeOps final : public BlockOpReader {
+ public:
+  NodeOps(const Model& model, const Node* nodes) : model_(model), nodes_(nodes) {}
+  void Read(int32_t k, BlockOp* op, OpOptions* options) const override {
+    const Node& node = nodes_[k];
+    *options = DecodeOptions(model_, node.options_type, node.options_pos);
+    *op = BlockOp{node.builtin_code, options,         node.inputs,
+                  node.num_inputs,   node.outputs[0], node.op_data};
+  }
+
+ private:
+  const Model& model_;
+  const Node* nodes_;
+};
+
+}  // namespace
+
 // The fused blocks of the plan: each must be consecutive operators forming an inverted
 // bottleneck (MakeBottleneck), its inner tensors read by no other operator, and its
 // workspace inside the pool.
@@ -439,17 +459,10 @@ Status Interpreter::ApplyBlocks(uint32_t pool) {
                   "the %u operators",
                   first, last, kMaxBlockOps, ops);
     next_free = last + 1;
-    BlockOp block[kMaxBlockOps];
-    OpOptions options[kMaxBlockOps];
-    for (uint32_t j = 0; j <= last - first; ++j) {
-      const Node& node = nodes_[first + j];
-      options[j] = DecodeOptions(model_, node.options_type, node.options_pos);
-      block[j] = BlockOp{node.builtin_code, &options[j],     node.inputs,
-                         node.num_inputs,   node.outputs[0], node.op_data};
-    }
     Bottleneck b;
     char why[128];
-    if (!MakeBottleneck(block, static_cast<int32_t>(last - first + 1), stages, &b, why,
+    const NodeOps reader(model_, nodes_ + first);
+    if (!MakeBottleneck(reader, static_cast<int32_t>(last - first + 1), stages, &b, why,
                         sizeof(why)))
       return Fail(Status::kInvalidModel,
                   "the memory plan fuses operators %u..%u, which are not a chain of inverted "

@@ -683,6 +683,20 @@ const int32_t* InnerWords(const int32_t* words, uint32_t n, uint32_t j, uint32_t
   return words + start;
 }
 
+// A block's operators, prepared, for MakeBottleneck.
+class PreparedOps final : public BlockOpReader {
+ public:
+  explicit PreparedOps(const BlockOp* ops) : ops_(ops) {}
+  void Read(int32_t k, BlockOp* op, OpOptions* options) const override {
+    *options = *ops_[k].options;
+    *op = ops_[k];
+    op->options = options;
+  }
+
+ private:
+  const BlockOp* ops_;
+};
+
 TfLiteStatus BlockFail(int32_t op, const char* why) {
   MicroPrintf("tflm-vmcu: operator %d (%s): %s", static_cast<int>(op), TflmPlugin::kBlockOpName,
               why);
@@ -702,16 +716,17 @@ TfLiteStatus PrepareBlock(TfLiteContext* context, TfLiteNode* node) {
   if (k == p->plan().num_blocks) return BlockFail(op, "the memory plan has no fused block here");
   NestedOperators nested;
   if (m.ReadNested(info, &nested, why, sizeof(why)) != Status::kOk) return BlockFail(op, why);
-  if (nested.count < 2 || nested.count > static_cast<uint32_t>(kMaxBlockOps)) {
+  // One block (the plug-in runs no chains: its Prepare holds every operand of the block).
+  if (nested.count < 2 || nested.count > static_cast<uint32_t>(kMaxStageOps)) {
     Format(why, sizeof(why), "stands for %u operators, a fused block is 2 to %d", nested.count,
-           kMaxBlockOps);
+           kMaxStageOps);
     return BlockFail(op, why);
   }
   // The block's operators prepared by their own kernels, then fused as the interpreter does.
   TensorSet set(*p, nullptr);
-  Operands operands[kMaxBlockOps];
-  OpOptions options[kMaxBlockOps];
-  BlockOp ops[kMaxBlockOps];
+  Operands operands[kMaxStageOps];
+  OpOptions options[kMaxStageOps];
+  BlockOp ops[kMaxStageOps];
   uint32_t words = 0;
   const int32_t* planned = p->plan().OpData(static_cast<uint32_t>(op), &words);
   for (uint32_t j = 0; j < nested.count; ++j) {
@@ -736,7 +751,8 @@ TfLiteStatus PrepareBlock(TfLiteContext* context, TfLiteNode* node) {
   }
   Bottleneck b;
   BlockStage stages[kMaxChainStages];
-  if (!MakeBottleneck(ops, static_cast<int32_t>(nested.count), stages, &b, why, sizeof(why)))
+  const PreparedOps reader(ops);
+  if (!MakeBottleneck(reader, static_cast<int32_t>(nested.count), stages, &b, why, sizeof(why)))
     return BlockFail(op, why);
   if (info.num_inputs < 1 || info.num_outputs != 1 || b.input->index != info.Input(0) ||
       b.output->index != info.Output(0))

@@ -144,6 +144,7 @@ def plan_model(
     fusion: str = "rows",
     planner: VirtualPlanner = _runtime_planner,
     rule: OverlapRule = runtime_rule,
+    chains: bool = True,
 ) -> Plan:
     """The ring plan of the runtime. With fusion "rows", the inverted-bottleneck blocks
     and chains of blocks that give the smallest pool (choose_blocks), in rows mode: each
@@ -152,13 +153,13 @@ def plan_model(
     lowers the pool. "off" fuses nothing. `planner` plans the chosen graph and `rule` is its
     kernels' overlap rule (the TFLM plug-in's keeps the tensors of TFLM's kernels flat).
     The notes record, per fused block or chain, the bytes of the pool's segment-level bound
-    fusing it saves."""
+    fusing it saves. `chains=False` fuses single blocks only (for comparison)."""
     if fusion not in FUSION_MODES:
         raise ValueError(f"fusion must be one of {', '.join(FUSION_MODES)}, not '{fusion}'")
     check_graph(graph)
     start = time.perf_counter()
     blocks = block_candidates(graph) if fusion != "off" else []
-    candidates: list[Fused] = [*blocks, *chain_candidates(graph, blocks)]
+    candidates: list[Fused] = [*blocks, *(chain_candidates(graph, blocks) if chains else [])]
     options = candidates + (
         [dataclasses.replace(b, window=True) for b in candidates] if fusion == "window" else []
     )

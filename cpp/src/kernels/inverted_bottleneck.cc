@@ -245,7 +245,8 @@ uint32_t BottleneckWorkspaceBytes(const Bottleneck& b) {
 namespace {
 
 // Parses one block of a chain from ops[*k] on, reading `input`; advances *k past it.
-bool ParseStage(const BlockOp* ops, int32_t count, int32_t* k_io, const Tensor* input,
+// `base`: the chain's index of ops[0] (for messages).
+bool ParseStage(const BlockOp* ops, int32_t count, int32_t base, int32_t* k_io, const Tensor* input,
                 BlockStage* out, char* why, uint32_t why_size) {
   BlockStage b;
   int32_t k = *k_io;
@@ -257,7 +258,7 @@ bool ParseStage(const BlockOp* ops, int32_t count, int32_t* k_io, const Tensor* 
   if (k + 1 < count && ops[k].builtin_code == kPadCode && ops[k + 1].builtin_code == kConv2DCode) {
     // A PAD of A before a KxK expansion: its taps add 0, as the conv's own padding.
     if (!IsSpatialPad(ops[k], x, &in_pad_top, &in_pad_left)) {
-      Format(why, why_size, "operator %d is not a PAD of rows and columns only", k);
+      Format(why, why_size, "operator %d is not a PAD of rows and columns only", base + k);
       return false;
     }
     x = ops[k].output;
@@ -268,7 +269,7 @@ bool ParseStage(const BlockOp* ops, int32_t count, int32_t* k_io, const Tensor* 
       Format(why, why_size,
              "operator %d is not a CONV_2D expansion of the block input (no dilation, kernel at "
              "most %dx%d, input patch at most %d bytes)",
-             k, kMaxBlockKernel, kMaxBlockKernel, kMaxExpandPatch);
+             base + k, kMaxBlockKernel, kMaxBlockKernel, kMaxExpandPatch);
       return false;
     }
     const Tensor* f = ops[k].inputs[1];
@@ -297,7 +298,7 @@ bool ParseStage(const BlockOp* ops, int32_t count, int32_t* k_io, const Tensor* 
   int32_t pad_left = 0;
   if (k < count && ops[k].builtin_code == kPadCode) {
     if (!IsSpatialPad(ops[k], x, &pad_top, &pad_left)) {
-      Format(why, why_size, "operator %d is not a PAD of rows and columns only", k);
+      Format(why, why_size, "operator %d is not a PAD of rows and columns only", base + k);
       return false;
     }
     x = ops[k].output;
@@ -314,7 +315,7 @@ bool ParseStage(const BlockOp* ops, int32_t count, int32_t* k_io, const Tensor* 
       dw.output->shape.dims[3] != x->shape.dims[3] || dw.options->dilation_h != 1 ||
       dw.options->dilation_w != 1) {
     Format(why, why_size, "operator %d is not a depthwise conv (multiplier 1, no dilation) of %s",
-           k, k == start ? "the block input" : "the expansion");
+           base + k, k == start ? "the block input" : "the expansion");
     return false;
   }
   b.depthwise = Conv(dw);
@@ -344,7 +345,7 @@ bool ParseStage(const BlockOp* ops, int32_t count, int32_t* k_io, const Tensor* 
         add.num_inputs == 2 && add.inputs[1] == b.input && add.inputs[0] == b.output;
     if (!(first || second) || b.input->shape != b.output->shape ||
         add.output->shape != b.output->shape) {
-      Format(why, why_size, "operator %d is not an ADD of the block input and output", k);
+      Format(why, why_size, "operator %d is not an ADD of the block input and output", base + k);
       return false;
     }
     b.add = static_cast<const AddParams*>(add.op_data);
@@ -379,10 +380,13 @@ bool ParseStage(const BlockOp* ops, int32_t count, int32_t* k_io, const Tensor* 
 
 }  // namespace
 
-bool MakeBottleneck(const BlockOp* ops, int32_t count, BlockStage* stages, Bottleneck* out,
+bool MakeBottleneck(const BlockOpReader& ops, int32_t count, BlockStage* stages, Bottleneck* out,
                     char* why, uint32_t why_size) {
-  if (count < 2 || count > kMaxBlockOps || ops[0].num_inputs < 1 || !Is4D(ops[0].inputs[0]) ||
-      ops[0].inputs[0]->is_const) {
+  BlockOp window[kMaxStageOps];
+  OpOptions options[kMaxStageOps];
+  if (count >= 2 && count <= kMaxBlockOps) ops.Read(0, &window[0], &options[0]);
+  if (count < 2 || count > kMaxBlockOps || window[0].num_inputs < 1 || !Is4D(window[0].inputs[0]) ||
+      window[0].inputs[0]->is_const) {
     Format(why, why_size,
            "a block is 2 to %d operators starting from a 4-D batch-1 activation tensor",
            kMaxBlockOps);
@@ -390,13 +394,18 @@ bool MakeBottleneck(const BlockOp* ops, int32_t count, BlockStage* stages, Bottl
   }
   Bottleneck b;
   b.stages = stages;
-  const Tensor* x = ops[0].inputs[0];
+  const Tensor* x = window[0].inputs[0];
   for (int32_t k = 0; k < count;) {
     if (b.count == kMaxChainStages) {
       Format(why, why_size, "the chain has more than %d blocks", kMaxChainStages);
       return false;
     }
-    if (!ParseStage(ops, count, &k, x, &stages[b.count], why, why_size)) return false;
+    // The next block lies within the next kMaxStageOps operators.
+    const int32_t n = count - k < kMaxStageOps ? count - k : kMaxStageOps;
+    for (int32_t i = 0; i < n; ++i) ops.Read(k + i, &window[i], &options[i]);
+    int32_t used = 0;
+    if (!ParseStage(window, n, k, &used, x, &stages[b.count], why, why_size)) return false;
+    k += used;
     x = stages[b.count++].output;
   }
   b.input = stages[0].input;

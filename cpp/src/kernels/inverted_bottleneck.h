@@ -101,10 +101,21 @@ BlockGeometry GeometryOf(const Bottleneck& b, int32_t s);
 // Workspace bytes the kernel needs for a chain of this geometry.
 uint32_t BottleneckWorkspaceBytes(const Bottleneck& b);
 
-// Checks that `ops` (consecutive operators) form a chain of inverted bottlenecks this kernel
-// runs and fills `out` (everything but the mode and workspace) and `stages` (room for
+// The consecutive operators of a candidate chain, read one block at a time (so that a
+// front end never holds a whole chain's operators and options at once).
+class BlockOpReader {
+ public:
+  // Operator k of the chain, its options decoded into *options (op->options points there).
+  virtual void Read(int32_t k, BlockOp* op, OpOptions* options) const = 0;
+
+ protected:
+  ~BlockOpReader() = default;
+};
+
+// Checks that the `count` operators form a chain of inverted bottlenecks this kernel runs and
+// fills `out` (everything but the mode and workspace) and `stages` (room for
 // kMaxChainStages). On failure writes the reason to `why`.
-bool MakeBottleneck(const BlockOp* ops, int32_t count, BlockStage* stages, Bottleneck* out,
+bool MakeBottleneck(const BlockOpReader& ops, int32_t count, BlockStage* stages, Bottleneck* out,
                     char* why, uint32_t why_size);
 
 // Gives `b` the workspace the plan places at `offset` (`index`: its pseudo-tensor index for
