@@ -91,23 +91,28 @@ def build(v: Variant, seed: int = 0) -> bytes:
     x = b.input([1, v.size, v.size, 3], 0.05, -3)
     x = b.unary("RELU", b.conv2d(x, v.cin, (3, 3)), out_zp=-5)
     for _ in range(2 if v.residual else 1):
-        a = x
-        y = x
-        if v.in_pad is not None:
-            top, bottom, left, right = v.in_pad
-            y = b.pad(y, [(0, 0), (top, bottom), (left, right), (0, 0)])
-        if v.expand is not None:
-            k, stride = (v.expand_kernel,) * 2, (v.expand_stride,) * 2
-            y = b.conv2d(y, v.expand, k, stride, v.expand_padding, activation=v.act)
-        if v.pad is not None:
-            top, bottom, left, right = v.pad
-            y = b.pad(y, [(0, 0), (top, bottom), (left, right), (0, 0)])
-        y = b.depthwise_conv2d(
-            y, 1, (v.kernel, v.kernel), (v.stride, v.stride), v.padding, activation=v.act
-        )
-        y = b.conv2d(y, v.cout, (1, 1), out_zero_point=5)
-        x = b.elementwise("ADD", a, y, out_zero_point=-2) if v.residual else y
+        x = add_block(b, x, v, out_zero_point=5)
     return b.build([b.conv2d(x, 4, (1, 1))])
+
+
+def add_block(b: ModelBuilder, x: int, v: Variant, out_zero_point: int) -> int:
+    """Variant v's block (its PADs, expansion, depthwise conv, projection, residual ADD)
+    reading x; its output."""
+    y = x
+    if v.in_pad is not None:
+        top, bottom, left, right = v.in_pad
+        y = b.pad(y, [(0, 0), (top, bottom), (left, right), (0, 0)])
+    if v.expand is not None:
+        k, stride = (v.expand_kernel,) * 2, (v.expand_stride,) * 2
+        y = b.conv2d(y, v.expand, k, stride, v.expand_padding, activation=v.act)
+    if v.pad is not None:
+        top, bottom, left, right = v.pad
+        y = b.pad(y, [(0, 0), (top, bottom), (left, right), (0, 0)])
+    y = b.depthwise_conv2d(
+        y, 1, (v.kernel, v.kernel), (v.stride, v.stride), v.padding, activation=v.act
+    )
+    y = b.conv2d(y, v.cout, (1, 1), out_zero_point=out_zero_point)
+    return b.elementwise("ADD", x, y, out_zero_point=-2) if v.residual else y
 
 
 @pytest.fixture(scope="module")
@@ -216,19 +221,26 @@ def test_block_access_model_is_safe_and_tight(v: Variant, window: bool) -> None:
     plan verifier refuses it and, with the plan trusted, the hazard checker catches it."""
     data = build(v)
     graph = tflm_vmcu.read_model(data)
-    block = dataclasses.replace(find_blocks(graph)[0], window=window)
-    d = block_min_displacement(block)
+    check_tight(data, graph, dataclasses.replace(find_blocks(graph)[0], window=window))
+
+
+def check_tight(data: bytes, graph: Graph, fused: Fused) -> int:
+    """The fused kernel's output at exactly its modelled displacement runs hazard-free and
+    unchanged (also wrapped); one byte closer the verifier refuses the plan and, with the
+    plan trusted, the hazard checker catches it. The displacement."""
+    d = block_min_displacement(fused)
     reference = run_ours(tflm_vmcu.Interpreter(data), make_inputs(graph, 1, 0))[0]
     for rotate in (False, True):
-        hazards, first, outputs = _probe(data, graph, probe_plan(graph, block, d, rotate))
+        hazards, first, outputs = _probe(data, graph, probe_plan(graph, fused, d, rotate))
         assert hazards == 0, f"d={d}, wrapped={rotate}: {first}"
         assert all(np.array_equal(a, b) for a, b in zip(outputs, reference, strict=True))
     if d > 0:
-        closer = probe_plan(graph, block, d - 1, False)
+        closer = probe_plan(graph, fused, d - 1, False)
         with pytest.raises(tflm_vmcu.ModelError, match=r"unsafe memory plan .*\(fused block\)"):
             _probe(data, graph, closer)
         hazards, _, _ = _probe(data, graph, closer, verify=False)
         assert hazards > 0, f"d={d - 1} not caught"
+    return d
 
 
 def test_workspace_over_a_live_tensor_is_caught() -> None:
@@ -405,21 +417,7 @@ def build_chain(c: ChainVariant, seed: int = 0) -> bytes:
     x = b.input([1, c.size, c.size, 3], 0.05, -3)
     x = b.unary("RELU", b.conv2d(x, 8, (3, 3)), out_zp=-5)
     for v in c.blocks:
-        y = x
-        if v.in_pad is not None:
-            top, bottom, left, right = v.in_pad
-            y = b.pad(y, [(0, 0), (top, bottom), (left, right), (0, 0)])
-        if v.expand is not None:
-            k, stride = (v.expand_kernel,) * 2, (v.expand_stride,) * 2
-            y = b.conv2d(y, v.expand, k, stride, v.expand_padding, activation=v.act)
-        if v.pad is not None:
-            top, bottom, left, right = v.pad
-            y = b.pad(y, [(0, 0), (top, bottom), (left, right), (0, 0)])
-        y = b.depthwise_conv2d(
-            y, 1, (v.kernel, v.kernel), (v.stride, v.stride), v.padding, activation=v.act
-        )
-        y = b.conv2d(y, v.cout, (1, 1), out_zero_point=3)
-        x = b.elementwise("ADD", x, y, out_zero_point=-2) if v.residual else y
+        x = add_block(b, x, v, out_zero_point=3)
     return b.build([b.conv2d(x, 4, (1, 1))])
 
 
@@ -466,21 +464,8 @@ def test_chain_access_model_is_safe_and_tight(c: ChainVariant, window: bool) -> 
     and caught by the hazard checker."""
     data = build_chain(c)
     graph = tflm_vmcu.read_model(data)
-    chain = the_chain(graph, window)
-    d = block_min_displacement(chain)
-    reference = run_ours(tflm_vmcu.Interpreter(data), make_inputs(graph, 1, 0))[0]
-    for rotate in (False, True):
-        hazards, first, outputs = _probe(data, graph, probe_plan(graph, chain, d, rotate))
-        assert hazards == 0, f"d={d}, wrapped={rotate}: {first}"
-        assert all(np.array_equal(a, b) for a, b in zip(outputs, reference, strict=True))
+    d = check_tight(data, graph, the_chain(graph, window))
     assert d > 0 or c.name != "widening"
-    if d == 0:
-        return
-    closer = probe_plan(graph, chain, d - 1, False)
-    with pytest.raises(tflm_vmcu.ModelError, match=r"unsafe memory plan .*\(fused block\)"):
-        _probe(data, graph, closer)
-    hazards, _, _ = _probe(data, graph, closer, verify=False)
-    assert hazards > 0, f"d={d - 1} not caught"
 
 
 def test_chain_longer_than_the_kernel_runs_is_refused() -> None:
