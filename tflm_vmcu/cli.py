@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import ops
 from .errors import TflmVmcuError, UnsupportedError
@@ -130,6 +131,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         f"plan: {plan.method} plan, pool {plan.pool_bytes:,} bytes, segment "
         f"{plan.segment_bytes} bytes, planned in {plan.notes['planning_seconds']:.2f} s"
     )
+    print(f"plan stored in the model: {result.plan_bytes:,} bytes of flash")
     print(f"tensor-level lower bound (peak live bytes): {result.peak_live_bytes:,}")
     print(f"segment-level lower bound: {result.segment_bound_bytes:,}")
     _print_fusion(plan, args.fusion)
@@ -338,18 +340,45 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.ok else 2
 
 
+class _UsageError(Exception):
+    """A command line argparse refuses."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line and exit status 1, like every other failure (2 means
+    "outputs differ" for validate)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise _UsageError(f"{self.prog}: {message} (see {self.prog.split()[0]} --help)")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive count")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from . import __version__
+
+    parser = _Parser(
         prog="tflm-vmcu",
         description="Segment-level memory management for int8 TFLite Micro models.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"tflm-vmcu {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("inspect", help="ops, tensors and bytes live per op")
     p.add_argument("model")
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("validate", help="run ours and TFLM on seeded inputs; compare bit for bit")
     p.add_argument("model")
-    p.add_argument("--runs", type=int, default=5, help="number of seeded random inputs (default 5)")
+    p.add_argument(
+        "--runs", type=_positive, default=5, help="number of seeded random inputs (default 5)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(
@@ -423,11 +452,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return int(args.func(args))
+    except _UsageError as exc:
+        _error(str(exc))
+        return 1
     except TflmVmcuError as exc:
         _error(str(exc))
+        return 1
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say to it
+        sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 (closed at exit)
+        _error("output closed before the command finished")
+        return 1
+    except OSError as exc:  # a file or folder named on the command line
+        where = f": {exc.filename}" if exc.filename else ""
+        _error(f"{exc.strerror or exc}{where}")
         return 1
     except Exception as exc:  # a defect of ours: still one line, and a clear exit status
         _error(f"internal error ({type(exc).__name__}: {exc}); please report it with the model")

@@ -12,7 +12,7 @@ from . import _runtime
 from .errors import UnsupportedError
 from .ir import Graph, Operator, check_graph, check_shapes
 from .lifetimes import live_bytes_per_op
-from .plan_format import write_plan
+from .plan_format import PLAN_METADATA, write_plan
 from .planner.fused import plan_model
 from .planner.plan import Plan
 from .quant import CHANNEL_DIM, channel_params
@@ -25,6 +25,7 @@ class CompileResult:
     model: bytes  # the compiled .tflite
     peak_live_bytes: int  # tensor-level lower bound
     segment_bound_bytes: int  # segment-level lower bound
+    plan_bytes: int = 0  # the stored plan (flash)
 
 
 def runtime_refusal(data: bytes) -> str:
@@ -76,9 +77,11 @@ def compile_bytes(data: bytes, fusion: str = "rows") -> CompileResult:
         if words is not None:
             plan.op_words[op.index] = words
     live = live_bytes_per_op(graph)
+    model = write_plan(data, plan)
     return CompileResult(
         plan=plan,
-        model=write_plan(data, plan),
+        model=model,
+        plan_bytes=len(read_model(model).metadata[PLAN_METADATA]),
         peak_live_bytes=max(live) if live else 0,
         segment_bound_bytes=int(plan.notes["segment_bound_bytes"]),  # type: ignore[call-overload]
     )

@@ -141,15 +141,25 @@ def write_metadata(model: bytes, name: str, payload: bytes | None) -> bytes:
     name; removing it when payload is None; other entries, e.g. the other target's
     plan, stay), buffers re-aligned."""
     m = schema.ModelT.InitFromPackedBuf(bytearray(model), 0)
+    old = [md for md in (m.metadata or []) if _name(md) == name]
     m.metadata = [md for md in (m.metadata or []) if _name(md) != name]
+    # The old entry's buffer is emptied and reused, so that rewriting the entry (compiling
+    # a compiled model) does not grow the file; a buffer something else names stays.
+    used = {md.buffer for md in m.metadata}
+    used |= {t.buffer for g in (m.subgraphs or []) for t in (g.tensors or [])}
+    free = [md.buffer for md in old if md.buffer not in used and 0 < md.buffer < len(m.buffers)]
+    for b in free:
+        m.buffers[b].data = None
     if payload is None:
         return pack_model(m, len(model))
-    buf = schema.BufferT()
-    buf.data = np.frombuffer(payload, dtype=np.uint8)
-    m.buffers.append(buf)
     md = schema.MetadataT()
     md.name = name
-    md.buffer = len(m.buffers) - 1
+    if free:
+        md.buffer = free[0]
+    else:
+        m.buffers.append(schema.BufferT())
+        md.buffer = len(m.buffers) - 1
+    m.buffers[md.buffer].data = np.frombuffer(payload, dtype=np.uint8)
     m.metadata.append(md)
     return pack_model(m, len(model) + len(payload))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import Any
 
 from .boards import BOARDS, STACK_BYTES
 from .build import NO_DSP_FLAG
@@ -15,7 +16,7 @@ from .qemu import DEFAULT_TIMEOUT_S
 from .tflm_plugin import PluginFirmwareResult, firmware_plugin
 
 
-def add_firmware_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_firmware_parser(sub: argparse._SubParsersAction[Any]) -> None:
     """Registers `tflm-vmcu firmware` on the CLI's sub-command parsers."""
     p = sub.add_parser(
         "firmware",

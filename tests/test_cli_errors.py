@@ -1,0 +1,92 @@
+"""Every command-line failure is one line on stderr and exit status 1: files and folders
+that cannot be read or written, bad numbers, unknown commands, a reader that goes away."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import MODELS
+
+from tflm_vmcu.cli import main
+
+MODEL = str(MODELS / "op_add.tflite")
+
+
+def _cases(tmp: Path) -> list[tuple[list[str], str]]:
+    existing = tmp / "existing_file"
+    existing.write_text("x")
+    return [
+        (["compile", MODEL, "-o", "/nonexistent/dir/x.tflite"], "No such file or directory"),
+        (["export", MODEL, "-o", "/nonexistent/x.h"], "No such file or directory"),
+        (["report", MODEL, "-o", str(existing)], str(existing)),
+        (["compile", str(tmp / "missing.tflite"), "-o", str(tmp / "o.tflite")], "missing.tflite"),
+        (["validate", MODEL, "--runs", "0"], "0 is not a positive count"),
+        (["validate", MODEL, "--runs", "-3"], "-3 is not a positive count"),
+        (["validate", MODEL, "--runs", "many"], "'many' is not a whole number"),
+        (["validate", MODEL, "--seed", "x"], "invalid int value"),
+        (["bogus"], "invalid choice: 'bogus'"),
+        (["compile", MODEL], "required: -o/--output"),
+        (["compile", MODEL, "-o", str(tmp / "o.tflite"), "--io", "int4"], "invalid choice"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(11))
+def test_failure_is_one_line_and_exit_1(
+    case: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv, expected = _cases(tmp_path)[case]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("tflm-vmcu: error: "), err
+    assert expected in err
+    assert "internal error" not in err
+
+
+def test_reader_going_away_is_one_line(tmp_path: Path) -> None:
+    """`tflm-vmcu inspect MODEL | head -1`: the rest of the output has nowhere to go."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "tflm_vmcu.cli",
+        "inspect",
+        str(MODELS / "mobilenetv2_small.tflite"),
+    ]
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        proc.stdout.readline()
+        proc.stdout.close()  # as head does after its line
+        err = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 1
+    assert err.strip().count("\n") == 0, err
+    assert "output closed" in err, err
+    assert "Traceback" not in err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import tflm_vmcu
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tflm-vmcu {tflm_vmcu.__version__}"
+
+
+def test_compiling_a_compiled_model_replaces_its_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    once, twice = tmp_path / "once.tflite", tmp_path / "twice.tflite"
+    source = str(MODELS / "mobilenetv2_small.tflite")
+    assert main(["compile", source, "-o", str(once)]) == 0
+    printed = capsys.readouterr().out
+    assert main(["compile", str(once), "-o", str(twice)]) == 0
+    assert once.stat().st_size == twice.stat().st_size
+    from tflm_vmcu.plan_format import PLAN_METADATA
+    from tflm_vmcu.reader import read_model
+
+    plan_bytes = len(read_model(once.read_bytes()).metadata[PLAN_METADATA])
+    assert f"plan stored in the model: {plan_bytes:,} bytes of flash" in printed
