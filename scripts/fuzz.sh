@@ -62,7 +62,7 @@ import sys
 from pathlib import Path
 
 import tflm_vmcu
-from tflm_vmcu.fusion import find_blocks
+from tflm_vmcu.fusion import Chain, find_blocks
 from tflm_vmcu.plan_format import PLAN_METADATA, write_plan
 from tflm_vmcu.planner.fused import plan_with_blocks
 from tflm_vmcu.synth import ModelBuilder
@@ -77,6 +77,17 @@ for window in (False, True):
     blocks = [dataclasses.replace(k, window=window) for k in find_blocks(graph)]
     name = f"vmcu_block_{'window' if window else 'rows'}.tflite"
     seeds.joinpath(name).write_bytes(write_plan(data, plan_with_blocks(graph, blocks)))
+# A chain of two blocks, the first with a 3x3 (stem) expansion.
+b = ModelBuilder(seed=2)
+x = b.conv2d(b.input([1, 9, 9, 3]), 8, (3, 3), (2, 2))
+x = b.conv2d(b.depthwise_conv2d(x, 1), 8, (1, 1))
+y = b.conv2d(b.depthwise_conv2d(b.conv2d(x, 16, (1, 1)), 1), 8, (1, 1))
+chained = b.build([b.elementwise("ADD", x, y)])
+graph = tflm_vmcu.read_model(chained)
+for window in (False, True):
+    chain = Chain(tuple(find_blocks(graph)), window=window)
+    name = f"vmcu_chain_{'window' if window else 'rows'}.tflite"
+    seeds.joinpath(name).write_bytes(write_plan(chained, plan_with_blocks(graph, [chain])))
 longest = 0
 for k, path in enumerate(sorted(seeds.glob("vmcu_*.tflite"), key=lambda p: p.name)):
     shutil.copy(path, models / path.name)
