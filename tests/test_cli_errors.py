@@ -30,10 +30,13 @@ def _cases(tmp: Path) -> list[tuple[list[str], str]]:
         (["bogus"], "invalid choice: 'bogus'"),
         (["compile", MODEL], "required: -o/--output"),
         (["compile", MODEL, "-o", str(tmp / "o.tflite"), "--io", "int4"], "invalid choice"),
+        # Options that do not apply are refused, not ignored.
+        (["compile", MODEL, "-o", str(tmp / "o.tflite"), "--kernels", "portable"], "--kernels"),
+        (["validate", "--tflm", MODEL, "--check-hazards"], "no hazard checker"),
     ]
 
 
-@pytest.mark.parametrize("case", range(11))
+@pytest.mark.parametrize("case", range(13))
 def test_failure_is_one_line_and_exit_1(
     case: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -90,3 +93,15 @@ def test_compiling_a_compiled_model_replaces_its_plan(
 
     plan_bytes = len(read_model(once.read_bytes()).metadata[PLAN_METADATA])
     assert f"plan stored in the model: {plan_bytes:,} bytes of flash" in printed
+
+
+def test_report_json_with_a_folder_writes_the_files_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    out = tmp_path / "r"
+    assert main(["report", MODEL, "--json", "-o", str(out)]) == 0
+    figures = json.loads(capsys.readouterr().out)
+    assert figures["pool_bytes"] > 0
+    assert sorted(p.suffix for p in out.iterdir()) == [".png", ".svg", ".txt"]

@@ -116,6 +116,12 @@ def _model_for_compile(args: argparse.Namespace) -> bytes:
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
+    if args.kernels is not None and args.target != "tflm":
+        raise TflmVmcuError(
+            "--kernels applies to --target tflm (the TFLM kernel library an offline plan "
+            "must be safe for); this target runs "
+            + ("the plug-in's kernels" if args.target == "tflm-plugin" else "its own kernels")
+        )
     data = _model_for_compile(args)
     if args.target == "tflm":
         return _compile_tflm(args, data)
@@ -169,11 +175,6 @@ def _print_fusion(plan: Plan, fusion: str, as_custom_ops: bool = False) -> None:
 def _compile_plugin(args: argparse.Namespace, data: bytes) -> int:
     from .plugin_target import compile_for_plugin, op_counts
 
-    if args.kernels is not None:
-        raise TflmVmcuError(
-            "--kernels applies to --target tflm: the plug-in keeps the tensors of TFLM's "
-            "kernels apart, safe for any kernel library"
-        )
     model, plan = compile_for_plugin(data, args.fusion)
     Path(args.output).write_bytes(model)
     graph = read_model(model)
@@ -245,8 +246,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     report = build_report(args.model)
     if args.json:
+        if args.out is not None:  # the files as well, if a folder is named
+            write_report(report, read_model(args.model), Path(args.out))
         print(json.dumps(report.figures))
         return 0
+    args.out = args.out or "report"
     graph = read_model(args.model)
     paths = write_report(report, graph, Path(args.out))
     print((Path(args.out) / f"{Path(args.model).stem}.txt").read_text(), end="")
@@ -311,6 +315,12 @@ def _validate_tflm(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     if args.tflm:
+        if args.check_hazards:
+            raise TflmVmcuError(
+                "--check-hazards checks this runtime's plan; --tflm runs the offline plan in "
+                "stock TFLM, which has no hazard checker (use --runtime tflm-plugin "
+                "--check-hazards for a plan inside TFLM)"
+            )
         return _validate_tflm(args)
     if args.runtime == "tflm-plugin":
         return _validate_plugin(args)
@@ -444,7 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("report", help="per-op table, pool picture and totals against TFLM")
     p.add_argument("model")
-    p.add_argument("-o", "--out", default="report", help="folder for the table and pictures")
+    p.add_argument(
+        "-o", "--out", help="folder for the table and pictures (default: report; with --json: none)"
+    )
     p.add_argument("--json", action="store_true", help="print the totals as one JSON object")
     p.set_defaults(func=cmd_report)
     add_firmware_parser(sub)
