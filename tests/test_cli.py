@@ -68,3 +68,29 @@ def test_report_writes_table_and_pictures(
     figures = json.loads(capsys.readouterr().out)
     assert figures["total_bytes"] == figures["pool_bytes"] + figures["state_bytes"]
     assert figures["segment_bound_bytes"] <= figures["pool_bytes"] <= figures["tflm_head_bytes"]
+
+
+def test_unplanned_model_gets_a_note_of_what_compiling_saves(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import tflm_vmcu
+    from tflm_vmcu.compiler import compile_bytes
+
+    data = DEFAULT.read_bytes()
+    unplanned = tflm_vmcu.Interpreter(data).activation_bytes
+    planned = compile_bytes(data).plan.pool_bytes
+    note = f"would bring its pool from {unplanned:,} to {planned:,} bytes"
+    assert main(["validate", str(DEFAULT), "--runs", "1"]) == 0
+    assert note in capsys.readouterr().out
+    assert main(["validate", str(DEFAULT), "--runs", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["compile_would_save_bytes"] == unplanned - planned
+    compiled = tmp_path / "c.tflite"
+    assert main(["compile", str(DEFAULT), "-o", str(compiled)]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(compiled), "--runs", "1"]) == 0
+    assert "no memory plan" not in capsys.readouterr().out
+    # export sizes the arena for the runtime the model was compiled for
+    assert main(["export", str(compiled), "-o", str(tmp_path / "c.h")]) == 0
+    assert "(tflm-vmcu)" in capsys.readouterr().out
+    assert main(["export", str(DEFAULT), "-o", str(tmp_path / "d.h")]) == 0
+    assert "(tflm)" in capsys.readouterr().out

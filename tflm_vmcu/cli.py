@@ -223,16 +223,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .reader import load_bytes, read_model
 
     data = load_bytes(args.model)
+    graph = read_model(data)  # one clear error for a bad file before writing anything
+    if args.target is None:  # the runtime the model was compiled for
+        from .plan_format import PLAN_METADATA
+
+        args.target = "tflm-vmcu" if PLAN_METADATA in graph.metadata else "tflm"
     if args.target == "tflm":
         from .tflm_check import smallest_arena
 
         arena = smallest_arena(data)
     else:
+        from .compiler import unplanned_note
         from .interpreter import Interpreter
 
         interp = Interpreter(data)
         arena = interp.total_bytes
-    read_model(data)  # one clear error for a bad file before writing anything
+        note = unplanned_note(data)
+        if note is not None:
+            print(note)
     name = args.name or Path(args.model).stem.replace("-", "_").replace(".", "_")
     Path(args.output).write_text(c_source(data, name, arena, args.target))
     print(
@@ -324,13 +332,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return _validate_tflm(args)
     if args.runtime == "tflm-plugin":
         return _validate_plugin(args)
+    from .compiler import unplanned_note, unplanned_saving
+    from .reader import load_bytes
     from .validate import validate
 
     report = validate(args.model, runs=args.runs, seed=args.seed, check_hazards=args.check_hazards)
+    data = load_bytes(args.model)
     if args.json:
-        print(json.dumps(report.to_json()))
+        figures = report.to_json()
+        saving = unplanned_saving(data)
+        if saving is not None:
+            figures["compile_would_save_bytes"] = saving[0] - saving[1]
+        print(json.dumps(figures))
     else:
         print(f"model: {report.model}  ({report.runs} seeded runs, seed {report.seed})")
+        note = unplanned_note(data)
+        if note is not None:
+            print(note)
         for o in report.outputs:
             verdict = (
                 "bit-exact"
@@ -449,7 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="the model as an aligned C array with the arena size")
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="the header to write")
-    p.add_argument("--target", choices=["tflm", "tflm-vmcu"], default="tflm")
+    p.add_argument(
+        "--target",
+        choices=["tflm", "tflm-vmcu"],
+        help="the runtime the arena is sized for (default: tflm-vmcu for a model compiled for "
+        "it, else tflm)",
+    )
     p.add_argument("--name", help="C identifier of the array (default: from the file name)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("report", help="per-op table, pool picture and totals against TFLM")

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import _runtime
-from .errors import UnsupportedError
+from .errors import TflmVmcuError, UnsupportedError
 from .ir import Graph, Operator, check_graph, check_shapes
 from .lifetimes import live_bytes_per_op
 from .plan_format import PLAN_METADATA, write_plan
@@ -91,3 +91,30 @@ def compile_model(model: str | Path, output: str | Path, fusion: str = "rows") -
     result = compile_bytes(load_bytes(model), fusion)
     Path(output).write_bytes(result.model)
     return result
+
+
+def unplanned_saving(data: bytes) -> tuple[int, int] | None:
+    """For a model without this runtime's plan: (pool the runtime gives it without one,
+    pool `tflm-vmcu compile` would plan), when compiling lowers it; else None."""
+    from .interpreter import Interpreter
+
+    if PLAN_METADATA in read_model(data).metadata:
+        return None
+    try:
+        unplanned = Interpreter(data).activation_bytes
+        planned = compile_bytes(data).plan.pool_bytes
+    except TflmVmcuError:
+        return None  # the caller reports why the model does not run
+    return (unplanned, planned) if planned < unplanned else None
+
+
+def unplanned_note(data: bytes) -> str | None:
+    """One line saying what compiling the model would save, if anything."""
+    saving = unplanned_saving(data)
+    if saving is None:
+        return None
+    unplanned, planned = saving
+    return (
+        f"note: this model has no memory plan; `tflm-vmcu compile` would bring its pool from "
+        f"{unplanned:,} to {planned:,} bytes (saves {unplanned - planned:,})"
+    )
