@@ -184,6 +184,7 @@ def test_cli_json(
     args = parser.parse_args(cmd)
     assert args.func(args) == 0
     out = json.loads(capsys.readouterr().out)
+    assert (out["schema_version"], out["command"]) == (1, "firmware")  # docs/JSON.md
     assert out["bit_exact"] is True
     assert out["cpu"] == "cortex-m7"
     assert out["board"] == "mps2-an500"

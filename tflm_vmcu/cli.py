@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import ops
 from .errors import TflmVmcuError, UnsupportedError
 from .firmware import add_firmware_parser
+from .json_output import emit, emit_error
 from .lifetimes import live_bytes_per_op
 from .planner.plan import Plan
 from .plugin_blocks import BLOCK_CUSTOM_CODE
@@ -30,6 +30,39 @@ def _support(opcode: str) -> str:
     if opcode == _BLOCK_OPCODE:
         return "plug-in"
     return "yes" if ops.is_supported(opcode) else "NO"
+
+
+def _tensor_figures(graph: Any, t: int) -> dict[str, Any]:
+    x = graph.tensors[t]
+    q = x.quant
+    return {
+        "name": x.name,
+        "shape": list(x.shape),
+        "dtype": x.dtype_name,
+        "scale": q.scale if q else None,
+        "zero_point": q.zero_point if q else None,
+    }
+
+
+def _inspect_figures(model: str, graph: Any, live: list[int]) -> dict[str, Any]:
+    ops_list = [
+        {
+            "index": op.index,
+            "opcode": op.opcode,
+            "supported": _support(op.opcode),
+            "outputs": [_tensor_figures(graph, t) for t in op.outputs],
+            "live_bytes": nbytes,
+        }
+        for op, nbytes in zip(graph.operators, live, strict=False)
+    ]
+    return {
+        "model": model,
+        "inputs": [_tensor_figures(graph, t) for t in graph.inputs],
+        "outputs": [_tensor_figures(graph, t) for t in graph.outputs],
+        "operators": ops_list,
+        "tensor_bound_bytes": max(live) if live else 0,
+        "unsupported_ops": sorted({o["opcode"] for o in ops_list if o["supported"] == "NO"}),
+    }
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -59,6 +92,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
                 f"{nbytes:,}",
             )
         )
+    if args.json:
+        if refusal and not any(op.opcode == _BLOCK_OPCODE for op in graph.operators):
+            raise UnsupportedError(f"the runtime refuses this model: {refusal}")
+        emit("inspect", _inspect_figures(args.model, graph, live))
+        return 0
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     print(f"model: {args.model}")
     print(
@@ -96,19 +134,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_for_compile(args: argparse.Namespace) -> bytes:
+def _say(args: argparse.Namespace) -> Callable[..., None]:
+    """print, or nothing under --json (the figures go into the one JSON object)."""
+    return (lambda *_a, **_k: None) if getattr(args, "json", False) else print
+
+
+def _model_for_compile(args: argparse.Namespace, figures: dict[str, Any]) -> bytes:
     """The model to plan: with --io int8, without its float input and output edges."""
     from .int8_io import int8_io
     from .reader import load_bytes
 
+    say = _say(args)
     data = load_bytes(args.model)
     if args.io != "int8":
         return data
     data, edges = int8_io(data)
+    figures["int8_edges"] = [vars(e) for e in edges]
     if not edges:
-        print("--io int8: no float input QUANTIZE or output DEQUANTIZE to remove")
+        say("--io int8: no float input QUANTIZE or output DEQUANTIZE to remove")
     for e in edges:
-        print(
+        say(
             f"--io int8: {e.kind} {e.position} '{e.name}' is int8, real = {e.scale:.9g} * "
             f"(q - {e.zero_point}) ({e.removed_op} removed, {e.float_bytes:,} float bytes gone)"
         )
@@ -122,33 +167,68 @@ def cmd_compile(args: argparse.Namespace) -> int:
             "must be safe for); this target runs "
             + ("the plug-in's kernels" if args.target == "tflm-plugin" else "its own kernels")
         )
-    data = _model_for_compile(args)
+    figures: dict[str, Any] = {"model": args.model, "output": args.output, "target": args.target}
+    data = _model_for_compile(args, figures)
     if args.target == "tflm":
-        return _compile_tflm(args, data)
-    if args.target == "tflm-plugin":
-        return _compile_plugin(args, data)
-    from .compiler import compile_bytes
-
-    result = compile_bytes(data, args.fusion)
-    Path(args.output).write_bytes(result.model)
-    plan = result.plan
-    print(f"model: {args.model}")
-    print(
-        f"plan: {plan.method} plan, pool {plan.pool_bytes:,} bytes, segment "
-        f"{plan.segment_bytes} bytes, planned in {plan.notes['planning_seconds']:.2f} s"
-    )
-    print(f"plan stored in the model: {result.plan_bytes:,} bytes of flash")
-    print(f"tensor-level lower bound (peak live bytes): {result.peak_live_bytes:,}")
-    print(f"segment-level lower bound: {result.segment_bound_bytes:,}")
-    _print_fusion(plan, args.fusion)
-    print(f"wrote {args.output}")
-    if args.report:
-        reported = args.output if args.io == "int8" else args.model  # the graph planned
-        cmd_report(argparse.Namespace(model=reported, out=args.report, json=False))
+        _compile_tflm(args, data, figures)
+    elif args.target == "tflm-plugin":
+        _compile_plugin(args, data, figures)
+    else:
+        _compile_runtime(args, data, figures)
+    if args.json:
+        emit("compile", figures)
     return 0
 
 
-def _print_fusion(plan: Plan, fusion: str, as_custom_ops: bool = False) -> None:
+def _compile_runtime(args: argparse.Namespace, data: bytes, figures: dict[str, Any]) -> None:
+    from .compiler import compile_bytes
+
+    say = _say(args)
+    result = compile_bytes(data, args.fusion)
+    Path(args.output).write_bytes(result.model)
+    plan = result.plan
+    figures.update(
+        pool_bytes=plan.pool_bytes,
+        segment_bytes=plan.segment_bytes,
+        plan_bytes=result.plan_bytes,
+        tensor_bound_bytes=result.peak_live_bytes,
+        segment_bound_bytes=result.segment_bound_bytes,
+        planning_seconds=plan.notes["planning_seconds"],
+        fusion=_fusion_figures(plan, args.fusion),
+    )
+    say(f"model: {args.model}")
+    say(
+        f"plan: {plan.method} plan, pool {plan.pool_bytes:,} bytes, segment "
+        f"{plan.segment_bytes} bytes, planned in {plan.notes['planning_seconds']:.2f} s"
+    )
+    say(f"plan stored in the model: {result.plan_bytes:,} bytes of flash")
+    say(f"tensor-level lower bound (peak live bytes): {result.peak_live_bytes:,}")
+    say(f"segment-level lower bound: {result.segment_bound_bytes:,}")
+    _print_fusion(say, plan, args.fusion)
+    say(f"wrote {args.output}")
+    if args.report:
+        reported = args.output if args.io == "int8" else args.model  # the graph planned
+        if args.json:  # the files only: the one JSON object is the compile's
+            from .report import build_report, write_report
+
+            paths = write_report(build_report(reported), read_model(reported), Path(args.report))
+            figures["report_files"] = [str(p) for p in paths]
+        else:
+            cmd_report(argparse.Namespace(model=reported, out=args.report, json=False))
+
+
+def _fusion_figures(plan: Plan, fusion: str) -> dict[str, Any]:
+    return {
+        "mode": fusion,
+        "candidates": plan.notes.get("fusion_candidates", 0),
+        "bound_bytes": plan.notes.get("fusion_bound_bytes"),
+        "fused": plan.notes.get("fused_blocks", []),
+    }
+
+
+def _print_fusion(
+    say: Callable[..., None], plan: Plan, fusion: str, as_custom_ops: bool = False
+) -> None:
     fused: list[dict[str, Any]] = plan.notes.get("fused_blocks", [])  # type: ignore[assignment]
     candidates = plan.notes.get("fusion_candidates", 0)
     line = f"inverted-bottleneck blocks: {candidates} candidates, {len(fused)} fused"
@@ -157,65 +237,77 @@ def _print_fusion(plan: Plan, fusion: str, as_custom_ops: bool = False) -> None:
         over = plan.pool_bytes - -(-bound // plan.segment_bytes) * plan.segment_bytes
         reached = "the plan reaches it" if over <= 0 else f"the plan needs {over:,} more"
         line += f": the choice with the least bound of any, {bound:,} bytes ({reached})"
-    print(f"{line}; --fusion {fusion}")
+    say(f"{line}; --fusion {fusion}")
     if as_custom_ops and fused:
-        print(
+        say(
             f"  each fused block is one custom operator {BLOCK_CUSTOM_CODE} (op numbers below "
             "are the original model's)"
         )
     for b in fused:
         first, last = b["ops"]
-        print(
+        say(
             f"  ops {first}-{last} ({b['pattern']}, {b['mode']} mode): saves "
             f"{b['saved_bytes']:,} bytes of the bound "
             f"(workspace {b['workspace_bytes']:,})"
         )
 
 
-def _compile_plugin(args: argparse.Namespace, data: bytes) -> int:
+def _compile_plugin(args: argparse.Namespace, data: bytes, figures: dict[str, Any]) -> None:
     from .plugin_target import compile_for_plugin, op_counts
 
+    say = _say(args)
     model, plan = compile_for_plugin(data, args.fusion)
     Path(args.output).write_bytes(model)
     graph = read_model(model)
     counts = op_counts(graph)
-    print(f"model: {args.model}")
-    print(
+    figures.update(
+        pool_bytes=plan.pool_bytes,
+        segment_bytes=plan.segment_bytes,
+        op_counts=counts,
+        fusion=_fusion_figures(plan, args.fusion),
+    )
+    say(f"model: {args.model}")
+    say(
         f"plan for TFLM + the tflm-vmcu plug-in: ring of {plan.pool_bytes:,} bytes, offsets "
         f"aligned to {plan.segment_bytes} bytes"
     )
-    print(
+    say(
         f"operators: {counts['ring']} on ring kernels, {counts['tflm']} on TFLM kernels "
         "(their tensors flat, never overlapping), "
         f"{counts['fused_blocks']} fused blocks"
     )
     if counts["tflm_fallback"]:
-        print(
+        say(
             f"  {counts['tflm_fallback']} of the TFLM-kernel operators are of builtins the "
             "plug-in registers: register its kernels with TFLM's as fallback, "
             "plugin.AddKernels<tflm_vmcu::Fallback::kTflmKernels>(resolver)"
         )
-    _print_fusion(plan, args.fusion, as_custom_ops=True)
-    print(f"wrote {args.output}")
-    return 0
+    _print_fusion(say, plan, args.fusion, as_custom_ops=True)
+    say(f"wrote {args.output}")
 
 
-def _compile_tflm(args: argparse.Namespace, data: bytes) -> int:
+def _compile_tflm(args: argparse.Namespace, data: bytes, figures: dict[str, Any]) -> None:
     from .tflm_target import compile_for_tflm
 
+    say = _say(args)
     kernels = args.kernels or "reference"
     result = compile_for_tflm(data, kernels, args.unsafe_shift)
     Path(args.output).write_bytes(result.model)
-    print(f"model: {args.model}")
-    print(
+    figures.update(
+        kernels=kernels,
+        head_bytes=result.plan.pool_bytes,
+        tflm_head_bytes=result.greedy_head_bytes,
+        segment_bytes=result.plan.segment_bytes,
+    )
+    say(f"model: {args.model}")
+    say(
         f"offline plan for stock TFLM ({kernels} kernels): head {result.plan.pool_bytes:,} "
         f"bytes (TFLM's own plan: {result.greedy_head_bytes:,}), offsets aligned to "
         f"{result.plan.segment_bytes} bytes"
     )
     if args.unsafe_shift:
-        print(f"WARNING: deliberately unsafe plan (--unsafe-shift {args.unsafe_shift}), for tests")
-    print(f"wrote {args.output}")
-    return 0
+        say(f"WARNING: deliberately unsafe plan (--unsafe-shift {args.unsafe_shift}), for tests")
+    say(f"wrote {args.output}")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -239,10 +331,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         interp = Interpreter(data)
         arena = interp.total_bytes
         note = unplanned_note(data)
-        if note is not None:
+        if note is not None and not args.json:
             print(note)
     name = args.name or Path(args.model).stem.replace("-", "_").replace(".", "_")
     Path(args.output).write_text(c_source(data, name, arena, args.target))
+    if args.json:
+        emit(
+            "export",
+            {
+                "model": args.model,
+                "output": args.output,
+                "target": args.target,
+                "model_bytes": len(data),
+                "arena_bytes": arena,
+            },
+        )
+        return 0
     print(
         f"wrote {args.output}: {len(data):,} bytes of model, arena {arena:,} bytes ({args.target})"
     )
@@ -256,7 +360,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         if args.out is not None:  # the files as well, if a folder is named
             write_report(report, read_model(args.model), Path(args.out))
-        print(json.dumps(report.figures))
+        f = report.figures
+        emit(
+            "report",
+            {
+                "model": args.model,
+                **f,
+                # The same figures under validate's names.
+                "ours": {k: f[k] for k in ("pool_bytes", "state_bytes", "total_bytes")},
+                "tflm": {
+                    "head_bytes": f["tflm_head_bytes"],
+                    "tail_bytes": f["tflm_tail_bytes"],
+                    "total_bytes": f["tflm_total_bytes"],
+                    "smallest_arena_bytes": f["tflm_min_arena_bytes"],
+                },
+            },
+        )
         return 0
     args.out = args.out or "report"
     graph = read_model(args.model)
@@ -279,7 +398,7 @@ def _validate_plugin(args: argparse.Namespace) -> int:
         check_hazards=args.check_hazards,
     )
     if args.json:
-        print(json.dumps(report.to_json()))
+        emit("validate", report.to_json())
     else:
         verdict = (
             "bit-exact" if report.bit_exact else "OUTPUTS DIFFER: " + "; ".join(report.mismatches)
@@ -315,7 +434,7 @@ def _validate_tflm(args: argparse.Namespace) -> int:
     original = write_metadata(planned, OFFLINE_METADATA, None)
     result = compare_in_tflm(original, planned, runs=args.runs, seed=args.seed)
     if args.json:
-        print(json.dumps({"model": args.model, **result.to_json()}))
+        emit("validate", {"model": args.model, "runtime": "tflm", **result.to_json()})
     else:
         print(result.message())
     return 0 if result.bit_identical else 2
@@ -343,11 +462,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         saving = unplanned_saving(data)
         if saving is not None:
             figures["compile_would_save_bytes"] = saving[0] - saving[1]
-        print(json.dumps(figures))
+        emit("validate", figures)
     else:
         print(f"model: {report.model}  ({report.runs} seeded runs, seed {report.seed})")
         note = unplanned_note(data)
-        if note is not None:
+        if note is not None and not args.json:
             print(note)
         for o in report.outputs:
             verdict = (
@@ -401,6 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("inspect", help="ops, tensors and bytes live per op")
     p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_inspect)
     p = sub.add_parser("validate", help="run ours and TFLM on seeded inputs; compare bit for bit")
     p.add_argument("model")
@@ -462,6 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="int8: remove the QUANTIZE of float model inputs and the DEQUANTIZE of float "
         "model outputs (the caller quantises with the printed scale and zero point)",
     )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--unsafe-shift", type=int, default=0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_compile)
     p = sub.add_parser("export", help="the model as an aligned C array with the arena size")
@@ -474,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
         "it, else tflm)",
     )
     p.add_argument("--name", help="C identifier of the array (default: from the file name)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("report", help="per-op table, pool picture and totals against TFLM")
     p.add_argument("model")
@@ -487,31 +609,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv  # errors too are JSON on stdout (and one line on stderr)
+    command = next((a for a in argv if not a.startswith("-")), None)
     try:
         args = build_parser().parse_args(argv)
         return int(args.func(args))
     except _UsageError as exc:
-        _error(str(exc))
-        return 1
+        message = str(exc)
     except TflmVmcuError as exc:
-        _error(str(exc))
-        return 1
+        message = str(exc)
     except BrokenPipeError:  # the reader went away (| head): nothing more to say to it
         sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 (closed at exit)
-        _error("output closed before the command finished")
-        return 1
+        message = "output closed before the command finished"
     except OSError as exc:  # a file or folder named on the command line
         where = f": {exc.filename}" if exc.filename else ""
-        _error(f"{exc.strerror or exc}{where}")
-        return 1
+        message = f"{exc.strerror or exc}{where}"
     except Exception as exc:  # a defect of ours: still one line, and a clear exit status
-        _error(f"internal error ({type(exc).__name__}: {exc}); please report it with the model")
-        return 1
-
-
-def _error(message: str) -> None:
-    """The one line a failed command prints."""
-    print(f"tflm-vmcu: error: {' '.join(message.split())}", file=sys.stderr)
+        message = f"internal error ({type(exc).__name__}: {exc}); please report it with the model"
+    message = " ".join(message.split())
+    print(f"tflm-vmcu: error: {message}", file=sys.stderr)
+    if as_json:
+        emit_error(command, message)
+    return 1
 
 
 if __name__ == "__main__":

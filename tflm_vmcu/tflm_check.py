@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +82,16 @@ class TflmComparison:
     planned_arena: int
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        """In the names every command's JSON uses (docs/JSON.md)."""
+        return {
+            "bit_exact": self.bit_identical,
+            "runs": self.runs,
+            "mismatched_runs": self.mismatched_runs,
+            "mismatched_elements": self.mismatched_elements,
+            "output_elements": self.output_elements,
+            "stock_smallest_arena_bytes": self.original_arena,
+            "smallest_arena_bytes": self.planned_arena,
+        }
 
     def message(self) -> str:
         if not self.bit_identical:

@@ -5,9 +5,9 @@ the plug-in beside stock TFLM, from the TFLM tree of `--tflm-source` (tflm_plugi
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
+from ..json_output import emit
 from .boards import BOARDS, STACK_BYTES
 from .build import NO_DSP_FLAG
 from .host import PLANS
@@ -102,7 +102,7 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         dsp=args.dsp,
     )
     if args.json:
-        print(json.dumps(result.to_json()))
+        emit("firmware", result.to_json())
     else:
         kernels = "DSP" if result.dsp else "portable"
         print(
@@ -155,7 +155,7 @@ def _cmd_plugin(args: argparse.Namespace) -> int:
         corrupt_expected=args.corrupt_expected,
     )
     if args.json:
-        print(json.dumps(result.to_json()))
+        emit("firmware", result.to_json())
     else:
         _print_plugin(result)
     if not result.ran:
