@@ -169,3 +169,26 @@ def test_pool_table_names_ops_from_the_graph() -> None:
     rows = [line.split() for line in table.splitlines()[3:7]]
     assert [r[1] for r in rows] == [*OPS, "(outputs)"]
     assert rows[1][3:] == ["3,072", "3,072"]  # tensor plan: the span is the live bytes
+
+
+def test_picture_has_a_key_a_caption_and_tooltips(tmp_path: Path) -> None:
+    """The legend and the caption say what a box, the dashed line and the grey band are;
+    each box of the SVG carries its tensor's name, bytes, offset and lifetime on hover;
+    each panel has its own address scale."""
+    ring, tensor = ring_chain(), tensor_chain()
+    path = tmp_path / "pool.svg"
+    draw_pool(ring, OPS, path, compare=tensor)
+    svg = path.read_text()
+    for text in ("tensor", "pool size", "beyond the pool (unused)", "Each box is an activation"):
+        assert text in svg
+    titles = re.findall(r"<title>tensor (\d+) '[^']*': ([\d,]+) bytes at pool offset ([\d,]+)", svg)
+    assert len(titles) == 5 + 4
+    placed = {
+        (p.tensor, p.nbytes, p.offset) for pl in (ring, tensor) for p in pl.placements.values()
+    }
+    assert {
+        (int(t), int(b.replace(",", "")), int(o.replace(",", ""))) for t, b, o in titles
+    } <= placed
+    # Independent scales: each panel's top tick is its own pool's size, not the larger one.
+    assert "pool 3.5 KB" in svg
+    assert "pool 4.0 KB" in svg or "pool 4 KB" in svg

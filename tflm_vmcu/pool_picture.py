@@ -10,6 +10,7 @@ rectangles are semi-transparent with edges and overlaps stay visible.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -79,7 +80,6 @@ def draw_pool(
     plans = [plan] if compare is None else [plan, compare]
     n_cols = _columns(plans, op_names)
     colours = _colour_map(plans)
-    y_top = max(1, *(p.pool_bytes for p in plans), *(r.y1 for p in plans for r in rectangles(p)))
 
     panel_w = min(16.0, max(5.5, 2.5 + 0.11 * n_cols))
     if len(plans) == 2:
@@ -88,6 +88,7 @@ def draw_pool(
     longest = max((len(_op_label(i, op_names)) for i in range(n_cols)), default=1)
     height = min(8.0, max(5.5, 0.3 * panel_w * len(plans)))
     height += min(longest, 24) * 0.07 if named else 0.0
+    height += 0.9  # the key and the caption
 
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "tflm-vmcu", "font.size": 9}):
         fig, axes = plt.subplots(
@@ -95,21 +96,21 @@ def draw_pool(
             len(plans),
             figsize=(panel_w * len(plans), height),
             dpi=_DPI,
-            sharey=True,
             squeeze=False,
             layout="constrained",
         )
         try:
             panels: list[Axes] = list(axes[0])
             for k, (ax, pl) in enumerate(zip(panels, plans, strict=True)):
+                # Each panel its own address scale: a small ring beside a large flat plan
+                # would otherwise be squashed to a strip.
+                y_top = max(1, pl.pool_bytes, *(r.y1 for r in rectangles(pl)))
                 _draw_panel(ax, pl, op_names, n_cols, named, colours, y_top)
                 ax.set_title(_panel_title(pl, plans[0] if k else None), fontsize=10)
-                if k == 0:
-                    ax.set_ylabel("pool address")
-                else:
-                    ax.tick_params(labelleft=False)
+                ax.set_ylabel("pool address")
             if title:
                 fig.suptitle(title, fontsize=12)
+            _key(fig)
             # Fix the layout, then label the rectangles that are big enough on screen.
             fig.canvas.draw()
             fig.set_layout_engine("none")
@@ -121,6 +122,54 @@ def draw_pool(
             fig.savefig(path, format=suffix[1:], dpi=_DPI, metadata=meta)
         finally:
             plt.close(fig)
+    if suffix == ".svg":
+        _add_tooltips(path, plans)
+
+
+CAPTION = (
+    "Each box is an activation tensor: the pool bytes it occupies (up) while it is live "
+    "(across: from the operator that writes it to the last one that reads it). Boxes that "
+    "overlap are an output written over an input it has finished reading. A tensor drawn "
+    "in two pieces wraps around the end of the ring pool. Box labels: tensor index and name."
+)
+
+
+def _key(fig: Figure) -> None:
+    """The legend and the caption, below the panels."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles = [
+        Patch(facecolor=(0.55, 0.7, 0.9, _FACE_ALPHA), edgecolor="0.4", label="tensor"),
+        Line2D([], [], color="#c0392b", linestyle="--", linewidth=1.4, label="pool size"),
+        Patch(facecolor="0.93", edgecolor="0.8", label="beyond the pool (unused)"),
+    ]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=8, frameon=False)
+    width = int(fig.get_figwidth() * 17)  # characters of 7-point text per line
+    fig.supxlabel(textwrap.fill(CAPTION, width), fontsize=7, color="0.25")
+
+
+def _add_tooltips(path: Path, plans: Sequence[Plan]) -> None:
+    """A <title> (shown on hover) in each tensor's box of the SVG: its name, bytes, offset
+    and the operators where it is live."""
+    import html
+    import re
+
+    # The boxes are in the SVG in drawing order: panel by panel, rectangles() order.
+    owners = iter([pl for pl in plans for _ in rectangles(pl)])
+
+    def title(m: re.Match[str]) -> str:
+        p = next(owners).placements.get(int(m.group(1)))
+        if p is None:
+            return m.group(0)
+        text = (
+            f"tensor {p.tensor} '{p.name}': {p.nbytes:,} bytes at pool offset {p.offset:,}, "
+            f"live at operators {p.first}-{p.last}"
+        )
+        return f"{m.group(0)}\n   <title>{html.escape(text, quote=False)}</title>"
+
+    svg = path.read_text()
+    path.write_text(re.sub(r'<g id="tensor(\d+)_\d+">', title, svg))
 
 
 def pool_table(plan: Plan, op_names: list[str], graph: Graph | None = None) -> str:
@@ -376,7 +425,7 @@ def _label_rectangles(fig: Figure, ax: Axes, plan: Plan) -> None:
             text = name
         elif room >= len(str(p.tensor)) + 6:  # the index and a few characters of the name
             text = _shorten(name, room)
-        elif room >= len(str(p.tensor)):
+        elif room >= len(str(p.tensor)) and p.tensor >= 0:
             text = str(p.tensor)
         else:
             continue
