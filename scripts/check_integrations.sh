@@ -21,8 +21,9 @@
 #  package   the library cross-built with cmake/arm-none-eabi.cmake (cortex-m4) and
 #            `cmake --install`ed into a prefix; a consumer project finds it with
 #            find_package(tflm_vmcu CONFIG REQUIRED) and links the sample; a consumer for
-#            another core is refused; the Python build (SKBUILD) and a parent project's
-#            add_subdirectory() install no C++ files.
+#            another core is refused; the Python build (SKBUILD) installs no C++ library
+#            (only _runtime and the sources) and a parent project's add_subdirectory() no
+#            C++ files.
 #  qemu      the three sample programs run on mps2-an386 and must print the same output;
 #            the hazard check must report 0 hazards.
 #
@@ -605,7 +606,8 @@ fw_install="$PKG/firmware/tflm_vmcu/cmake_install.cmake"
 [[ -f "$fw_install" ]] || fail "package: $fw_install not generated"
 ! grep -q "tflm_vmcuTargets" "$fw_install" ||
   fail "package: add_subdirectory() of the library adds install rules to the parent"
-# The Python build (SKBUILD, as scikit-build-core configures it) installs only _runtime.
+# The Python build (SKBUILD, as scikit-build-core configures it) installs _runtime and the
+# sources (tflm_vmcu/sources), no C++ library.
 if pybind11_dir="$(python3 -m pybind11 --cmakedir 2> /dev/null)"; then
   run_logged "$WORK/skbuild-configure.log" cmake -S "$ROOT" -B "$PKG/skbuild" "${GENERATOR[@]}" \
     -DSKBUILD=ON -Dpybind11_DIR="$pybind11_dir" -DPython_EXECUTABLE="$(command -v python3)"

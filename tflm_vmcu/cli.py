@@ -499,6 +499,16 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message} (see {self.prog.split()[0]} --help)")
 
 
+class _CMakeDir(argparse.Action):
+    """--cmake-dir: prints the CMake package folder and exits, as --version does."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_args: Any, **_kwargs: Any) -> None:
+        from .sources import cmake_dir
+
+        print(cmake_dir())
+        parser.exit()
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -517,6 +527,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Segment-level memory management for int8 TFLite Micro models.",
     )
     parser.add_argument("--version", action="version", version=f"tflm-vmcu {__version__}")
+    parser.add_argument(
+        "--cmake-dir",
+        action=_CMakeDir,
+        nargs=0,
+        help="print the folder for find_package(tflm_vmcu): -Dtflm_vmcu_DIR=$(tflm-vmcu "
+        "--cmake-dir)",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("inspect", help="ops, tensors and bytes live per op")
     p.add_argument("model")
@@ -605,7 +622,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the totals as one JSON object")
     p.set_defaults(func=cmd_report)
     add_firmware_parser(sub)
+    p = sub.add_parser(
+        "fit", help="does the model fit a board's RAM and flash (measured on the core)"
+    )
+    p.add_argument("model")
+    p.add_argument("--ram", required=True, help="the board's RAM for the model, e.g. 64K")
+    p.add_argument("--flash", help="the board's flash for the program, e.g. 1M")
+    p.add_argument("--cpu", choices=["cortex-m3", "cortex-m4", "cortex-m7"], default="cortex-m4")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_fit)
     return parser
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    from .fit import fit, parse_size
+
+    ram = parse_size(args.ram)
+    flash = parse_size(args.flash) if args.flash else None
+    report = fit(args.model, ram, flash, args.cpu)
+    if args.json:
+        emit("fit", report.to_json())
+        return 0 if report.fits else 3
+    limit = f"{ram:,} bytes of RAM" + (f" and {flash:,} of flash" if flash else "")
+    parts = (
+        f"pool {report.pool_bytes:,} + state {report.state_bytes:,} + stack {report.stack_bytes:,}"
+    )
+    verdict = "fits" if report.fits else "does NOT fit"
+    print(f"{args.model} on {args.cpu}: {verdict} in {limit}")
+    print(f"  RAM {report.ram_bytes:,} bytes ({parts}), flash {report.flash_bytes:,} bytes")
+    for a in report.alternatives:
+        answer = "fits" if a.fits else "does not fit"
+        print(
+            f"  with {a.options}: RAM {a.ram_bytes:,} bytes (pool {a.pool_bytes:,}), "
+            f"flash {a.flash_bytes:,}: {answer}"
+        )
+    if not report.fits and not any(a.fits for a in report.alternatives):
+        print("  no compile option makes it fit: a board with more RAM, or a smaller model")
+    return 0 if report.fits else 3
 
 
 def main(argv: Sequence[str] | None = None) -> int:

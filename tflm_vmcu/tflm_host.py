@@ -29,15 +29,10 @@ _ALIGN = 16
 
 
 def source_dir() -> Path:
-    """The checkout holding tools/tflm_host (TFLM_VMCU_SOURCE_DIR overrides)."""
-    env = os.environ.get("TFLM_VMCU_SOURCE_DIR")
-    root = Path(env) if env else Path(__file__).resolve().parent.parent
-    if not (root / "tools" / "tflm_host" / "stock_main.cc").is_file():
-        raise TflmVmcuError(
-            f"tools/tflm_host not found under {root}: run from a source checkout "
-            "or set TFLM_VMCU_SOURCE_DIR"
-        )
-    return root
+    """The sources holding tools/tflm_host (tflm_vmcu.sources)."""
+    from .sources import source_root
+
+    return source_root()
 
 
 def stock_program(tree: Path, cache_dir: Path | None = None, plugin: bool = False) -> Path:

@@ -21,7 +21,6 @@ and builds `firmware.elf` in the build folder (build_elf()).
 from __future__ import annotations
 
 import filecmp
-import os
 import re
 import shutil
 import subprocess
@@ -43,19 +42,10 @@ _TOOL_HINTS = {
 
 
 def source_dir() -> Path:
-    """The source checkout that holds firmware/, cmake/ and cpp/ (TFLM_VMCU_SOURCE_DIR
-    overrides)."""
-    env = os.environ.get("TFLM_VMCU_SOURCE_DIR")
-    root = Path(env) if env else Path(__file__).resolve().parents[2]
-    if (
-        not (root / "firmware" / "CMakeLists.txt").is_file()
-        or not (root / "cmake" / "arm-none-eabi.cmake").is_file()
-    ):
-        raise TflmVmcuError(
-            f"firmware sources not found under {root}: run from a source checkout "
-            "or set TFLM_VMCU_SOURCE_DIR"
-        )
-    return root
+    """The sources that hold firmware/, cmake/ and cpp/ (tflm_vmcu.sources)."""
+    from ..sources import source_root
+
+    return source_root()
 
 
 def missing_tools(run: bool = True) -> list[str]:

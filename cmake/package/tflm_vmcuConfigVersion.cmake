@@ -1,0 +1,16 @@
+# The version of the sources beside this file (pyproject.toml's), for
+# find_package(tflm_vmcu X.Y): compatible within the same minor version.
+get_filename_component(_tflm_vmcu_root "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
+file(STRINGS "${_tflm_vmcu_root}/pyproject.toml" _line REGEX "^version = \"[0-9]" LIMIT_COUNT 1)
+string(REGEX REPLACE "^version = \"([0-9]+(\\.[0-9]+)*).*$" "\\1" PACKAGE_VERSION "${_line}")
+set(PACKAGE_VERSION_COMPATIBLE FALSE)
+if(PACKAGE_VERSION AND PACKAGE_FIND_VERSION)
+  string(REGEX MATCH "^[0-9]+\\.[0-9]+" _have "${PACKAGE_VERSION}")
+  string(REGEX MATCH "^[0-9]+\\.[0-9]+" _want "${PACKAGE_FIND_VERSION}")
+  if(_have STREQUAL _want AND NOT PACKAGE_VERSION VERSION_LESS PACKAGE_FIND_VERSION)
+    set(PACKAGE_VERSION_COMPATIBLE TRUE)
+  endif()
+  if(PACKAGE_VERSION VERSION_EQUAL PACKAGE_FIND_VERSION)
+    set(PACKAGE_VERSION_EXACT TRUE)
+  endif()
+endif()
