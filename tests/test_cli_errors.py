@@ -105,3 +105,23 @@ def test_report_json_with_a_folder_writes_the_files_too(
     figures = json.loads(capsys.readouterr().out)
     assert figures["pool_bytes"] > 0
     assert sorted(p.suffix for p in out.iterdir()) == [".png", ".svg", ".txt"]
+
+
+def test_verbose_shows_steps_and_quiet_hides_notes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-v: each long step on stderr with its time; -q: no notes on stdout."""
+    model = str(MODELS / "op_add.tflite")
+    assert main(["-v", "export", model, "-o", str(tmp_path / "a.h"), "--target", "tflm-vmcu"]) == 0
+    out = capsys.readouterr().out
+    assert "note: this model has no memory plan" in out
+    assert main(["-q", "export", model, "-o", str(tmp_path / "a.h"), "--target", "tflm-vmcu"]) == 0
+    assert "note:" not in capsys.readouterr().out
+    from tflm_vmcu import progress
+
+    progress.configure(on=True, verbose=True)
+    progress.step("building something")
+    assert "] building something" in capsys.readouterr().err
+    progress.configure(on=False)
+    progress.step("building something")
+    assert capsys.readouterr().err == ""

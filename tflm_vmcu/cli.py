@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import ops
+from . import ops, progress
 from .errors import TflmVmcuError, UnsupportedError
 from .firmware import add_firmware_parser
 from .json_output import emit, emit_error
@@ -331,7 +331,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         interp = Interpreter(data)
         arena = interp.total_bytes
         note = unplanned_note(data)
-        if note is not None and not args.json:
+        if note is not None and not args.json and not getattr(args, "quiet", False):
             print(note)
     name = args.name or Path(args.model).stem.replace("-", "_").replace(".", "_")
     Path(args.output).write_text(c_source(data, name, arena, args.target))
@@ -466,7 +466,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         print(f"model: {report.model}  ({report.runs} seeded runs, seed {report.seed})")
         note = unplanned_note(data)
-        if note is not None and not args.json:
+        if note is not None and not args.json and not getattr(args, "quiet", False):
             print(note)
         for o in report.outputs:
             verdict = (
@@ -527,6 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Segment-level memory management for int8 TFLite Micro models.",
     )
     parser.add_argument("--version", action="version", version=f"tflm-vmcu {__version__}")
+    talk = parser.add_mutually_exclusive_group()
+    talk.add_argument(
+        "-v", "--verbose", action="store_true", help="show each long step, with elapsed time"
+    )
+    talk.add_argument("-q", "--quiet", action="store_true", help="no progress and no notes")
     parser.add_argument(
         "--cmake-dir",
         action=_CMakeDir,
@@ -667,6 +672,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         args = build_parser().parse_args(argv)
+        progress.configure(
+            on=not args.quiet
+            and not getattr(args, "json", False)
+            and (args.verbose or sys.stderr.isatty()),
+            verbose=args.verbose,
+        )
         return int(args.func(args))
     except _UsageError as exc:
         message = str(exc)

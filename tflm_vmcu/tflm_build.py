@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from . import progress
 from .errors import TflmVmcuError
 
 _KEY_VERSION = "tflm-vmcu-build-1"
@@ -349,6 +350,8 @@ def _run_jobs(jobs: Sequence[_Job], what: str) -> None:
             raise TflmVmcuError(f"{what}: compiling {job.name} failed: {why}")
         job.tmp.replace(job.out)
 
+    if jobs:
+        progress.step(f"{what}: compiling {len(jobs)} files (cached afterwards)")
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         futures: list[Future[None]] = [pool.submit(run, job) for job in jobs]
         wait(futures, return_when=FIRST_EXCEPTION)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+from .. import progress
 from ..errors import TflmVmcuError
 from . import counting
 from .boards import DSP_CPUS, STACK_BYTES, board_for
@@ -78,11 +79,14 @@ def firmware(
         raise TflmVmcuError(f"the host run uses the {host.plan} plan, not {plan}")
     check_tools(run=run)
     t0 = time.perf_counter()
-    host = host if host is not None else host_run(model, seed, plan=plan or "ring")
+    if host is None:
+        progress.step("compiling the model and running it on the host")
+        host = host_run(model, seed, plan=plan or "ring")
     check_fits(host, stack_bytes)
     host_seconds = time.perf_counter() - t0
     with _folder(out_dir) as out:
         build = Path(build_dir) if build_dir is not None else default_build_dir(out, cpu, dsp)
+        progress.step(f"configuring the {cpu} build in {build}")
         configure(build, cpu, build_type, stack_bytes, dsp)
         plugin_lib: Path | None = None
         no_count = "" if count else "not asked for"
@@ -102,6 +106,7 @@ def firmware(
         ):
             first = result.seconds
             exact = replace(host, target_state_bytes=result.state_bytes)
+            progress.step("again, with the memory block the core measured")
             result = _build_and_run(exact, *step)
             result.seconds = {k: first[k] + result.seconds[k] for k in first}
         result.seconds["host"] = host_seconds
@@ -130,6 +135,7 @@ def _build_and_run(
     t0 = time.perf_counter()
     copy_if_changed(write_headers(host, build / "generated", corrupt_expected), out)
     suffix = ("" if host.plan == "ring" else f"-{host.plan}") + ("" if dsp else "-nodsp")
+    progress.step(f"building the firmware for {cpu}")
     elf = build_elf(build, out / f"{Path(host.name).stem}-{cpu}{suffix}.elf")
     seconds["build"] = time.perf_counter() - t0
     result = FirmwareResult(

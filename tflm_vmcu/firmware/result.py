@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import progress
 from ..ir import Graph
 from ..reader import read_model
 from .counting import (
@@ -106,6 +107,7 @@ def run_and_report(
     graph) are the kernel calls expected in Invoke(); `no_count` says why there is no
     exact count otherwise (it falls back to the SysTick estimate)."""
     elf, board = Path(result.elf), result.board
+    progress.step(f"running it under QEMU ({board})")
     t0 = time.perf_counter()
     counts: InstructionCounts | None = None
     sites: InvokeSites | None = None
