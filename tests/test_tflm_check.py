@@ -112,7 +112,7 @@ def test_tflm_own_greedy_plan_is_identical(path: Path | str) -> None:
     assert result.mismatched_runs == result.mismatched_elements == 0
     assert result.planned_arena == result.original_arena
     assert "bit-identical" in result.message()
-    assert result.to_json()["original_arena"] == result.original_arena
+    assert result.to_json()["stock_smallest_arena_bytes"] == result.original_arena
 
 
 @pytest.mark.parametrize("path", _conv_or_person())
