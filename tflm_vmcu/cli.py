@@ -236,7 +236,7 @@ def _print_fusion(
     if isinstance(bound, int) and candidates:
         over = plan.pool_bytes - -(-bound // plan.segment_bytes) * plan.segment_bytes
         reached = "the plan reaches it" if over <= 0 else f"the plan needs {over:,} more"
-        line += f": the choice with the least bound of any, {bound:,} bytes ({reached})"
+        line += f": the choice with the least segment-level bound, {bound:,} bytes ({reached})"
     say(f"{line}; --fusion {fusion}")
     if as_custom_ops and fused:
         say(
@@ -247,7 +247,7 @@ def _print_fusion(
         first, last = b["ops"]
         say(
             f"  ops {first}-{last} ({b['pattern']}, {b['mode']} mode): saves "
-            f"{b['saved_bytes']:,} bytes of the bound "
+            f"{b['saved_bytes']:,} bytes of the segment-level bound "
             f"(workspace {b['workspace_bytes']:,})"
         )
 
