@@ -94,3 +94,17 @@ def test_unplanned_model_gets_a_note_of_what_compiling_saves(
     assert "(tflm-vmcu)" in capsys.readouterr().out
     assert main(["export", str(DEFAULT), "-o", str(tmp_path / "d.h")]) == 0
     assert "(tflm)" in capsys.readouterr().out
+
+
+def test_export_header_says_which_kernels_the_offline_plan_is_safe_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model, header = tmp_path / "t.tflite", tmp_path / "t.h"
+    src = str(MODELS / "op_add.tflite")
+    argv = ["compile", src, "-o", str(model), "--target", "tflm", "--kernels", "portable"]
+    assert main(argv) == 0
+    assert main(["export", str(model), "-o", str(header)]) == 0
+    text = header.read_text()
+    assert "safe for TFLM's portable kernels only" in text
+    assert main(["export", src, "-o", str(header)]) == 0
+    assert "safe for TFLM's" not in header.read_text()

@@ -36,6 +36,7 @@ from .planner.tflm_greedy import tflm_head_bytes
 from .reader import read_model
 
 OFFLINE_METADATA = "OfflineMemoryAllocation"
+KERNELS_METADATA = "tflm_vmcu.offline_plan_kernels"
 KERNEL_LIBRARIES = ("reference", "portable")
 TFLM_SEGMENTS = (4, 8, 16)
 
@@ -112,6 +113,8 @@ def compile_for_tflm(
     if plan.pool_bytes > greedy and not unsafe_shift:
         raise TflmVmcuError(f"offline plan needs {plan.pool_bytes} bytes, TFLM's own {greedy}")
     model = write_metadata(data, OFFLINE_METADATA, offline_words(graph, plan))
+    # Which kernel library the plan is safe for, for `export` to say in the header.
+    model = write_metadata(model, KERNELS_METADATA, kernels.encode())
     return TflmCompileResult(model, plan, greedy)
 
 
