@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from conftest import MODELS
 
 import tflm_vmcu
@@ -62,3 +63,23 @@ def test_reader_decodes_builtin_options() -> None:
     assert convs
     assert all(op.options["stride_w"] >= 1 for op in convs)
     assert {op.options["padding"] for op in convs} == {0, 1}
+
+
+def test_model_without_a_plan_gets_one_hint_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first model loaded without a plan says what compiling it would save; later ones
+    and compiled ones say nothing."""
+    import warnings
+
+    from tflm_vmcu import interpreter
+    from tflm_vmcu.compiler import compile_bytes
+
+    monkeypatch.setattr(interpreter, "_hinted", [False])
+    data = (MODELS / "mobilenetv2_small.tflite").read_bytes()
+    unplanned = tflm_vmcu.Interpreter
+    with pytest.warns(tflm_vmcu.PlanHint, match="would bring its pool from 147,456 to"):
+        unplanned(data)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        unplanned(data)
+        unplanned(compile_bytes(data).model)
+    assert not [w for w in seen if issubclass(w.category, tflm_vmcu.PlanHint)]

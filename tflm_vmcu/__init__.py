@@ -3,6 +3,7 @@
 from .errors import (
     ModelError,
     OutOfMemoryError,
+    PlanHint,
     RuntimeStateError,
     TflmVmcuError,
     UnsupportedError,
@@ -14,6 +15,7 @@ __all__ = [
     "Interpreter",
     "ModelError",
     "OutOfMemoryError",
+    "PlanHint",
     "RuntimeStateError",
     "TflmVmcuError",
     "UnsupportedError",

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import ops, progress
-from .errors import TflmVmcuError, UnsupportedError
+from .errors import PlanHint, TflmVmcuError, UnsupportedError
 from .firmware import add_firmware_parser
 from .json_output import emit, emit_error
 from .lifetimes import live_bytes_per_op
@@ -670,6 +671,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv  # errors too are JSON on stdout (and one line on stderr)
     command = next((a for a in argv if not a.startswith("-")), None)
+    warnings.simplefilter("ignore", PlanHint)  # commands say it as a note line instead
     try:
         args = build_parser().parse_args(argv)
         progress.configure(

@@ -21,3 +21,8 @@ class OutOfMemoryError(TflmVmcuError):
 
 class RuntimeStateError(TflmVmcuError):
     """The runtime was used out of order (e.g. invoke before allocation)."""
+
+
+class PlanHint(UserWarning):
+    """Said once per process, when a model without a memory plan is loaded: what compiling
+    it would save (the model runs either way)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from ._runtime import Runtime
 from .errors import (
     ModelError,
     OutOfMemoryError,
+    PlanHint,
     RuntimeStateError,
     TflmVmcuError,
     UnsupportedError,
@@ -71,6 +73,8 @@ class Interpreter:
         self._cache: dict[int, dict[str, Any]] = {}
         self._inputs = list(self._rt.inputs())
         self._outputs = list(self._rt.outputs())
+        if not self._rt.has_plan():
+            _hint_once(self._model)
 
     def _fit(self) -> Any:
         size = 64 * 1024
@@ -195,3 +199,22 @@ class Interpreter:
     def memory_guards_intact(self) -> bool:
         """True if no byte around the runtime's memory block was written (for tests)."""
         return bool(self._rt.guards_intact())
+
+
+_hinted = [False]
+
+
+def _hint_once(model: bytes) -> None:
+    """The first model without a plan in this process: a PlanHint saying what
+    `tflm-vmcu compile` would save (computed by compiling it once)."""
+    if _hinted[0]:
+        return
+    _hinted[0] = True  # before compiling: that loads the model again
+    from .compiler import unplanned_note
+
+    try:
+        note = unplanned_note(model)
+    except Exception:  # a hint never stops a model from loading
+        return
+    if note is not None:
+        warnings.warn(note.removeprefix("note: "), PlanHint, stacklevel=3)
