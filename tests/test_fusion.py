@@ -481,3 +481,14 @@ def test_chain_longer_than_the_kernel_runs_is_refused() -> None:
     bad = dataclasses.replace(plan, blocks=[too_long])
     with pytest.raises(tflm_vmcu.ModelError, match="more than 4 blocks"):
         tflm_vmcu.Interpreter(write_plan(data, bad))
+
+
+def test_block_input_larger_than_the_pool_is_refused_before_its_rows_are_walked() -> None:
+    """Loading a fused block walks its rows once; a plan whose pool cannot hold the block's
+    input is refused first (a hostile shape must not make loading slow)."""
+    data = build(VARIANTS[0])
+    graph = tflm_vmcu.read_model(data)
+    plan = plan_with_blocks(graph, find_blocks(graph))
+    bad = dataclasses.replace(plan, pool_bytes=16)
+    with pytest.raises(tflm_vmcu.ModelError, match=r"whose input .* is larger than the 16-byte"):
+        tflm_vmcu.Interpreter(write_plan(data, bad))

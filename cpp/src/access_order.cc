@@ -438,6 +438,7 @@ namespace {
 // the residual ADD; the last stage writes the pixel. Middle stages touch neither.
 class ScanVisitor {
  public:
+  static constexpr bool kPixels = true;
   ScanVisitor(const BlockGeometry* g, int32_t n, Scan* scan) : g_(g), n_(n), scan_(scan) {}
   void BRow(int32_t s, int32_t by) {
     if (s != 0) return;

@@ -749,6 +749,10 @@ TfLiteStatus PrepareBlock(TfLiteContext* context, TfLiteNode* node) {
         BlockOp{inner.builtin_code,     &options[j],  operands[j].inputs, operands[j].num_inputs,
                 operands[j].outputs[0], ctx.op_data()};
   }
+  // Checking a block walks its rows once: its input must be a tensor the pool can hold.
+  if (ops[0].num_inputs > 0 && ops[0].inputs[0] != nullptr &&
+      ops[0].inputs[0]->bytes > p->pool_bytes())
+    return BlockFail(op, "its input is larger than the memory plan's pool");
   Bottleneck b;
   BlockStage stages[kMaxChainStages];
   const PreparedOps reader(ops);

@@ -53,6 +53,7 @@ inline void ExpansionRows(const BlockGeometry& g, int32_t b0, int32_t b1, int32_
 //                             with valid taps [ky0, ky1)
 // and, before stage s > 0 reads input rows, Rows(s, lo, produced): the lowest input row the
 // stage reads for its next output row and how many rows of it the stage before has produced.
+// A visitor with kPixels false gets no Pixel calls (the work is then one step per row).
 template <typename V>
 class ChainSchedule {
  public:
@@ -100,7 +101,9 @@ class ChainSchedule {
     if (!g.window) {
       for (; next_b_[s] < b1; ++next_b_[s]) v_->BRow(s, next_b_[s]);
     }
-    for (int32_t ox = 0; ox < g.out_w; ++ox) v_->Pixel(s, oy, ox, y0, ky0, ky1);
+    if constexpr (V::kPixels) {
+      for (int32_t ox = 0; ox < g.out_w; ++ox) v_->Pixel(s, oy, ox, y0, ky0, ky1);
+    }
     ++produced_[s];
   }
 

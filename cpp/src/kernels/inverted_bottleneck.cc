@@ -182,9 +182,9 @@ namespace {
 // The rows of stage s's output that stage s + 1 reads at once, from the schedule.
 class RingRowsVisitor {
  public:
+  static constexpr bool kPixels = false;
   explicit RingRowsVisitor(int32_t* rows) : rows_(rows) {}
   void BRow(int32_t, int32_t) {}
-  void Pixel(int32_t, int32_t, int32_t, int32_t, int32_t, int32_t) {}
   void Rows(int32_t s, int32_t lo, int32_t produced) {
     if (produced - lo > rows_[s - 1]) rows_[s - 1] = produced - lo;
   }
@@ -722,6 +722,7 @@ class StageRun {
 // The schedule's visitor that computes: each call goes to its stage.
 class ChainRun {
  public:
+  static constexpr bool kPixels = true;
   explicit ChainRun(StageRun* stages) : stages_(stages) {}
   void BRow(int32_t s, int32_t by) { stages_[s].BRow(by); }
   void Pixel(int32_t s, int32_t oy, int32_t ox, int32_t y0, int32_t ky0, int32_t ky1) {
