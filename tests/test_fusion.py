@@ -490,5 +490,5 @@ def test_block_input_larger_than_the_pool_is_refused_before_its_rows_are_walked(
     graph = tflm_vmcu.read_model(data)
     plan = plan_with_blocks(graph, find_blocks(graph))
     bad = dataclasses.replace(plan, pool_bytes=16)
-    with pytest.raises(tflm_vmcu.ModelError, match=r"whose input .* is larger than the 16-byte"):
+    with pytest.raises(tflm_vmcu.ModelError, match=r"its input .* is larger than the 16-byte pool"):
         tflm_vmcu.Interpreter(write_plan(data, bad))

@@ -461,15 +461,8 @@ Status Interpreter::ApplyBlocks(uint32_t pool) {
     next_free = last + 1;
     Bottleneck b;
     char why[128];
-    // Checking a chain walks its rows once: its input must be a tensor the pool can hold.
-    const Tensor* in = nodes_[first].num_inputs > 0 ? nodes_[first].inputs[0] : nullptr;
-    if (in != nullptr && in->bytes > pool)
-      return Fail(Status::kInvalidModel,
-                  "the memory plan fuses operators %u..%u, whose input '%s' (%u bytes) is "
-                  "larger than the %u-byte pool",
-                  first, last, in->name, static_cast<unsigned>(in->bytes), pool);
     const NodeOps reader(model_, nodes_ + first);
-    if (!MakeBottleneck(reader, static_cast<int32_t>(last - first + 1), stages, &b, why,
+    if (!MakeBottleneck(reader, static_cast<int32_t>(last - first + 1), pool, stages, &b, why,
                         sizeof(why)))
       return Fail(Status::kInvalidModel,
                   "the memory plan fuses operators %u..%u, which are not a chain of inverted "

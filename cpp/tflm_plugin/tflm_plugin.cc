@@ -749,14 +749,11 @@ TfLiteStatus PrepareBlock(TfLiteContext* context, TfLiteNode* node) {
         BlockOp{inner.builtin_code,     &options[j],  operands[j].inputs, operands[j].num_inputs,
                 operands[j].outputs[0], ctx.op_data()};
   }
-  // Checking a block walks its rows once: its input must be a tensor the pool can hold.
-  if (ops[0].num_inputs > 0 && ops[0].inputs[0] != nullptr &&
-      ops[0].inputs[0]->bytes > p->pool_bytes())
-    return BlockFail(op, "its input is larger than the memory plan's pool");
   Bottleneck b;
   BlockStage stages[kMaxChainStages];
   const PreparedOps reader(ops);
-  if (!MakeBottleneck(reader, static_cast<int32_t>(nested.count), stages, &b, why, sizeof(why)))
+  if (!MakeBottleneck(reader, static_cast<int32_t>(nested.count), p->pool_bytes(), stages, &b, why,
+                      sizeof(why)))
     return BlockFail(op, why);
   if (info.num_inputs < 1 || info.num_outputs != 1 || b.input->index != info.Input(0) ||
       b.output->index != info.Output(0))

@@ -383,8 +383,8 @@ bool ParseStage(const BlockOp* ops, int32_t count, int32_t base, int32_t* k_io, 
 
 }  // namespace
 
-bool MakeBottleneck(const BlockOpReader& ops, int32_t count, BlockStage* stages, Bottleneck* out,
-                    char* why, uint32_t why_size) {
+bool MakeBottleneck(const BlockOpReader& ops, int32_t count, uint32_t pool_bytes,
+                    BlockStage* stages, Bottleneck* out, char* why, uint32_t why_size) {
   BlockOp window[kMaxStageOps];
   OpOptions options[kMaxStageOps];
   if (count >= 2 && count <= kMaxBlockOps) ops.Read(0, &window[0], &options[0]);
@@ -413,6 +413,12 @@ bool MakeBottleneck(const BlockOpReader& ops, int32_t count, BlockStage* stages,
   }
   b.input = stages[0].input;
   b.output = stages[b.count - 1].output;
+  // The row walk below is as long as the chain is tall: bounded by the pool the input is in.
+  if (b.input->bytes > pool_bytes) {
+    Format(why, why_size, "its input '%s' (%u bytes) is larger than the %u-byte pool",
+           b.input->name, static_cast<unsigned>(b.input->bytes), pool_bytes);
+    return false;
+  }
   int32_t rows[kMaxChainStages];
   BlockGeometry g[kMaxChainStages];
   for (int32_t s = 0; s < b.count; ++s) g[s] = GeometryOf(b, s);

@@ -112,11 +112,12 @@ class BlockOpReader {
   ~BlockOpReader() = default;
 };
 
-// Checks that the `count` operators form a chain of inverted bottlenecks this kernel runs and
-// fills `out` (everything but the mode and workspace) and `stages` (room for
-// kMaxChainStages). On failure writes the reason to `why`.
-bool MakeBottleneck(const BlockOpReader& ops, int32_t count, BlockStage* stages, Bottleneck* out,
-                    char* why, uint32_t why_size);
+// Checks that the `count` operators form a chain of inverted bottlenecks this kernel runs,
+// its input at most `pool_bytes` (the chain's rows are walked once here), and fills `out`
+// (everything but the mode and workspace) and `stages` (room for kMaxChainStages). On
+// failure writes the reason to `why`.
+bool MakeBottleneck(const BlockOpReader& ops, int32_t count, uint32_t pool_bytes,
+                    BlockStage* stages, Bottleneck* out, char* why, uint32_t why_size);
 
 // Gives `b` the workspace the plan places at `offset` (`index`: its pseudo-tensor index for
 // the hazard checker). False when it is smaller than the block needs or not inside the pool,
