@@ -58,7 +58,10 @@ def test_reader_going_away_is_one_line(tmp_path: Path) -> None:
         "inspect",
         str(MODELS / "mobilenetv2_small.tflite"),
     ]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+    # From elsewhere than the checkout: `-m` puts the working folder on the module path.
+    with subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path
+    ) as proc:
         assert proc.stdout is not None
         assert proc.stderr is not None
         proc.stdout.readline()

@@ -41,8 +41,11 @@ def test_cmake_dir_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     assert Path(capsys.readouterr().out.strip()) == cmake_dir()
     assert (cmake_dir() / "tflm_vmcuConfig.cmake").is_file()
-    out = subprocess.run(
-        [sys.executable, "-m", "tflm_vmcu", "--cmake-dir"], capture_output=True, text=True
+    out = subprocess.run(  # from elsewhere: `-m` puts the working folder on the path
+        [sys.executable, "-m", "tflm_vmcu", "--cmake-dir"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parent,
     )
     assert Path(out.stdout.strip()) == cmake_dir()
 
