@@ -326,16 +326,10 @@ def chain_candidates(graph: Graph, blocks: Sequence[Block]) -> list[Chain]:
 
 def find_blocks(graph: Graph) -> list[Block]:
     """The blocks a left-to-right match finds, in order, none overlapping."""
-    readers = _readers(graph)
     blocks: list[Block] = []
-    k = 0
-    while k < len(graph.operators):
-        b = _block_at(graph, k, readers)
-        if b is None:
-            k += 1
-            continue
-        blocks.append(b)
-        k = b.ops[-1] + 1
+    for b in block_candidates(graph):
+        if not blocks or b.ops[0] > blocks[-1].ops[-1]:
+            blocks.append(b)
     return blocks
 
 

@@ -50,34 +50,23 @@ def min_displacement(
 def block_geometry(block: Any, window: bool) -> dict[str, Any]:
     """BlockGeometry (cpp/src/kernels/block_schedule.h) of one fused block
     (tflm_vmcu.fusion.Block)."""
-    in_h, in_w, in_c = block.in_shape
-    mid_h, mid_w, mid_c = block.mid_shape
-    out_h, out_w, out_c = block.out_shape
-    return {
-        "in_h": in_h,
-        "in_w": in_w,
-        "in_c": in_c,
-        "mid_h": mid_h,
-        "mid_w": mid_w,
-        "mid_c": mid_c,
-        "kernel_h": block.kernel[0],
-        "kernel_w": block.kernel[1],
-        "stride_h": block.stride[0],
-        "stride_w": block.stride[1],
-        "pad_h": block.pad[0],
-        "pad_w": block.pad[1],
-        "expand_kernel_h": block.expand_kernel[0],
-        "expand_kernel_w": block.expand_kernel[1],
-        "expand_stride_h": block.expand_stride[0],
-        "expand_stride_w": block.expand_stride[1],
-        "expand_pad_h": block.expand_pad[0],
-        "expand_pad_w": block.expand_pad[1],
-        "out_h": out_h,
-        "out_w": out_w,
-        "out_c": out_c,
-        "residual": block.has_residual,
-        "window": window,
-    }
+    g: dict[str, Any] = {"residual": block.has_residual, "window": window}
+    for prefix, shape in (
+        ("in", block.in_shape),
+        ("mid", block.mid_shape),
+        ("out", block.out_shape),
+    ):
+        g.update(zip((f"{prefix}_h", f"{prefix}_w", f"{prefix}_c"), shape, strict=True))
+    for name, (h, w) in (
+        ("kernel", block.kernel),
+        ("stride", block.stride),
+        ("pad", block.pad),
+        ("expand_kernel", block.expand_kernel),
+        ("expand_stride", block.expand_stride),
+        ("expand_pad", block.expand_pad),
+    ):
+        g[f"{name}_h"], g[f"{name}_w"] = h, w
+    return g
 
 
 def _stages(fused: Any) -> list[dict[str, Any]]:
