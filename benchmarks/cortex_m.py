@@ -192,7 +192,6 @@ def run_core(cpu: str, models: list[Path]) -> list[dict[str, Any]]:
                         build_dir=builds[dsp],
                         out_dir=Path(tmp) / "out",
                         host=hosts[plan],
-                        exact_memory=False,
                         dsp=dsp,
                     )
                     if not r.bit_exact or not r.ops or r.dsp != dsp:

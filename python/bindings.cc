@@ -117,6 +117,7 @@ class Runtime {
 
   size_t PoolBytes() const { return interp_->pool_bytes(); }
   size_t StateBytes() const { return interp_->state_bytes(); }
+  size_t Arm32StateBytes() const { return interp_->arm32_state_bytes(); }
   size_t NumTensors() const { return interp_->tensors_size(); }
   std::vector<int> OpCodes() const {
     std::vector<int> codes;
@@ -308,6 +309,7 @@ PYBIND11_MODULE(_runtime, m) {
       .def("set_bytes", &Runtime::SetBytes)
       .def("pool_bytes", &Runtime::PoolBytes)
       .def("state_bytes", &Runtime::StateBytes)
+      .def("arm32_state_bytes", &Runtime::Arm32StateBytes)
       .def("num_tensors", &Runtime::NumTensors)
       .def("op_codes", &Runtime::OpCodes)
       .def("guards_intact", &Runtime::GuardsIntact)

@@ -173,6 +173,13 @@ class Interpreter:
         return int(self._rt.state_bytes())
 
     @property
+    def arm32_state_bytes(self) -> int:
+        """The runtime state the same model needs on a 32-bit Arm core (Cortex-M): what a
+        device's memory block holds beside the pool (state_bytes is this build's, with
+        64-bit pointers on a 64-bit host)."""
+        return int(self._rt.arm32_state_bytes())
+
+    @property
     def total_bytes(self) -> int:
         return self.activation_bytes + self.state_bytes
 

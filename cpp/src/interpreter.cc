@@ -26,6 +26,8 @@ size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
 }  // namespace
 
+TFLM_VMCU_ARM32_LAYOUT(Tensor, 76, 4);
+
 // The OpContext handed to kernels: routes allocations to the tail and prefixes
 // errors with the operator's index and name.
 class Interpreter::Context : public OpContext {
@@ -49,14 +51,14 @@ class Interpreter::Context : public OpContext {
     return interp_->PlannedOpData(op_index_, words);
   }
 
-  void* AllocatePersistent(size_t bytes, size_t alignment) override {
-    void* p = interp_->AllocateTail(bytes, alignment);
+  void* AllocatePersistent(const StateRequest& request) override {
+    void* p = interp_->AllocateTail(request);
     if (p == nullptr) {
       interp_->Fail(Status::kOutOfMemory,
                     "memory block of %u bytes is too small: operator %d (%s) needs %u more "
                     "bytes of runtime state",
                     static_cast<unsigned>(interp_->memory_size_), op_index_, op_name_,
-                    static_cast<unsigned>(bytes));
+                    static_cast<unsigned>(request.bytes));
     }
     return p;
   }
@@ -82,14 +84,17 @@ Status Interpreter::Fail(Status status, const char* format, ...) {
   return status;
 }
 
-void* Interpreter::AllocateTail(size_t bytes, size_t alignment) {
+void* Interpreter::AllocateTail(const StateRequest& r) {
   const uintptr_t base = reinterpret_cast<uintptr_t>(memory_);
-  if (bytes > tail_) return nullptr;
-  uintptr_t p = base + tail_ - bytes;
-  p -= p % (alignment == 0 ? 1 : alignment);
+  if (r.bytes > tail_) return nullptr;
+  uintptr_t p = base + tail_ - r.bytes;
+  p -= p % (r.alignment == 0 ? 1 : r.alignment);
   if (p < base) return nullptr;
   tail_ = p - base;
   state_bytes_ = memory_size_ - tail_;
+  // The same allocation on a 32-bit Arm core, below the end of a block aligned to 16 bytes
+  // (as the firmware's is), where the state grows down from the end exactly like this.
+  arm32_state_bytes_ = AlignUp(arm32_state_bytes_ + r.arm32_bytes, r.arm32_alignment);
   return reinterpret_cast<void*>(p);
 }
 
@@ -191,6 +196,7 @@ Status Interpreter::CheckAndPrepare(const uint8_t** plan, size_t* plan_bytes) {
   }
   tail_ = memory_size_;
   state_bytes_ = 0;
+  arm32_state_bytes_ = 0;
   for (uint32_t i = 0; i < model_.num_operators(); ++i) {
     const OperatorInfo op = model_.op(i);
     if (FindKernel(op.builtin_code) == nullptr) {
@@ -217,7 +223,7 @@ Status Interpreter::CheckAndPrepare(const uint8_t** plan, size_t* plan_bytes) {
 
 Status Interpreter::InitTensors() {
   const uint32_t n = model_.num_tensors();
-  tensors_ = static_cast<Tensor*>(AllocateTail(sizeof(Tensor) * n, alignof(Tensor)));
+  tensors_ = static_cast<Tensor*>(AllocateTail(StateOf<Tensor>(n)));
   if (tensors_ == nullptr && n > 0)
     return Fail(Status::kOutOfMemory,
                 "memory block of %u bytes is too small for %u tensor structs (%u bytes)",
@@ -233,7 +239,7 @@ Status Interpreter::InitTensors() {
 
 Status Interpreter::PrepareNodes() {
   const uint32_t n = model_.num_operators();
-  nodes_ = static_cast<Node*>(AllocateTail(sizeof(Node) * n, alignof(Node)));
+  nodes_ = static_cast<Node*>(AllocateTail(StateOf<Node>(n)));
   if (nodes_ == nullptr && n > 0)
     return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for %u operators",
                 static_cast<unsigned>(memory_size_), n);
@@ -250,8 +256,7 @@ Status Interpreter::PrepareNodes() {
                 static_cast<uint32_t>(op.options_pos),
                 op.options_type};
     const size_t io = op.num_inputs + op.num_outputs;
-    Tensor** ptrs =
-        static_cast<Tensor**>(AllocateTail(sizeof(Tensor*) * (io + 1), alignof(Tensor*)));
+    Tensor** ptrs = static_cast<Tensor**>(AllocateTail(StateOf<Tensor*>(io + 1)));
     if (ptrs == nullptr)
       return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for operator %u",
                   static_cast<unsigned>(memory_size_), i);
@@ -439,8 +444,7 @@ Status Interpreter::ApplyBlocks(uint32_t pool) {
   constexpr size_t kBlockWords = kPlanBlockWords;
   uint32_t next_free = 0;  // blocks must be ordered and disjoint
   if (plan_num_blocks_ > 0) {
-    blocks_ = static_cast<Bottleneck*>(
-        AllocateTail(sizeof(Bottleneck) * plan_num_blocks_, alignof(Bottleneck)));
+    blocks_ = static_cast<Bottleneck*>(AllocateTail(StateOf<Bottleneck>(plan_num_blocks_)));
     if (blocks_ == nullptr)
       return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for %u fused blocks",
                   static_cast<unsigned>(memory_size_), plan_num_blocks_);
@@ -469,8 +473,8 @@ Status Interpreter::ApplyBlocks(uint32_t pool) {
                   "bottlenecks: %s",
                   first, last, why);
     // The stages live in runtime state, as the block does.
-    b.stages = static_cast<BlockStage*>(
-        AllocateTail(sizeof(BlockStage) * static_cast<size_t>(b.count), alignof(BlockStage)));
+    b.stages =
+        static_cast<BlockStage*>(AllocateTail(StateOf<BlockStage>(static_cast<size_t>(b.count))));
     if (b.stages == nullptr)
       return Fail(Status::kOutOfMemory, "memory block of %u bytes is too small for %u fused blocks",
                   static_cast<unsigned>(memory_size_), plan_num_blocks_);

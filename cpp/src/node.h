@@ -18,5 +18,6 @@ struct Node {
   uint32_t options_pos;  // builtin options table in the model (0: none)
   uint8_t options_type;
 };
+TFLM_VMCU_ARM32_LAYOUT(Node, 36, 4);
 
 }  // namespace tflm_vmcu

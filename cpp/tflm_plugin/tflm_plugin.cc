@@ -520,10 +520,10 @@ class PluginContext : public OpContext {
     return planned_;
   }
 
-  void* AllocatePersistent(size_t bytes, size_t alignment) override {
+  void* AllocatePersistent(const StateRequest& request) override {
     // TFLM aligns persistent buffers to 16 bytes.
-    if (alignment > static_cast<size_t>(kAlignment)) return nullptr;
-    return context_->AllocatePersistentBuffer(context_, bytes);
+    if (request.alignment > static_cast<size_t>(kAlignment)) return nullptr;
+    return context_->AllocatePersistentBuffer(context_, request.bytes);
   }
 
   Status Report(Status status, const char* message) override {

@@ -72,12 +72,6 @@ def add_firmware_parser(sub: argparse._SubParsersAction[Any]) -> None:
         "--stack-bytes", type=int, default=STACK_BYTES, help="thread stack reserved (bytes)"
     )
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="QEMU seconds")
-    p.add_argument(
-        "--no-exact-memory",
-        dest="exact_memory",
-        action="store_false",
-        help="keep the memory block sized from the host's state (skip the second build)",
-    )
     p.add_argument("--corrupt-expected", action="store_true", help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_firmware)
 
@@ -95,7 +89,6 @@ def cmd_firmware(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         build_type=args.build_type,
         stack_bytes=args.stack_bytes,
-        exact_memory=args.exact_memory,
         corrupt_expected=args.corrupt_expected,
         plan=args.plan,
         count=args.count,

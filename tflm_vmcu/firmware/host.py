@@ -29,7 +29,7 @@ from .boards import (
     STATIC_RESERVE_BYTES,
 )
 
-# Added to the host's pool + state: the state is smaller on a 32-bit core.
+# Added to the pool + the 32-bit state, as a device's block should leave a little room.
 MEMORY_MARGIN_BYTES = 64
 # Memory plans the firmware can run: the ring plan of `tflm-vmcu compile`, or a flat,
 # tensor-level plan (every live tensor in its own bytes: no overlaps, nothing wraps) for
@@ -48,16 +48,16 @@ class HostRun:
     outputs: list[bytes]
     pool_bytes: int
     state_bytes: int  # on the host (64-bit pointers)
+    arm32_state_bytes: int  # the same state on a 32-bit Arm core, as the runtime computes it
     seed: int
-    target_state_bytes: int | None = None  # as the core reported it, once known
     plan: str = "ring"  # "ring" or "flat" (PLANS)
 
     @property
     def memory_bytes(self) -> int:
-        """The firmware's memory block: pool + state (the core's when known, else the
-        host's, which is larger) + a margin, rounded up to 16."""
-        state = self.target_state_bytes or self.state_bytes
-        return -(-(self.pool_bytes + state + MEMORY_MARGIN_BYTES) // 16) * 16
+        """The firmware's memory block: pool + the core's state + a margin, rounded up to
+        16 (the block ends on a 16-byte boundary, where the runtime's 32-bit figure is the
+        core's state exactly)."""
+        return -(-(self.pool_bytes + self.arm32_state_bytes + MEMORY_MARGIN_BYTES) // 16) * 16
 
 
 def flat_plan(graph: Graph, segment_bytes: int = FLAT_SEGMENT_BYTES) -> Plan:
@@ -120,6 +120,7 @@ def host_run(
         outputs=[np.ascontiguousarray(o).tobytes() for o in outputs],
         pool_bytes=interp.activation_bytes,
         state_bytes=interp.state_bytes,
+        arm32_state_bytes=interp.arm32_state_bytes,
         seed=seed,
         plan=plan,
     )

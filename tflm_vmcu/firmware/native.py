@@ -8,7 +8,6 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 from .. import progress
@@ -50,7 +49,6 @@ def firmware(
     timeout: float = DEFAULT_TIMEOUT_S,
     build_type: str = "Release",
     stack_bytes: int = STACK_BYTES,
-    exact_memory: bool = True,
     corrupt_expected: bool = False,
     host: HostRun | None = None,
     plan: str | None = None,
@@ -68,10 +66,8 @@ def firmware(
     With `count`, instructions are counted exactly, per Invoke() and per operator, by
     the QEMU plugin (when a host C compiler can build it; else the SysTick estimate).
 
-    The first build sizes the memory block from the host's (64-bit) state. With
-    `exact_memory`, a bit-exact run is followed by a second one whose block is the
-    state the core reported + the pool + MEMORY_MARGIN_BYTES (only main.cc is rebuilt);
-    its result is returned."""
+    The memory block is the pool + the state the runtime computes for a 32-bit Arm core +
+    MEMORY_MARGIN_BYTES; the core reports the state it used (`state_bytes`)."""
     board_for(cpu)  # an unknown core fails before anything is built
     if plan is not None and plan not in PLANS:
         raise TflmVmcuError(f"unknown plan '{plan}' (choose from {', '.join(PLANS)})")
@@ -98,17 +94,6 @@ def firmware(
                 no_count = str(exc).splitlines()[0]
         step = (cpu, out, build, run, timeout, corrupt_expected, plugin_lib, no_count, dsp)
         result = _build_and_run(host, *step)
-        if (
-            exact_memory
-            and result.bit_exact
-            and result.state_bytes is not None
-            and result.state_bytes != host.state_bytes
-        ):
-            first = result.seconds
-            exact = replace(host, target_state_bytes=result.state_bytes)
-            progress.step("again, with the memory block the core measured")
-            result = _build_and_run(exact, *step)
-            result.seconds = {k: first[k] + result.seconds[k] for k in first}
         result.seconds["host"] = host_seconds
         if out_dir is None:
             result.elf = ""
@@ -146,6 +131,7 @@ def _build_and_run(
         flash_bytes=flash_bytes(section_sizes(elf)),
         host_pool_bytes=host.pool_bytes,
         host_state_bytes=host.state_bytes,
+        arm32_state_bytes=host.arm32_state_bytes,
         memory_block_bytes=host.memory_bytes,
         plan=host.plan,
         dsp=dsp and cpu in DSP_CPUS,

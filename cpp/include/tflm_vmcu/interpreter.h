@@ -29,6 +29,7 @@
 namespace tflm_vmcu {
 
 struct Bottleneck;
+struct StateRequest;
 struct Kernel;
 struct Node;
 struct HazardState;
@@ -76,6 +77,10 @@ class Interpreter {
   // Bytes of the activation pool (head) and of the runtime state (tail).
   size_t pool_bytes() const { return pool_bytes_; }
   size_t state_bytes() const { return state_bytes_; }
+  // The runtime state the same model needs on a 32-bit Arm core (Cortex-M), whatever this
+  // build's pointer size: a 64-bit host sizes a device's memory block with it. On such a
+  // core it equals state_bytes() when the block ends on a 16-byte boundary.
+  size_t arm32_state_bytes() const { return arm32_state_bytes_; }
   // True when the model carries a memory plan (ring placement); false when the
   // runtime placed tensors itself (tensor-level first fit, no overlaps).
   bool has_plan() const { return has_plan_; }
@@ -102,7 +107,7 @@ class Interpreter {
   friend class Context;
 
   Status Fail(Status status, const char* format, ...);
-  void* AllocateTail(size_t bytes, size_t alignment);
+  void* AllocateTail(const StateRequest& request);
   Status TensorCopyCheck(size_t i, size_t bytes, bool write);
   Status VerifyPlan();
   Status CheckAndPrepare(const uint8_t** plan, size_t* plan_bytes);
@@ -135,6 +140,7 @@ class Interpreter {
   uint32_t plan_num_blocks_ = 0;
   Bottleneck* blocks_ = nullptr;  // the plan's fused blocks, validated (runtime state)
   size_t state_bytes_ = 0;
+  size_t arm32_state_bytes_ = 0;
   Tensor* tensors_ = nullptr;
   Node* nodes_ = nullptr;
   bool allocated_ = false;

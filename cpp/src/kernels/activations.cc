@@ -22,12 +22,14 @@ struct ReluData {
   int32_t quantized_activation_max;
   int64_t size;
 };
+TFLM_VMCU_ARM32_LAYOUT(ReluData, 32, 8);
 
 struct Relu6Data {
   int8_t zero;
   int8_t six;
   int64_t size;
 };
+TFLM_VMCU_ARM32_LAYOUT(Relu6Data, 16, 8);
 
 // Shared checks: one int8 input, one int8 output of the same shape, int8 zero points.
 Status CheckUnaryInt8(OpContext& ctx) {

@@ -21,6 +21,7 @@ struct AddOpData {
   int32_t flat_size;
   BroadcastPlan plan;
 };
+TFLM_VMCU_ARM32_LAYOUT(AddOpData, 132, 4);
 // The fused inverted bottleneck reads an ADD's op data as its AddParams.
 static_assert(offsetof(AddOpData, params) == 0, "AddParams must come first");
 

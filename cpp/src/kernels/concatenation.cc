@@ -14,6 +14,7 @@ struct OpData {
   int32_t outer;                    // product of dims before the axis
   int32_t slice_bytes[kMaxInputs];  // bytes of one input slice (dims from the axis on)
 };
+TFLM_VMCU_ARM32_LAYOUT(OpData, 44, 4);
 
 Status Prepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 1, kMaxInputs, 1);

@@ -104,9 +104,9 @@ Status ComputeChannelMultipliers(OpContext& ctx, const Tensor& input, const Tens
       return Status::kOk;
     }
   }
-  const size_t bytes = static_cast<size_t>(num_channels) * sizeof(int32_t);
-  int32_t* m = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
-  int32_t* s = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
+  const size_t n = static_cast<size_t>(num_channels);
+  int32_t* m = AllocateState<int32_t>(ctx, n);
+  int32_t* s = AllocateState<int32_t>(ctx, n);
   if (m == nullptr || s == nullptr) return Status::kOutOfMemory;
   for (int32_t c = 0; c < num_channels; ++c) {
     ChannelMultiplier(input_scale, filter_scale(c), output_scale, &m[c], &s[c]);

@@ -21,6 +21,7 @@ struct ConvData {
   int32_t pad_w;
   bool right_shift_only;  // every channel passes RightShiftOnly (quant_util.h)
 };
+TFLM_VMCU_ARM32_LAYOUT(ConvData, 32, 4);
 
 // act_min and act_max of `data` for a CONV_2D or DEPTHWISE_CONV_2D writing `output`.
 inline void SetActivationRange(Activation activation, const Tensor& output, ConvData* data) {

@@ -37,6 +37,7 @@ struct FullyConnectedData {
   int32_t output_depth;
   bool right_shift_only;  // every channel passes RightShiftOnly (quant_util.h)
 };
+TFLM_VMCU_ARM32_LAYOUT(FullyConnectedData, 48, 4);
 
 // sum((w + w_offset) * (x + x_offset)). Both operands are int8 shifted by minus an int8 zero
 // point, so each fits in int16; the fixed-size inner block lets compilers vectorise the
@@ -197,9 +198,9 @@ Status FullyConnectedPrepare(OpContext& ctx) {
                       "dimension 0",
                       filter->name, q.count, q.quantized_dimension, output_depth);
     }
-    const size_t bytes = static_cast<size_t>(output_depth) * sizeof(int32_t);
-    int32_t* multiplier = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
-    int32_t* shift = static_cast<int32_t*>(ctx.AllocatePersistent(bytes, alignof(int32_t)));
+    const size_t n = static_cast<size_t>(output_depth);
+    int32_t* multiplier = AllocateState<int32_t>(ctx, n);
+    int32_t* shift = AllocateState<int32_t>(ctx, n);
     if (multiplier == nullptr || shift == nullptr) return Status::kOutOfMemory;
     const double input_scale = static_cast<double>(input->scale);
     const double output_scale = static_cast<double>(output->scale);

@@ -18,6 +18,7 @@ struct HardSwishData {
   int32_t output_multiplier_exponent;
   int64_t size;
 };
+TFLM_VMCU_ARM32_LAYOUT(HardSwishData, 32, 8);
 
 // TFLM's DownScaleInt32ToInt16Multiplier.
 int16_t DownScaleInt32ToInt16Multiplier(int32_t multiplier_int32) {

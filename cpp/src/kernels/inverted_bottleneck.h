@@ -81,6 +81,7 @@ struct BlockStage {
   int32_t pad_h = 0, pad_w = 0;  // top/left padding of the depthwise conv (its own + PAD's)
   int32_t out_h = 0, out_w = 0, out_c = 0;  // C's rows and columns; D's channels
 };
+TFLM_VMCU_ARM32_LAYOUT(BlockStage, 140, 4);
 
 // A fused chain of one or more blocks: what the plan fuses, run as one kernel.
 struct Bottleneck {
@@ -94,6 +95,7 @@ struct Bottleneck {
   uint32_t first_op = 0;  // the chain's operators in the model
   uint32_t last_op = 0;
 };
+TFLM_VMCU_ARM32_LAYOUT(Bottleneck, 108, 4);
 
 // The geometry of stage s of `b` (in b's mode).
 BlockGeometry GeometryOf(const Bottleneck& b, int32_t s);

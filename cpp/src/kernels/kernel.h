@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "arm32_layout.h"
 #include "ring.h"
 #include "tflm_vmcu/status.h"
 #include "tflm_vmcu/tensor.h"
@@ -73,10 +74,11 @@ class OpContext {
   // check the data against their own computation before trusting it.
   virtual const int32_t* PlannedData(uint32_t* words) const = 0;
 
-  // Persistent memory from the tail of the caller's block (counted as runtime state).
-  // Returns nullptr (and records kOutOfMemory) when the block is too small. Only
-  // valid during Prepare.
-  virtual void* AllocatePersistent(size_t bytes, size_t alignment) = 0;
+  // Persistent memory from the tail of the caller's block (counted as runtime state, on
+  // this build and on a 32-bit Arm core). Returns nullptr (and records kOutOfMemory) when
+  // the block is too small. Only valid during Prepare. Kernels call it through
+  // AllocateState<T> (kernel_util.h), which fills in the request from T.
+  virtual void* AllocatePersistent(const StateRequest& request) = 0;
 
   // Records an error naming this op; the format supports %d %u %s %f (no width).
   // Returns `status` so a kernel can write `return ctx.Fail(...)`.

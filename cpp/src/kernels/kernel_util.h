@@ -47,10 +47,16 @@ inline int ComputePadding(int stride, int dilation_rate, int in_size, int filter
   return padding > 0 ? ClampSize(padding) : 0;
 }
 
+// `count` objects of T in persistent memory (Prepare only); nullptr when it is full.
+template <typename T>
+T* AllocateState(OpContext& ctx, size_t count) {
+  return static_cast<T*>(ctx.AllocatePersistent(StateOf<T>(count)));
+}
+
 // Allocates persistent op data of type T in Prepare and stores it in the context.
 template <typename T>
 T* AllocateOpData(OpContext& ctx) {
-  T* data = static_cast<T*>(ctx.AllocatePersistent(sizeof(T), alignof(T)));
+  T* data = AllocateState<T>(ctx, 1);
   if (data != nullptr) {
     *data = T{};
     ctx.set_op_data(data);

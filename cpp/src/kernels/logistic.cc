@@ -23,6 +23,7 @@ struct LogisticData {
   int32_t input_left_shift;
   int64_t size;
 };
+TFLM_VMCU_ARM32_LAYOUT(LogisticData, 24, 8);
 
 Status LogisticPrepare(OpContext& ctx) {
   if (ctx.num_inputs() != 1 || ctx.num_outputs() != 1 || ctx.input(0) == nullptr) {

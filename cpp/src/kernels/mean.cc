@@ -46,6 +46,7 @@ struct MeanOpData {
   int32_t multiplier;  // input_scale / output_scale / count
   int shift;
 };
+TFLM_VMCU_ARM32_LAYOUT(MeanOpData, 120, 4);
 
 // Row-major walk over the first `rank` dims of a DimList: `offset` is the input offset
 // (in elements) of the current position.

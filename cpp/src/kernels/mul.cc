@@ -33,6 +33,7 @@ struct MulOpData {
   int32_t flat_size;
   BroadcastPlan plan;
 };
+TFLM_VMCU_ARM32_LAYOUT(MulOpData, 112, 4);
 
 // min(hi, max(lo, v)) as TFLM writes it; two selects keep it branch-free (random data
 // makes a branchy clamp mispredict).

@@ -18,6 +18,7 @@ struct OpData {
   int8_t pad_value;
   int32_t elem;  // bytes per element
 };
+TFLM_VMCU_ARM32_LAYOUT(OpData, 72, 4);
 
 Status Prepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 2, 1);

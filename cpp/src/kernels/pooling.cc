@@ -22,6 +22,7 @@ struct PoolData {
   int32_t pad_h;
   int32_t pad_w;
 };
+TFLM_VMCU_ARM32_LAYOUT(PoolData, 16, 4);
 
 // First window tap inside [0, size) and one past the last, for a window starting at origin.
 inline void WindowBounds(int origin, int filter, int size, int* start, int* end) {

@@ -26,12 +26,14 @@ struct QuantizeOpData {
   int32_t output_zero_point;
   const int8_t* table;  // int8 -> int8: output for input q at table[q + 128]
 };
+TFLM_VMCU_ARM32_LAYOUT(QuantizeOpData, 16, 4);
 
 struct DequantizeOpData {
   int32_t flat_size;
   float scale;
   int32_t zero_point;
 };
+TFLM_VMCU_ARM32_LAYOUT(DequantizeOpData, 12, 4);
 
 const char* TypeName(const Tensor* t) { return DTypeName(static_cast<uint8_t>(t->type)); }
 
@@ -85,7 +87,7 @@ Status QuantizePrepare(OpContext& ctx) {
                       input->name, static_cast<double>(input->scale), output->name,
                       static_cast<double>(output->scale), effective_scale);
     }
-    int8_t* table = static_cast<int8_t*>(ctx.AllocatePersistent(256, 1));
+    int8_t* table = AllocateState<int8_t>(ctx, 256);
     if (table == nullptr) return Status::kOutOfMemory;
     for (int32_t q = INT8_MIN; q <= INT8_MAX; ++q) {
       const int32_t value =

@@ -31,6 +31,7 @@ struct SoftmaxData {
   int32_t depth;
   bool int16_output;
 };
+TFLM_VMCU_ARM32_LAYOUT(SoftmaxData, 24, 4);
 
 Status SoftmaxPrepare(OpContext& ctx) {
   if (ctx.num_inputs() != 1 || ctx.num_outputs() != 1 || ctx.input(0) == nullptr) {

@@ -12,6 +12,7 @@ struct OpData {
   int32_t out_dims[kMaxRank];
   int32_t in_stride[kMaxRank];  // input stride (elements) of each output dim
 };
+TFLM_VMCU_ARM32_LAYOUT(OpData, 52, 4);
 
 Status Prepare(OpContext& ctx) {
   Status s = ExpectArity(ctx, 2, 2, 1);
