@@ -2,8 +2,9 @@
 # The package as `pip install` gives it, outside any checkout: builds the wheel, installs it
 # into a new virtual environment, then from an empty folder runs
 #   tflm-vmcu firmware MODEL --cpu cortex-m4 --run --json    (must be bit-exact)
-# from the sources the wheel carries, and builds a two-line CMake project that finds the
-# runtime with find_package(tflm_vmcu) through `tflm-vmcu --cmake-dir`.
+# from the sources the wheel carries, checks that `tflm-vmcu fit` (the prediction, from the
+# figures the wheel carries) gives that run's RAM within 2%, and builds a two-line CMake
+# project that finds the runtime with find_package(tflm_vmcu) through `tflm-vmcu --cmake-dir`.
 #
 # Usage: scripts/check_wheel.sh [WORK_DIR]   (needs arm-none-eabi-gcc, CMake, qemu-system-arm)
 set -euo pipefail
@@ -24,6 +25,14 @@ import json, sys
 r = json.load(open(sys.argv[1]))
 assert r["bit_exact"] is True, r["verdict"]
 print(f"wheel: firmware bit-exact on {r['cpu']}, {r['ram_bytes']:,} bytes of RAM")
+PY
+"$tool" fit "$ROOT/models/op_add.tflite" --ram 64K --json > fit.json
+"$WORK/venv/bin/python" - firmware.json fit.json <<'PY'
+import json, sys
+measured, fit = (json.load(open(p)) for p in sys.argv[1:])
+assert fit["fits"] is True and fit["method"] == "predicted", fit
+assert abs(fit["ram_bytes"] - measured["ram_bytes"]) <= 0.02 * measured["ram_bytes"], fit
+print(f"wheel: fit predicts {fit['ram_bytes']:,} bytes of RAM")
 PY
 
 cat > "$WORK/consumer/CMakeLists.txt" <<'CMAKE'

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from conftest import UNSUPPORTED_SHARED, committed_models, model_params, shared_models
 
+from tflm_vmcu.device import io_bytes, needs
 from tflm_vmcu.errors import TflmVmcuError
 from tflm_vmcu.firmware import (
     BOARD_RAM_BYTES,
@@ -123,6 +124,16 @@ def test_model_bit_exact_under_qemu(
     assert r.state_bytes is not None
     assert r.state_bytes == host.arm32_state_bytes
     assert 0 < r.state_bytes < host.state_bytes
+    # What `tflm-vmcu fit` predicts without the toolchain (tflm_vmcu/device.py): the same
+    # pool and state, the total RAM and the flash (less the harness's test data) within 2%,
+    # the stack within 128 bytes (so that a stale figure shows on large models too).
+    need = needs(host.model, cpu)
+    assert (need.pool_bytes, need.state_bytes) == (r.pool_bytes, r.state_bytes)
+    assert abs(need.stack_bytes - r.stack_bytes) <= 128, (need, r.stack_bytes)
+    assert r.ram_bytes is not None
+    assert abs(need.ram_bytes - r.ram_bytes) <= 0.02 * r.ram_bytes, (need, r.stack_bytes)
+    program = r.flash_bytes - io_bytes(host.inputs, host.outputs)
+    assert abs(need.flash_bytes - program) <= 0.02 * program, (need, program)
     assert r.stack_bytes is not None
     assert 0 < r.stack_bytes < 64 * 1024
     assert r.ram_bytes == r.pool_bytes + r.state_bytes + r.stack_bytes

@@ -1,6 +1,7 @@
-"""`tflm-vmcu fit`: the answer and its figures are the model's on the emulated core, the
-same as `tflm-vmcu firmware --json` measures; when it does not fit, the options that
-shrink it are measured too."""
+"""`tflm-vmcu fit`: the answer and its figures, predicted on the host (tflm_vmcu/device.py)
+or measured on the emulated core (`--measure`, the figures `tflm-vmcu firmware --json`
+gives); when it does not fit, the options that shrink it too. The predictions are checked
+against the firmware on every model in tests/test_firmware.py."""
 
 from __future__ import annotations
 
@@ -12,8 +13,15 @@ import pytest
 from conftest import MODELS
 
 from tflm_vmcu.cli import main
+from tflm_vmcu.compiler import compile_bytes
+from tflm_vmcu.device import FC_ROWS, FUSED_BLOCK, figures, io_bytes, predict, stack_keys
 from tflm_vmcu.errors import TflmVmcuError
+from tflm_vmcu.firmware import BOARDS, host_run
 from tflm_vmcu.fit import parse_size
+from tflm_vmcu.ops import SUPPORTED_OPS
+from tflm_vmcu.plan_format import read_plan
+from tflm_vmcu.reader import read_model
+from tflm_vmcu.synth import ModelBuilder
 
 MODEL = str(MODELS / "op_quantize_dequantize.tflite")  # float edges: --io int8 applies
 requires_tools = pytest.mark.skipif(
@@ -37,9 +45,65 @@ def test_bad_size_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_fit_predicts_without_a_toolchain(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # no arm-none-eabi-gcc, CMake or QEMU
+    need = predict(Path(MODEL).read_bytes(), "cortex-m4")
+    assert main(["fit", MODEL, "--ram", "1M", "--json"]) == 0
+    yes = json.loads(capsys.readouterr().out)
+    assert (yes["fits"], yes["method"], yes["alternatives"]) == (True, "predicted", [])
+    assert yes["ram_bytes"] == need.ram_bytes
+    assert need.ram_bytes == need.pool_bytes + need.state_bytes + need.stack_bytes
+    assert (yes["pool_bytes"], yes["state_bytes"], yes["stack_bytes"], yes["flash_bytes"]) == (
+        need.pool_bytes,
+        need.state_bytes,
+        need.stack_bytes,
+        need.flash_bytes,
+    )
+    # Exactly enough RAM fits; one byte less does not, and the options that shrink it are
+    # predicted too: --io int8 drops the float input and output.
+    assert main(["fit", MODEL, "--ram", str(need.ram_bytes), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["fit", MODEL, "--ram", str(need.ram_bytes - 1), "--json"]) == 3
+    no = json.loads(capsys.readouterr().out)
+    options = {a["options"]: a for a in no["alternatives"]}
+    assert set(options) == {"--fusion window", "--io int8", "--io int8 --fusion window"}
+    assert options["--io int8"]["ram_bytes"] < need.ram_bytes
+    assert options["--io int8"]["fits"] is True
+    assert main(["fit", MODEL, "--ram", "1M", "--flash", str(need.flash_bytes - 1)]) == 3
+    assert "does NOT fit" in capsys.readouterr().out
+
+
+def test_figures_cover_every_kernel_on_every_core() -> None:
+    keys = {op.name for op in SUPPORTED_OPS} | {FC_ROWS, FUSED_BLOCK}
+    for cpu in BOARDS:
+        core = figures()[cpu]
+        assert set(core["stack_bytes"]) == keys, cpu
+        assert core["code_bytes"] > 0
+    with pytest.raises(TflmVmcuError, match="no figures for 'cortex-m0'"):
+        predict(Path(MODEL).read_bytes(), "cortex-m0")
+
+
+def test_stack_keys_follow_the_kernel_paths() -> None:
+    """FULLY_CONNECTED over several rows has its own (deeper) figure; a fused block's
+    operators are one FUSED_BLOCK."""
+    b = ModelBuilder()
+    x = b.input([1, 64])
+    one = b.fully_connected(x, 8)
+    rows = b.fully_connected(b.reshape(one, [2, 4]), 4)
+    graph = read_model(b.build([rows]))
+    assert stack_keys(graph) == {"FULLY_CONNECTED", FC_ROWS, "RESHAPE"}
+    compiled = read_model(compile_bytes((MODELS / "mobilenetv2_small.tflite").read_bytes()).model)
+    plan = read_plan(compiled)
+    assert plan is not None
+    assert plan.blocks
+    assert FUSED_BLOCK in stack_keys(compiled)
+
+
 @pytest.mark.qemu
 @requires_tools
-def test_fit_answers_with_the_figures_firmware_measures(
+def test_fit_measure_answers_with_the_figures_firmware_measures(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert (
@@ -47,20 +111,20 @@ def test_fit_answers_with_the_figures_firmware_measures(
         == 0
     )
     measured = json.loads(capsys.readouterr().out)
-    assert main(["fit", MODEL, "--ram", "1M", "--json"]) == 0
+    assert main(["fit", MODEL, "--ram", "1M", "--json", "--measure"]) == 0
     yes = json.loads(capsys.readouterr().out)
-    assert yes["fits"] is True
-    assert yes["alternatives"] == []
-    for key in ("ram_bytes", "pool_bytes", "state_bytes", "stack_bytes", "flash_bytes"):
+    assert (yes["fits"], yes["method"], yes["alternatives"]) == (True, "measured", [])
+    for key in ("ram_bytes", "pool_bytes", "state_bytes", "stack_bytes"):
         assert yes[key] == measured[key], key
+    # The program's flash: the image less the harness's input and expected output.
+    host = host_run(MODEL)
+    assert yes["flash_bytes"] == measured["flash_bytes"] - io_bytes(host.inputs, host.outputs)
     # One byte short: no, and the smaller options, each measured.
     short = str(yes["ram_bytes"] - 1)
-    assert main(["fit", MODEL, "--ram", short, "--json"]) == 3
+    assert main(["fit", MODEL, "--ram", short, "--json", "--measure"]) == 3
     no = json.loads(capsys.readouterr().out)
     assert no["fits"] is False
     options = {a["options"]: a for a in no["alternatives"]}
     assert set(options) == {"--fusion window", "--io int8", "--io int8 --fusion window"}
     assert options["--io int8"]["ram_bytes"] < no["ram_bytes"]
     assert options["--io int8"]["fits"] is True
-    assert main(["fit", MODEL, "--ram", "1M", "--flash", "1K"]) == 3
-    assert "does NOT fit" in capsys.readouterr().out

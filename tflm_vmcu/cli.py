@@ -628,13 +628,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the totals as one JSON object")
     p.set_defaults(func=cmd_report)
     add_firmware_parser(sub)
-    p = sub.add_parser(
-        "fit", help="does the model fit a board's RAM and flash (measured on the core)"
-    )
+    p = sub.add_parser("fit", help="does the model fit a board's RAM and flash")
     p.add_argument("model")
     p.add_argument("--ram", required=True, help="the board's RAM for the model, e.g. 64K")
     p.add_argument("--flash", help="the board's flash for the program, e.g. 1M")
     p.add_argument("--cpu", choices=["cortex-m3", "cortex-m4", "cortex-m7"], default="cortex-m4")
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="run it on the emulated core (needs arm-none-eabi-gcc, CMake, QEMU) instead of "
+        "predicting",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_fit)
     return parser
@@ -645,7 +649,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     ram = parse_size(args.ram)
     flash = parse_size(args.flash) if args.flash else None
-    report = fit(args.model, ram, flash, args.cpu)
+    report = fit(args.model, ram, flash, args.cpu, measure=args.measure)
     if args.json:
         emit("fit", report.to_json())
         return 0 if report.fits else 3
@@ -654,8 +658,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         f"pool {report.pool_bytes:,} + state {report.state_bytes:,} + stack {report.stack_bytes:,}"
     )
     verdict = "fits" if report.fits else "does NOT fit"
+    how = "measured on the emulated core" if args.measure else "predicted (--measure: run it)"
     print(f"{args.model} on {args.cpu}: {verdict} in {limit}")
-    print(f"  RAM {report.ram_bytes:,} bytes ({parts}), flash {report.flash_bytes:,} bytes")
+    print(f"  RAM {report.ram_bytes:,} bytes ({parts}), flash {report.flash_bytes:,} bytes, {how}")
     for a in report.alternatives:
         answer = "fits" if a.fits else "does not fit"
         print(

@@ -1,7 +1,9 @@
 """`tflm-vmcu fit`: does the model fit a board's RAM (and flash)? Answered with the figures
-of the model running on the emulated core (`tflm-vmcu firmware`: pool, runtime state for
-the 32-bit layout and the stack's high-water mark, measured, not estimated), and, when it
-does not fit, the same for the options that shrink it (`--fusion window`, `--io int8`)."""
+predicted on the host without a toolchain (tflm_vmcu/device.py: the plan's pool, the
+runtime's state for a 32-bit Arm core, the stack of its deepest kernel as measured on that
+core, the runtime's code + the model), or with `measure`, the same figures measured with the
+model running on the emulated core (`tflm-vmcu firmware`). When it does not fit, the same
+for the options that shrink it (`--fusion window`, `--io int8`)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ class Fit:
     options: str  # the compile options this row measures ("" = the default)
     fits: bool
     ram_bytes: int  # pool + state + stack high-water mark, on the core
-    flash_bytes: int
+    flash_bytes: int  # the runtime's code + the model (no test data)
     pool_bytes: int
     state_bytes: int
     stack_bytes: int
@@ -42,6 +44,7 @@ class Fit:
 class FitReport:
     model: str
     cpu: str
+    method: str  # "predicted" (on the host) or "measured" (on the emulated core)
     ram_limit_bytes: int
     flash_limit_bytes: int | None
     fits: bool
@@ -56,52 +59,83 @@ class FitReport:
         return asdict(self)
 
 
+def _predict(data: bytes, options: str, plan: str, cpu: str, limits: tuple[int, int | None]) -> Fit:
+    from .device import predict
+
+    need = predict(data, cpu, plan)
+    return _row(
+        options, limits, need.pool_bytes, need.state_bytes, need.stack_bytes, need.flash_bytes
+    )
+
+
 def _measure(
-    data: bytes | str | Path,
+    data: bytes,
+    name: str,
     options: str,
     plan: str,
     cpu: str,
     work: Path,
-    ram: int,
-    flash: int | None,
+    limits: tuple[int, int | None],
 ) -> Fit:
-    from .firmware import firmware
+    from .device import io_bytes
+    from .firmware import firmware, host_run
 
+    host = host_run(data, name=name, plan=plan)
     r = firmware(
         data,
         cpu,
         out_dir=work / (options.replace(" ", "_").strip("-") or "default"),
         build_dir=work / "build",
-        plan=plan,
+        host=host,
     )
-    if not r.ran or r.ram_bytes is None or r.bit_exact is not True:
+    if not r.ran or r.bit_exact is not True:
         raise TflmVmcuError(f"the model did not run on {cpu}: {r.verdict}")
     assert r.pool_bytes is not None
     assert r.state_bytes is not None
     assert r.stack_bytes is not None
-    fits = r.ram_bytes <= ram and (flash is None or r.flash_bytes <= flash)
-    return Fit(
-        options, fits, r.ram_bytes, r.flash_bytes, r.pool_bytes, r.state_bytes, r.stack_bytes
-    )
+    # The program: the firmware image less the harness's test input and expected output.
+    program = r.flash_bytes - io_bytes(host.inputs, host.outputs)
+    return _row(options, limits, r.pool_bytes, r.state_bytes, r.stack_bytes, program)
 
 
-def fit(model: str | Path, ram: int, flash: int | None = None, cpu: str = "cortex-m4") -> FitReport:
+def _row(
+    options: str, limits: tuple[int, int | None], pool: int, state: int, stack: int, flash: int
+) -> Fit:
+    ram_limit, flash_limit = limits
+    ram = pool + state + stack
+    fits = ram <= ram_limit and (flash_limit is None or flash <= flash_limit)
+    return Fit(options, fits, ram, flash, pool, state, stack)
+
+
+def fit(
+    model: str | Path,
+    ram: int,
+    flash: int | None = None,
+    cpu: str = "cortex-m4",
+    measure: bool = False,
+) -> FitReport:
     data = load_bytes(model)
+    name = Path(model).name
+    limits = (ram, flash)
+    int8_data, edges = int8_io(data)
+    tries = [("", data, "ring"), ("--fusion window", data, "ring-window")]
+    if edges:
+        tries += [("--io int8", int8_data, "ring")]
+        tries += [("--io int8 --fusion window", int8_data, "ring-window")]
     with tempfile.TemporaryDirectory(prefix="tflm-vmcu-fit-") as tmp:
-        work = Path(tmp)
-        # The model as given (its name is in the image, as with `tflm-vmcu firmware`).
-        base = _measure(model, "", "ring", cpu, work, ram, flash)
-        alternatives = []
-        if not base.fits:
-            int8_data, edges = int8_io(data)
-            tries = [("--fusion window", data, "ring-window")]
-            if edges:
-                tries += [("--io int8", int8_data, "ring")]
-                tries += [("--io int8 --fusion window", int8_data, "ring-window")]
-            alternatives = [_measure(d, o, p, cpu, work, ram, flash) for o, d, p in tries]
+        rows: list[Fit] = []
+        for options, d, plan in tries:
+            if rows and rows[0].fits:
+                break  # the alternatives only when the model as given does not fit
+            if measure:
+                rows.append(_measure(d, name, options, plan, cpu, Path(tmp), limits))
+            else:
+                rows.append(_predict(d, options, plan, cpu, limits))
+    base, alternatives = rows[0], rows[1:]
     return FitReport(
         model=str(model),
         cpu=cpu,
+        method="measured" if measure else "predicted",
         ram_limit_bytes=ram,
         flash_limit_bytes=flash,
         fits=base.fits,
