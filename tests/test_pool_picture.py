@@ -11,7 +11,7 @@ import pytest
 
 from tflm_vmcu.ir import Graph, Operator
 from tflm_vmcu.planner.plan import Placement, Plan
-from tflm_vmcu.pool_picture import Rect, draw_pool, pool_table, rectangles
+from tflm_vmcu.pool_picture import Rect, draw_pool, pool_table, rectangles, unlabelled_list
 
 OPS = ["CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"]
 NAMES = ["model/input", "model/conv1/Relu6", "model/dw1/Relu6", "model/fc/out"]
@@ -192,3 +192,27 @@ def test_picture_has_a_key_a_caption_and_tooltips(tmp_path: Path) -> None:
     # Independent scales: each panel's top tick is its own pool's size, not the larger one.
     assert "pool 3.5 KB" in svg
     assert "pool 4.0 KB" in svg or "pool 4 KB" in svg
+
+
+def test_boxes_too_small_for_a_label_are_listed(tmp_path: Path) -> None:
+    """On a crowded picture the large boxes are labelled and every other one is returned,
+    and listed with its bytes, offset and operators: each tensor is named in one of the two."""
+    placements = {0: Placement(0, "big/input", 0, 60_000, 0, 30)}
+    placements.update(
+        {t: Placement(t, f"small/t{t}", 60_000 + 64 * t, 64, t - 1, t) for t in range(1, 161)}
+    )
+    plan = Plan(72_000, 16, placements)
+    path = tmp_path / "crowded.svg"
+    unlabelled = draw_pool(plan, [f"OP_{k}" for k in range(160)], path)
+    labelled = {int(t) for t in re.findall(r'<g id="label(\d+)"', path.read_text())}
+    assert 0 in labelled
+    assert unlabelled
+    assert {p.tensor for p in unlabelled} == set(placements) - labelled
+    text = unlabelled_list(unlabelled, "crowded.svg")
+    assert text.startswith(f"Boxes too small for a label in crowded.svg ({len(unlabelled)}):")
+    p = unlabelled[0]
+    assert (
+        f"tensor {p.tensor} {p.name}: 64 bytes at {p.offset:,}, operators {p.first}-{p.last}"
+        in text
+    )
+    assert unlabelled_list([], "x.png") == "Every box in x.png is labelled.\n"

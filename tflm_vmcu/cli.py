@@ -212,7 +212,7 @@ def _compile_runtime(args: argparse.Namespace, data: bytes, figures: dict[str, A
         if args.json:  # the files only: the one JSON object is the compile's
             from .report import build_report, write_report
 
-            paths = write_report(build_report(reported), read_model(reported), Path(args.report))
+            paths, _ = write_report(build_report(reported), read_model(reported), Path(args.report))
             figures["report_files"] = [str(p) for p in paths]
         else:
             cmd_report(argparse.Namespace(model=reported, out=args.report, json=False))
@@ -380,8 +380,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     args.out = args.out or "report"
     graph = read_model(args.model)
-    paths = write_report(report, graph, Path(args.out))
-    print((Path(args.out) / f"{Path(args.model).stem}.txt").read_text(), end="")
+    paths, shown = write_report(report, graph, Path(args.out))
+    print(shown, end="")
     print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 

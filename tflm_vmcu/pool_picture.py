@@ -61,11 +61,14 @@ def draw_pool(
     path: Path,
     title: str = "",
     compare: Plan | None = None,
-) -> None:
+) -> list[Placement]:
     """Draw the pool over time for `plan` to `path` (PNG or SVG, by its suffix).
 
     With `compare` (e.g. the tensor-level placement), that plan is drawn in a second
-    panel to the right with the same address scale, so the saving is visible.
+    panel to the right with its own address scale, so the saving is visible.
+
+    Returns the tensors (and fused workspaces) of `plan` whose box is too small on screen
+    for a label, in drawing order (unlabelled_list() writes them out).
     """
     import matplotlib
 
@@ -114,8 +117,9 @@ def draw_pool(
             # Fix the layout, then label the rectangles that are big enough on screen.
             fig.canvas.draw()
             fig.set_layout_engine("none")
-            for ax, pl in zip(panels, plans, strict=True):
-                _label_rectangles(fig, ax, pl)
+            labelled = [
+                _label_rectangles(fig, ax, pl) for ax, pl in zip(panels, plans, strict=True)
+            ]
             meta: dict[str, str | None] = (
                 {"Date": None} if suffix == ".svg" else {"Software": "tflm-vmcu"}
             )
@@ -124,13 +128,26 @@ def draw_pool(
             plt.close(fig)
     if suffix == ".svg":
         _add_tooltips(path, plans)
+    return [p for p in _ordered(plan) if p.nbytes > 0 and p.tensor not in labelled[0]]
+
+
+def unlabelled_list(unlabelled: Sequence[Placement], picture: str) -> str:
+    """The boxes `picture` draws without a label: index, name, bytes, offset, operators."""
+    if not unlabelled:
+        return f"Every box in {picture} is labelled.\n"
+    lines = [f"Boxes too small for a label in {picture} ({len(unlabelled)}):"]
+    for p in unlabelled:
+        name = p.name if p.tensor < 0 else f"tensor {p.tensor} {p.name}"
+        lines.append(f"  {name}: {p.nbytes:,} bytes at {p.offset:,}, operators {p.first}-{p.last}")
+    return "\n".join(lines) + "\n"
 
 
 CAPTION = (
     "Each box is an activation tensor: the pool bytes it occupies (up) while it is live "
     "(across: from the operator that writes it to the last one that reads it). Boxes that "
     "overlap are an output written over an input it has finished reading. A tensor drawn "
-    "in two pieces wraps around the end of the ring pool. Box labels: tensor index and name."
+    "in two pieces wraps around the end of the ring pool. Box labels: tensor index and name; "
+    "boxes too small for one are listed in the report's .txt (and named by the SVG's tooltips)."
 )
 
 
@@ -394,14 +411,16 @@ def _draw_panel(
     ax.tick_params(axis="x", length=2)
 
 
-def _label_rectangles(fig: Figure, ax: Axes, plan: Plan) -> None:
-    """Write the tensor name in each rectangle big enough on screen to hold it."""
+def _label_rectangles(fig: Figure, ax: Axes, plan: Plan) -> set[int]:
+    """Write the tensor name in each rectangle big enough on screen to hold it (the larger
+    ones first); returns the tensors labelled (by name or by index alone)."""
     to_px = ax.transData
     px_per_pt = fig.dpi / 72.0
     fontsize = 7.0
     char_w = 0.6 * fontsize * px_per_pt  # rough average glyph width, pixels
     line_h = 1.3 * fontsize * px_per_pt
     placed: list[tuple[float, float, float, float]] = []
+    labelled: set[int] = set()
     by_tensor: dict[int, list[Rect]] = {}
     for r in rectangles(plan):
         by_tensor.setdefault(r.tensor, []).append(r)
@@ -450,6 +469,8 @@ def _label_rectangles(fig: Figure, ax: Axes, plan: Plan) -> None:
             zorder=4,
         )
         label.set_gid(f"label{p.tensor}")
+        labelled.add(p.tensor)
+    return labelled
 
 
 def _boxes_cross(

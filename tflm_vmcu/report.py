@@ -13,7 +13,7 @@ from .ir import Graph
 from .lifetimes import lifetimes
 from .planner.plan import Placement, Plan
 from .planner.tflm_greedy import tflm_plan
-from .pool_picture import draw_pool, pool_table
+from .pool_picture import draw_pool, pool_table, unlabelled_list
 from .reader import load_bytes, read_model
 from .tflm_check import smallest_arena
 from .tflm_reference import run_tflm
@@ -100,13 +100,21 @@ def build_report(model: str | Path) -> Report:
     return Report(str(model), len(graph.operators), plan, reference, figures)
 
 
-def write_report(report: Report, graph: Graph, out_dir: Path) -> list[Path]:
-    """Writes <model>.png, <model>.svg and <model>.txt (table + summary) into out_dir."""
+def write_report(report: Report, graph: Graph, out_dir: Path) -> tuple[list[Path], str]:
+    """Writes <model>.png, <model>.svg and <model>.txt (table, summary and the boxes too
+    small for a label in the pictures) into out_dir. Returns the paths and what a terminal
+    shows of it: the table, the summary and how many boxes are listed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = Path(report.model).stem
     names = [op.opcode for op in graph.operators]
     paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg", out_dir / f"{stem}.txt"]
-    for p in paths[:2]:
-        draw_pool(report.plan, names, p, title=stem, compare=report.tflm_plan)
-    paths[2].write_text(pool_table(report.plan, names, graph) + "\n\n" + report.summary() + "\n")
-    return paths
+    unlabelled = [
+        draw_pool(report.plan, names, p, title=stem, compare=report.tflm_plan) for p in paths[:2]
+    ]
+    shown = pool_table(report.plan, names, graph) + "\n" + report.summary() + "\n"
+    pictures = f"{paths[0].name} and {paths[1].name}"
+    paths[2].write_text(shown + "\n" + unlabelled_list(unlabelled[0], pictures))
+    if unlabelled[0]:
+        n = len(unlabelled[0])
+        shown += f"{n} boxes too small for a label in {pictures}: listed in {paths[2]}\n"
+    return paths, shown
