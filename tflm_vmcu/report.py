@@ -33,6 +33,7 @@ class Report:
         rows = [
             ("tflm-vmcu pool (ring plan)", f["pool_bytes"]),
             ("tflm-vmcu runtime state", f["state_bytes"]),
+            ("  the same on a Cortex-M", f["arm32_state_bytes"]),
             ("tflm-vmcu total RAM", f["total_bytes"]),
             ("TFLM head (measured)", f["tflm_head_bytes"]),
             ("TFLM tail (measured)", f["tflm_tail_bytes"]),
@@ -82,6 +83,7 @@ def build_report(model: str | Path) -> Report:
         "ops": len(graph.operators),
         "pool_bytes": interp.activation_bytes,
         "state_bytes": interp.state_bytes,
+        "arm32_state_bytes": interp.arm32_state_bytes,  # 32-bit Arm layout
         "total_bytes": interp.total_bytes,
         "tflm_head_bytes": tflm.head_bytes,
         "tflm_tail_bytes": tflm.tail_bytes,
