@@ -8,10 +8,12 @@ AllocateTensors with the plan verifier, Invoke, the report) and the image's flas
 kernel's figure is the largest high-water mark of the generated models that run it alone,
 in variants that take its different paths (one or more batch rows, strides, broadcast).
 QUANTIZE and DEQUANTIZE never run alone; a model's high-water mark bounds every kernel it
-runs, so theirs is the least of the models that run them. FUSED_BLOCK's is the largest of
-the models whose plan fuses blocks (the fused kernel is the deepest). The code bytes are
-the image's flash less the model and the harness's test data (input and expected output),
-the largest over the runs.
+runs, so theirs is the least of the models that run them. A fused kernel is a model's
+deepest call: the figure of FUSED_BLOCK, and of FUSED_CHAIN_N for a chain of N blocks (each
+stage one call deeper than the one it feeds), is the largest of the models whose longest
+fused chain it is (networks, and chains planned as such). The code bytes are the image's
+flash less the model and the harness's test data (input and expected output), the largest
+over the runs.
 
     python benchmarks/device_figures.py [--out tflm_vmcu/device_figures.json]
 
@@ -25,6 +27,7 @@ stale figures fail there.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -36,15 +39,27 @@ from typing import Any
 from model_set import default_models
 from streaming_models import mcunet_class
 
-from tflm_vmcu.device import FC_ROWS, FUSED_BLOCK, figures, io_bytes, needs, stack_keys
+from tflm_vmcu.device import (
+    FC_ROWS,
+    FUSED_BLOCK,
+    FUSED_CHAINS,
+    figures,
+    io_bytes,
+    needs,
+    stack_keys,
+)
 from tflm_vmcu.errors import TflmVmcuError
 from tflm_vmcu.firmware import BOARDS, build_library, check_fits, firmware, host_run
+from tflm_vmcu.fusion import chain_candidates, find_blocks
 from tflm_vmcu.ops import SUPPORTED_OPS
+from tflm_vmcu.plan_format import write_plan
+from tflm_vmcu.planner.fused import plan_with_blocks
 from tflm_vmcu.reader import read_model
 from tflm_vmcu.synth import ModelBuilder
 
 ROOT = Path(__file__).resolve().parent.parent
-EXTRA_KEYS = [FC_ROWS, FUSED_BLOCK]  # stack keys besides the operators' names
+FUSED_KEYS = [FUSED_BLOCK, *FUSED_CHAINS]  # shallowest first
+EXTRA_KEYS = [FC_ROWS, *FUSED_KEYS]  # stack keys besides the operators' names
 
 
 def _one(build: Callable[[ModelBuilder, int], int], shape: list[int], zp: int = -3) -> bytes:
@@ -91,8 +106,27 @@ def single_kernel_models() -> dict[str, bytes]:
         "mean": _one(lambda b, x: b.mean(x, [1, 2], keep_dims=False), nhwc),
         "mean_keep": _one(lambda b, x: b.mean(x, [2], keep_dims=True), nhwc),
         "block": _one(lambda b, x: _block(b, x, 96), [1, 16, 16, 16]),
-        "chain": _one(lambda b, x: _block(b, _block(b, x, 64, 2), 64), [1, 16, 16, 16]),
     }
+
+
+def chain_models() -> dict[str, bytes]:
+    """Four blocks, their first N fused as one chain (N = 2, 3, 4), in rows and in window
+    mode: the plan is made with that choice (the compiler's own may differ)."""
+    b = ModelBuilder(seed=0)
+    x = b.input([1, 16, 16, 16], 0.05, -3)
+    for _ in range(4):
+        x = _block(b, x, 48)
+    data = b.build([x])
+    graph = read_model(data)
+    chains = chain_candidates(graph, find_blocks(graph))
+    models = {}
+    for chain in chains:
+        if chain.stages[0].ops[0] == 0:
+            for window in (False, True):
+                fused = dataclasses.replace(chain, window=window)
+                name = f"chain_{len(chain.stages)}_{'window' if window else 'rows'}"
+                models[name] = write_plan(data, plan_with_blocks(graph, [fused]))
+    return models
 
 
 def other_models() -> dict[str, bytes]:
@@ -113,21 +147,28 @@ def measure_core(cpu: str, work: Path) -> dict[str, Any]:
     alone: dict[str, int] = {}  # the largest high-water mark of a model running only it
     within: dict[str, int] = {}  # the least of a model running it among others
     code = 0
-    runs = {**single_kernel_models(), **other_models()}
-    for plan in ("ring", "ring-window"):
-        for name, data in runs.items():
-            host = host_run(data, name=name, plan=plan)
-            r = firmware(data, cpu, build_dir=build, out_dir=work / "out", host=host, count=False)
-            if not r.bit_exact or r.stack_bytes is None:
-                raise SystemExit(f"{name} on {cpu}: {r.verdict}\n{r.console}")
-            keys = stack_keys(read_model(host.model))
-            for key in keys:
-                if len(keys) == 1 or key == FUSED_BLOCK:  # the fused kernel is the deepest
-                    alone[key] = max(alone.get(key, 0), r.stack_bytes)
-                else:
-                    within[key] = min(within.get(key, r.stack_bytes), r.stack_bytes)
-            code = max(code, r.flash_bytes - len(host.model) - io_bytes(host.inputs, host.outputs))
-            print(f"{cpu} {plan:11} {name:30} {' '.join(sorted(keys)):40} {r.stack_bytes:5}")
+    runs = [
+        (name, data, plan)
+        for plan in ("ring", "ring-window")
+        for name, data in {**single_kernel_models(), **other_models()}.items()
+    ]
+    runs += [(name, data, "model") for name, data in chain_models().items()]
+    for name, data, plan in runs:
+        host = host_run(data, name=name, plan=plan)
+        r = firmware(data, cpu, build_dir=build, out_dir=work / "out", host=host, count=False)
+        if not r.bit_exact or r.stack_bytes is None:
+            raise SystemExit(f"{name} on {cpu}: {r.verdict}\n{r.console}")
+        keys = stack_keys(read_model(host.model))
+        # The deepest call of a model with fused blocks is its longest chain's.
+        fused = [k for k in FUSED_KEYS if k in keys]
+        deepest = fused[-1] if fused else next(iter(keys)) if len(keys) == 1 else None
+        for key in keys:
+            if key == deepest:
+                alone[key] = max(alone.get(key, 0), r.stack_bytes)
+            else:
+                within[key] = min(within.get(key, r.stack_bytes), r.stack_bytes)
+        code = max(code, r.flash_bytes - len(host.model) - io_bytes(host.inputs, host.outputs))
+        print(f"{cpu} {plan:11} {name:30} {' '.join(sorted(keys)):40} {r.stack_bytes:5}")
     stack = {**within, **alone}
     missing = [k for k in [op.name for op in SUPPORTED_OPS] + EXTRA_KEYS if k not in stack]
     if missing:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from conftest import UNSUPPORTED_SHARED, committed_models, model_params, shared_models
 
-from tflm_vmcu.device import io_bytes, needs
+from tflm_vmcu.device import io_bytes, needs, stack_keys
 from tflm_vmcu.errors import TflmVmcuError
 from tflm_vmcu.firmware import (
     BOARD_RAM_BYTES,
@@ -38,6 +38,7 @@ from tflm_vmcu.firmware import (
     build_plugin,
     check_fits,
     check_tools,
+    compile_for_plan,
     configure,
     count_instructions,
     default_build_dir,
@@ -277,6 +278,11 @@ def test_chain_with_stem_bit_exact_under_qemu(
     assert [(block.first, block.last) for block in compiled.blocks] == [(0, 5)]
     r = firmware(model, cpu, build_dir=build_dirs[cpu], out_dir=tmp_path, host=host)
     assert r.bit_exact, f"{r.verdict}\n{r.console}"
+    # A chain's stages call one another: `fit` predicts its stack from FUSED_CHAIN_2.
+    assert stack_keys(read_model(host.model)) == {"FUSED_CHAIN_2", "CONV_2D"}
+    need = needs(host.model, cpu)
+    assert r.stack_bytes is not None
+    assert abs(need.stack_bytes - r.stack_bytes) <= 128, (need, r.stack_bytes)
 
 
 def dsp_paths_model() -> bytes:
@@ -652,6 +658,17 @@ def test_flat_plan_has_no_overlap_and_no_wrap(model: Path) -> None:
 def test_unknown_plan() -> None:
     with pytest.raises(TflmVmcuError, match="unknown plan 'tiled'"):
         firmware(committed_models()[0], "cortex-m4", plan="tiled")
+
+
+def test_model_plan_keeps_the_plan_the_model_carries() -> None:
+    """--plan model runs a model compiled with any options as it is; a model without a
+    plan is refused (there is nothing to keep)."""
+    raw = _model("mobilenetv2_small.tflite").read_bytes()
+    window = compile_for_plan(raw, "ring-window")
+    assert compile_for_plan(window, "model") == window
+    assert compile_for_plan(window, "ring") != window
+    with pytest.raises(TflmVmcuError, match="carries no memory plan"):
+        compile_for_plan(raw, "model")
 
 
 def test_op_macs() -> None:

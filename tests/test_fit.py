@@ -14,12 +14,22 @@ from conftest import MODELS
 
 from tflm_vmcu.cli import main
 from tflm_vmcu.compiler import compile_bytes
-from tflm_vmcu.device import FC_ROWS, FUSED_BLOCK, figures, io_bytes, predict, stack_keys
+from tflm_vmcu.device import (
+    FC_ROWS,
+    FUSED_BLOCK,
+    FUSED_CHAINS,
+    figures,
+    io_bytes,
+    predict,
+    stack_keys,
+)
 from tflm_vmcu.errors import TflmVmcuError
 from tflm_vmcu.firmware import BOARDS, host_run
 from tflm_vmcu.fit import parse_size
+from tflm_vmcu.fusion import chain_candidates, find_blocks
 from tflm_vmcu.ops import SUPPORTED_OPS
-from tflm_vmcu.plan_format import read_plan
+from tflm_vmcu.plan_format import read_plan, write_plan
+from tflm_vmcu.planner.fused import plan_with_blocks
 from tflm_vmcu.reader import read_model
 from tflm_vmcu.synth import ModelBuilder
 
@@ -76,7 +86,7 @@ def test_fit_predicts_without_a_toolchain(
 
 
 def test_figures_cover_every_kernel_on_every_core() -> None:
-    keys = {op.name for op in SUPPORTED_OPS} | {FC_ROWS, FUSED_BLOCK}
+    keys = {op.name for op in SUPPORTED_OPS} | {FC_ROWS, FUSED_BLOCK, *FUSED_CHAINS}
     for cpu in BOARDS:
         core = figures()[cpu]
         assert set(core["stack_bytes"]) == keys, cpu
@@ -99,6 +109,20 @@ def test_stack_keys_follow_the_kernel_paths() -> None:
     assert plan is not None
     assert plan.blocks
     assert FUSED_BLOCK in stack_keys(compiled)
+    # A chain of N blocks (one depthwise convolution each) has the figure of its length.
+    b = ModelBuilder()
+    x = b.input([1, 8, 8, 8])
+    for _ in range(3):
+        y = b.conv2d(x, 24, (1, 1), activation="RELU")
+        y = b.conv2d(b.depthwise_conv2d(y, 1, activation="RELU"), 8, (1, 1))
+        x = b.elementwise("ADD", x, y)
+    data = b.build([x])
+    graph = read_model(data)
+    for chain in chain_candidates(graph, find_blocks(graph)):
+        planned = read_model(write_plan(data, plan_with_blocks(graph, [chain])))
+        n = len(chain.stages)
+        assert FUSED_CHAINS[n - 2] in stack_keys(planned), n
+        assert FUSED_BLOCK not in stack_keys(planned)
 
 
 @pytest.mark.qemu

@@ -28,7 +28,9 @@ from .ir import Graph, Operator
 from .plan_format import read_plan
 from .reader import load_bytes, read_model
 
-FUSED_BLOCK = "FUSED_BLOCK"  # the stack key of a fused block or chain
+FUSED_BLOCK = "FUSED_BLOCK"  # the stack key of a fused block
+# A chain of N blocks: each stage pulls its rows from the one before, one call deeper.
+FUSED_CHAINS = tuple(f"FUSED_CHAIN_{n}" for n in range(2, 5))
 # FULLY_CONNECTED over two or more rows: on a DSP core its kernel may take rows in pairs
 # (cpp/src/kernels/dsp_pairs.h), a path about 100 bytes deeper than one row at a time.
 FC_ROWS = "FULLY_CONNECTED_ROWS"
@@ -63,13 +65,17 @@ def _key(graph: Graph, op: Operator) -> str:
 
 def stack_keys(graph: Graph) -> set[str]:
     """The kernels Invoke() runs, by stack figure: each unfused operator's name (FC_ROWS
-    for a FULLY_CONNECTED over several rows), FUSED_BLOCK for blocks."""
+    for a FULLY_CONNECTED over several rows), FUSED_BLOCK for a fused block and
+    FUSED_CHAIN_N for a chain of N (each block has one depthwise convolution)."""
     plan = read_plan(graph)
     fused: set[int] = set()
+    keys: set[str] = set()
     for b in plan.blocks if plan is not None else []:
-        fused.update(range(b.first, b.last + 1))
-    keys = {_key(graph, op) for k, op in enumerate(graph.operators) if k not in fused}
-    return keys | ({FUSED_BLOCK} if fused else set())
+        ops = range(b.first, b.last + 1)
+        fused.update(ops)
+        stages = sum(graph.operators[k].opcode == "DEPTHWISE_CONV_2D" for k in ops)
+        keys.add(FUSED_BLOCK if stages == 1 else f"FUSED_CHAIN_{stages}")
+    return keys | {_key(graph, op) for k, op in enumerate(graph.operators) if k not in fused}
 
 
 def io_bytes(inputs: Sequence[bytes], outputs: Sequence[bytes]) -> int:

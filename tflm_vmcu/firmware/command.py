@@ -51,8 +51,8 @@ def add_firmware_parser(sub: argparse._SubParsersAction[Any]) -> None:
         choices=list(PLANS),
         default="ring",
         help="memory plan: ring (tflm-vmcu compile), ring-window / ring-unfused (the same "
-        "with --fusion window / off) or flat (tensor level: no overlaps, no wrap; same "
-        "kernels)",
+        "with --fusion window / off), flat (tensor level: no overlaps, no wrap; same "
+        "kernels) or model (the plan the model carries, as compiled)",
     )
     p.add_argument(
         "--no-dsp",

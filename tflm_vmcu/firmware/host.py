@@ -16,7 +16,7 @@ from ..errors import TflmVmcuError
 from ..export import c_source
 from ..ir import Graph
 from ..lifetimes import lifetimes
-from ..plan_format import write_plan
+from ..plan_format import read_plan, write_plan
 from ..planner.plan import Placement, Plan
 from ..planner.ring import flat_offsets
 from ..quant import channel_params
@@ -34,7 +34,7 @@ MEMORY_MARGIN_BYTES = 64
 # Memory plans the firmware can run: the ring plan of `tflm-vmcu compile`, or a flat,
 # tensor-level plan (every live tensor in its own bytes: no overlaps, nothing wraps) for
 # the same runtime and kernels.
-PLANS = ("ring", "ring-window", "ring-unfused", "flat")
+PLANS = ("ring", "ring-window", "ring-unfused", "flat", "model")
 FLAT_SEGMENT_BYTES = 16  # flat plan: tensors 16-byte aligned, as TFLM's planner
 
 
@@ -82,9 +82,13 @@ def flat_plan(graph: Graph, segment_bytes: int = FLAT_SEGMENT_BYTES) -> Plan:
 def compile_for_plan(data: bytes, plan: str = "ring") -> bytes:
     """The model with its `plan` ("ring": `tflm-vmcu compile`; "ring-window" and
     "ring-unfused": the same with `--fusion window` and `--fusion off`; "flat":
-    flat_plan())."""
+    flat_plan(); "model": the plan the model carries, as it is)."""
     if plan not in PLANS:
         raise TflmVmcuError(f"unknown plan '{plan}' (choose from {', '.join(PLANS)})")
+    if plan == "model":
+        if read_plan(read_model(data)) is None:
+            raise TflmVmcuError("--plan model: the model carries no memory plan (compile it)")
+        return data
     if plan == "flat":
         return write_plan(data, flat_plan(read_model(data)))
     from ..compiler import compile_bytes
