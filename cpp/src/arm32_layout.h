@@ -23,19 +23,12 @@ constexpr bool kArm32Build = true;
 constexpr bool kArm32Build = false;
 #endif
 
-// A failed check names the type, the declared figures and the compiler's, e.g.
-// "Arm32Check<ConvData, 24, 4, 28, 4>".
-template <typename T, size_t kBytes, size_t kAlign, size_t kActualBytes, size_t kActualAlign>
-struct Arm32Check {
-  static constexpr bool value = !kArm32Build || (kBytes == kActualBytes && kAlign == kActualAlign);
-};
-
 // Found by argument-dependent lookup from LayoutOnArm32<T>(), so it works for types in
 // anonymous namespaces too.
-#define TFLM_VMCU_ARM32_LAYOUT(T, bytes, align)                                         \
-  constexpr ::tflm_vmcu::Arm32Layout Arm32LayoutOf(const T*) { return {bytes, align}; } \
-  static_assert(::tflm_vmcu::Arm32Check<T, bytes, align, sizeof(T), alignof(T)>::value, \
-                "the declared 32-bit Arm layout of " #T " is not the compiler's")
+#define TFLM_VMCU_ARM32_LAYOUT(T, bytes, align)                                               \
+  constexpr ::tflm_vmcu::Arm32Layout Arm32LayoutOf(const T*) { return {bytes, align}; }       \
+  static_assert(!::tflm_vmcu::kArm32Build || (sizeof(T) == (bytes) && alignof(T) == (align)), \
+                "the declared 32-bit Arm layout of " #T " is not sizeof/alignof on this core")
 
 // Scalars and pointers, the same on every 32-bit Arm core.
 constexpr Arm32Layout Arm32LayoutOf(const int8_t*) { return {1, 1}; }
