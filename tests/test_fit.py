@@ -25,7 +25,7 @@ from tflm_vmcu.device import (
 )
 from tflm_vmcu.errors import TflmVmcuError
 from tflm_vmcu.firmware import BOARDS, host_run
-from tflm_vmcu.fit import parse_size
+from tflm_vmcu.fit import fit, parse_size
 from tflm_vmcu.fusion import chain_candidates, find_blocks
 from tflm_vmcu.ops import SUPPORTED_OPS
 from tflm_vmcu.plan_format import read_plan, write_plan
@@ -152,3 +152,16 @@ def test_fit_measure_answers_with_the_figures_firmware_measures(
     assert set(options) == {"--fusion window", "--io int8", "--io int8 --fusion window"}
     assert options["--io int8"]["ram_bytes"] < no["ram_bytes"]
     assert options["--io int8"]["fits"] is True
+
+
+def test_a_compiled_model_is_answered_for_as_compiled(tmp_path: Path) -> None:
+    """A model compiled with --fusion window keeps its plan: its answer is the window
+    plan's, which the default compile of the raw model only reaches as an alternative."""
+    raw = MODELS / "mobilenetv2_small.tflite"
+    window = tmp_path / "window.tflite"
+    window.write_bytes(compile_bytes(raw.read_bytes(), "window").model)
+    as_compiled = fit(window, 1 << 20)
+    from_raw = fit(raw, 1)  # fits nowhere: every alternative is given
+    alternative = {a.options: a for a in from_raw.alternatives}["--fusion window"]
+    assert as_compiled.pool_bytes == alternative.pool_bytes < from_raw.pool_bytes
+    assert as_compiled.ram_bytes == alternative.ram_bytes

@@ -15,7 +15,8 @@ from typing import Any
 
 from .errors import TflmVmcuError
 from .int8_io import int8_io
-from .reader import load_bytes
+from .plan_format import read_plan
+from .reader import load_bytes, read_model
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmM]?)(?:i?[bB])?\s*$")
 
@@ -118,7 +119,9 @@ def fit(
     name = Path(model).name
     limits = (ram, flash)
     int8_data, edges = int8_io(data)
-    tries = [("", data, "ring"), ("--fusion window", data, "ring-window")]
+    # A model compiled for this runtime (with any options) is answered for as it is.
+    given = "model" if read_plan(read_model(data)) is not None else "ring"
+    tries = [("", data, given), ("--fusion window", data, "ring-window")]
     if edges:
         tries += [("--io int8", int8_data, "ring")]
         tries += [("--io int8 --fusion window", int8_data, "ring-window")]
