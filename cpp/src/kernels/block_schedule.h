@@ -68,7 +68,9 @@ class ChainSchedule {
   }
 
  private:
-  void ProduceRow(int32_t s) {
+  // Recursive (a stage asks the one before for rows): kept out of line, so that each level
+  // costs one small frame.
+  __attribute__((noinline)) void ProduceRow(int32_t s) {
     const BlockGeometry& g = g_[s];
     const int32_t oy = produced_[s];
     const int32_t y0 = oy * g.stride_h - g.pad_h;

@@ -725,13 +725,16 @@ class StageRun {
   uint32_t in_ring_at_ = 0, out_ring_at_ = 0;
 };
 
-// The schedule's visitor that computes: each call goes to its stage.
+// The schedule's visitor that computes: each call goes to its stage. Out of line, so that
+// the work's locals are on the stack once, at the deepest stage, and not in every frame of
+// the schedule's recursion (one per stage of the chain).
 class ChainRun {
  public:
   static constexpr bool kPixels = true;
   explicit ChainRun(StageRun* stages) : stages_(stages) {}
-  void BRow(int32_t s, int32_t by) { stages_[s].BRow(by); }
-  void Pixel(int32_t s, int32_t oy, int32_t ox, int32_t y0, int32_t ky0, int32_t ky1) {
+  __attribute__((noinline)) void BRow(int32_t s, int32_t by) { stages_[s].BRow(by); }
+  __attribute__((noinline)) void Pixel(int32_t s, int32_t oy, int32_t ox, int32_t y0, int32_t ky0,
+                                       int32_t ky1) {
     stages_[s].Pixel(oy, ox, y0, ky0, ky1);
   }
   void Rows(int32_t, int32_t, int32_t) {}
