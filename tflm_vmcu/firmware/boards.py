@@ -9,6 +9,7 @@ from ..errors import TflmVmcuError
 # at 0x20000000 (firmware/mps2.ld).
 BOARDS = {"cortex-m3": "mps2-an385", "cortex-m4": "mps2-an386", "cortex-m7": "mps2-an500"}
 BOARD_RAM_BYTES = 4 << 20
+RAM_BASE = 0x20000000
 BOARD_FLASH_BYTES = 4 << 20
 STACK_BYTES = 64 * 1024  # thread stack reserved and painted (firmware/mps2.ld)
 HANDLER_STACK_BYTES = 2048

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import TflmVmcuError
-from .boards import STACK_BYTES, board_for
+from .boards import RAM_BASE, STACK_BYTES, board_for
 
 NO_DSP_FLAG = "-DTFLM_VMCU_NO_DSP"
 
@@ -36,6 +36,7 @@ _TOOL_HINTS = {
     "arm-none-eabi-gcc": "install the GNU Arm toolchain (Debian: apt-get install "
     "gcc-arm-none-eabi binutils-arm-none-eabi libnewlib-arm-none-eabi)",
     "arm-none-eabi-size": "install binutils-arm-none-eabi",
+    "arm-none-eabi-readelf": "install binutils-arm-none-eabi",
     "cmake": "install CMake >= 3.18 (pip install cmake)",
     "qemu-system-arm": "install QEMU (Debian: apt-get install qemu-system-arm)",
 }
@@ -223,6 +224,24 @@ def section_sizes(elf: Path) -> dict[str, int]:
         if len(parts) == 3 and parts[0].startswith(".") and parts[1].isdigit():
             sizes[parts[0]] = int(parts[1])
     return sizes
+
+
+def check_load_segments(elf: Path) -> None:
+    """Refuses an image that asks the loader to zero-fill code memory: a loadable segment
+    placed in flash (below RAM) whose memory size exceeds its file size. QEMU fills such a
+    segment at its flash address, and a memory block larger than the flash left after the
+    code wraps onto the vector table (the core then locks up at reset)."""
+    out = run_tool(["arm-none-eabi-readelf", "-lW", str(elf)], "arm-none-eabi-readelf")
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 6 and parts[0] == "LOAD":
+            paddr, filesz, memsz = (int(p, 16) for p in (parts[3], parts[4], parts[5]))
+            if paddr < RAM_BASE and memsz > filesz:
+                raise TflmVmcuError(
+                    f"{elf.name}: a segment at flash address 0x{paddr:x} holds {filesz:,} "
+                    f"bytes and asks for {memsz - filesz:,} more zero-filled there (linker "
+                    "script: RAM sections need a load address in RAM)"
+                )
 
 
 def flash_bytes(sizes: dict[str, int]) -> int:

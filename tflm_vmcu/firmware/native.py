@@ -16,6 +16,7 @@ from . import counting
 from .boards import DSP_CPUS, STACK_BYTES, board_for
 from .build import (
     build_elf,
+    check_load_segments,
     check_tools,
     configure,
     copy_if_changed,
@@ -123,6 +124,7 @@ def _build_and_run(
     progress.step(f"building the firmware for {cpu}")
     elf = build_elf(build, out / f"{Path(host.name).stem}-{cpu}{suffix}.elf")
     seconds["build"] = time.perf_counter() - t0
+    check_load_segments(elf)
     result = FirmwareResult(
         model=host.name,
         cpu=cpu,

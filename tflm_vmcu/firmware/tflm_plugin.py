@@ -58,7 +58,7 @@ from ..tflm_build import (
 )
 from . import counting
 from .boards import BOARD_RAM_BYTES, DSP_CPUS, HANDLER_STACK_BYTES, STACK_BYTES, board_for
-from .build import _TOOL_HINTS, flash_bytes, section_sizes, source_dir
+from .build import _TOOL_HINTS, check_load_segments, flash_bytes, section_sizes, source_dir
 from .counting import InvokeSites, KernelCall, OpCount, PluginError, op_macs, op_type_totals
 from .host import io_tables, write_if_changed
 from .native import _folder
@@ -347,6 +347,7 @@ def _build(
 
 
 def _result(model: str, cpu: str, elf: Path, pool: int, **kw: Any) -> PluginFirmwareResult:
+    check_load_segments(elf)
     return PluginFirmwareResult(
         model=model,
         cpu=cpu,
