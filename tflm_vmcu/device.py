@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TflmVmcuError
+from .fusion import MAX_CHAIN
 from .ir import Graph, Operator
 from .plan_format import read_plan
 from .reader import load_bytes, read_model
 
 FUSED_BLOCK = "FUSED_BLOCK"  # the stack key of a fused block
 # A chain of N blocks: each stage pulls its rows from the one before, one call deeper.
-FUSED_CHAINS = tuple(f"FUSED_CHAIN_{n}" for n in range(2, 5))
+FUSED_CHAINS = tuple(f"FUSED_CHAIN_{n}" for n in range(2, MAX_CHAIN + 1))
 # FULLY_CONNECTED over two or more rows: on a DSP core its kernel may take rows in pairs
 # (cpp/src/kernels/dsp_pairs.h), a path about 100 bytes deeper than one row at a time.
 FC_ROWS = "FULLY_CONNECTED_ROWS"
@@ -86,7 +87,7 @@ def io_bytes(inputs: Sequence[bytes], outputs: Sequence[bytes]) -> int:
 
 def predict(model: bytes | str | Path, cpu: str, plan: str = "ring") -> DeviceNeeds:
     """The RAM and flash the model needs on `cpu`, compiled with `plan` (the firmware's
-    plans: "ring", "ring-window")."""
+    plans: "ring", "ring-window", or "model" for the plan the model carries)."""
     from .firmware.host import compile_for_plan
 
     return needs(compile_for_plan(load_bytes(model), plan), cpu)
