@@ -327,10 +327,11 @@ def cmd_export(args: argparse.Namespace) -> int:
         arena = smallest_arena(data)
     else:
         from .compiler import unplanned_note
+        from .device import memory_block_bytes
         from .interpreter import Interpreter
 
         interp = Interpreter(data)
-        arena = interp.total_bytes
+        arena = memory_block_bytes(interp.activation_bytes, interp.arm32_state_bytes)
         note = unplanned_note(data)
         if note is not None and not args.json and not getattr(args, "quiet", False):
             print(note)

@@ -79,6 +79,13 @@ def stack_keys(graph: Graph) -> set[str]:
     return keys | {_key(graph, op) for k, op in enumerate(graph.operators) if k not in fused}
 
 
+def memory_block_bytes(pool_bytes: int, arm32_state_bytes: int) -> int:
+    """The memory block a 32-bit Arm core gives the runtime: the pool + the state, rounded
+    up to 16. Declared 16-byte aligned, it ends on a 16-byte boundary, below which the state
+    takes exactly the runtime's 32-bit figure (the firmware runs every model in it)."""
+    return -(-(pool_bytes + arm32_state_bytes) // 16) * 16
+
+
 def io_bytes(inputs: Sequence[bytes], outputs: Sequence[bytes]) -> int:
     """The firmware harness's test data: its input and expected output arrays (each at
     least one byte, firmware/host.py)."""

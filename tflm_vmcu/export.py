@@ -16,9 +16,10 @@ TARGETS = {
         "may need scratch buffers on top: confirm the size on the device.",
     ),
     "tflm-vmcu": (
-        "the memory block for the tflm-vmcu runtime: activation pool plus runtime",
-        "state, measured on the x86-64 host (the state is smaller on a 32-bit",
-        "target).",
+        "the memory block for the tflm-vmcu runtime on a 32-bit Arm core: activation",
+        "pool plus runtime state (the runtime's own figure for that layout), rounded",
+        "up to 16. Exact, no margin: declared 16-byte aligned, it is what the runtime",
+        "uses on the core (a 64-bit host needs more state: Interpreter.total_bytes).",
     ),
 }
 _BYTES_PER_LINE = 12

@@ -122,7 +122,6 @@ from .counting import (
 )
 from .host import (
     FLAT_SEGMENT_BYTES,
-    MEMORY_MARGIN_BYTES,
     PLANS,
     HostRun,
     check_fits,
@@ -160,7 +159,6 @@ __all__ = [
     "HANDLER_STACK_BYTES",
     "ICOUNT_METHOD",
     "INVOKE_SYMBOL",
-    "MEMORY_MARGIN_BYTES",
     "NO_DSP_FLAG",
     "PLANS",
     "PLUGIN_METHOD",

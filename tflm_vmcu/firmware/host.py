@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..device import memory_block_bytes
 from ..errors import TflmVmcuError
 from ..export import c_source
 from ..ir import Graph
@@ -29,8 +30,6 @@ from .boards import (
     STATIC_RESERVE_BYTES,
 )
 
-# Added to the pool + the 32-bit state, as a device's block should leave a little room.
-MEMORY_MARGIN_BYTES = 64
 # Memory plans the firmware can run: the ring plan of `tflm-vmcu compile`, or a flat,
 # tensor-level plan (every live tensor in its own bytes: no overlaps, nothing wraps) for
 # the same runtime and kernels.
@@ -54,10 +53,8 @@ class HostRun:
 
     @property
     def memory_bytes(self) -> int:
-        """The firmware's memory block: pool + the core's state + a margin, rounded up to
-        16 (the block ends on a 16-byte boundary, where the runtime's 32-bit figure is the
-        core's state exactly)."""
-        return -(-(self.pool_bytes + self.arm32_state_bytes + MEMORY_MARGIN_BYTES) // 16) * 16
+        """The firmware's memory block: exactly what `tflm-vmcu export` declares."""
+        return memory_block_bytes(self.pool_bytes, self.arm32_state_bytes)
 
 
 def flat_plan(graph: Graph, segment_bytes: int = FLAT_SEGMENT_BYTES) -> Plan:

@@ -67,8 +67,9 @@ def firmware(
     With `count`, instructions are counted exactly, per Invoke() and per operator, by
     the QEMU plugin (when a host C compiler can build it; else the SysTick estimate).
 
-    The memory block is the pool + the state the runtime computes for a 32-bit Arm core +
-    MEMORY_MARGIN_BYTES; the core reports the state it used (`state_bytes`)."""
+    The memory block is the pool + the state the runtime computes for a 32-bit Arm core,
+    rounded up to 16 (device.memory_block_bytes, what `export` declares), with no margin;
+    the core reports the state it used (`state_bytes`)."""
     board_for(cpu)  # an unknown core fails before anything is built
     if plan is not None and plan not in PLANS:
         raise TflmVmcuError(f"unknown plan '{plan}' (choose from {', '.join(PLANS)})")
