@@ -83,16 +83,21 @@ VARIANTS = [
 ]
 
 
-def build(v: Variant, seed: int = 0) -> bytes:
+def build(v: Variant, seed: int = 0, block_outputs: bool = True) -> bytes:
     """input -> 3x3 conv -> RELU -> block (twice when the shapes allow it) -> 1x1 conv, so
     that the blocks' inputs and outputs are inner tensors (free to wrap around the pool).
-    (The RELU keeps the 3x3 conv out of the block: it could be a KxK expansion.)"""
+    (The RELU keeps the 3x3 conv out of the block: it could be a KxK expansion.) With
+    `block_outputs`, each block's output is a model output too: compared directly, a
+    kernel error cannot hide behind the last convolution's few output levels (but it no
+    longer wraps around the pool end)."""
     b = ModelBuilder(seed=seed)
     x = b.input([1, v.size, v.size, 3], 0.05, -3)
     x = b.unary("RELU", b.conv2d(x, v.cin, (3, 3)), out_zp=-5)
+    blocks = []
     for _ in range(2 if v.residual else 1):
         x = add_block(b, x, v, out_zero_point=5)
-    return b.build([b.conv2d(x, 4, (1, 1))])
+        blocks.append(x)
+    return b.build([b.conv2d(x, 4, (1, 1)), *(blocks if block_outputs else [])])
 
 
 def add_block(b: ModelBuilder, x: int, v: Variant, out_zero_point: int) -> int:
@@ -219,7 +224,7 @@ def test_block_access_model_is_safe_and_tight(v: Variant, window: bool) -> None:
     """The block output placed exactly the modelled displacement behind its input runs
     hazard-free and unchanged (also wrapped around the pool end); one byte closer, the
     plan verifier refuses it and, with the plan trusted, the hazard checker catches it."""
-    data = build(v)
+    data = build(v, block_outputs=False)  # the output must be free to wrap
     graph = tflm_vmcu.read_model(data)
     check_tight(data, graph, dataclasses.replace(find_blocks(graph)[0], window=window))
 
@@ -411,14 +416,15 @@ CHAINS = [
 ]
 
 
-def build_chain(c: ChainVariant, seed: int = 0) -> bytes:
-    """input -> 3x3 conv -> RELU -> the chain's blocks -> 1x1 conv."""
+def build_chain(c: ChainVariant, seed: int = 0, chain_output: bool = True) -> bytes:
+    """input -> 3x3 conv -> RELU -> the chain's blocks -> 1x1 conv; with `chain_output`, the
+    chain's output is a model output too (compared directly, as build() does)."""
     b = ModelBuilder(seed=seed)
     x = b.input([1, c.size, c.size, 3], 0.05, -3)
     x = b.unary("RELU", b.conv2d(x, 8, (3, 3)), out_zp=-5)
     for v in c.blocks:
         x = add_block(b, x, v, out_zero_point=3)
-    return b.build([b.conv2d(x, 4, (1, 1))])
+    return b.build([b.conv2d(x, 4, (1, 1)), *([x] if chain_output else [])])
 
 
 def the_chain(graph: Graph, window: bool) -> Chain:
@@ -462,7 +468,7 @@ def test_chain_access_model_is_safe_and_tight(c: ChainVariant, window: bool) -> 
     """The chain's output exactly the modelled displacement behind its input runs
     hazard-free and unchanged (also wrapped); one byte closer is refused by the verifier
     and caught by the hazard checker."""
-    data = build_chain(c)
+    data = build_chain(c, chain_output=False)  # the output must be free to wrap
     graph = tflm_vmcu.read_model(data)
     d = check_tight(data, graph, the_chain(graph, window))
     assert d > 0 or c.name != "widening"
