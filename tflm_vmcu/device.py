@@ -26,7 +26,7 @@ from typing import Any
 from .errors import TflmVmcuError
 from .fusion import MAX_CHAIN
 from .ir import Graph, Operator
-from .plan_format import read_plan
+from .plan_format import kernel_spans
 from .reader import load_bytes, read_model
 
 FUSED_BLOCK = "FUSED_BLOCK"  # the stack key of a fused block
@@ -68,15 +68,15 @@ def stack_keys(graph: Graph) -> set[str]:
     """The kernels Invoke() runs, by stack figure: each unfused operator's name (FC_ROWS
     for a FULLY_CONNECTED over several rows), FUSED_BLOCK for a fused block and
     FUSED_CHAIN_N for a chain of N (each block has one depthwise convolution)."""
-    plan = read_plan(graph)
-    fused: set[int] = set()
     keys: set[str] = set()
-    for b in plan.blocks if plan is not None else []:
-        ops = range(b.first, b.last + 1)
-        fused.update(ops)
-        stages = sum(graph.operators[k].opcode == "DEPTHWISE_CONV_2D" for k in ops)
+    for first, last in kernel_spans(graph):
+        if first == last:
+            keys.add(_key(graph, graph.operators[first]))
+            continue
+        ops = graph.operators[first : last + 1]
+        stages = sum(op.opcode == "DEPTHWISE_CONV_2D" for op in ops)
         keys.add(FUSED_BLOCK if stages == 1 else f"FUSED_CHAIN_{stages}")
-    return keys | {_key(graph, op) for k, op in enumerate(graph.operators) if k not in fused}
+    return keys
 
 
 def memory_block_bytes(pool_bytes: int, arm32_state_bytes: int) -> int:

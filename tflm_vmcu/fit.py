@@ -118,23 +118,24 @@ def fit(
     data = load_bytes(model)
     name = Path(model).name
     limits = (ram, flash)
-    int8_data, edges = int8_io(data)
     # A model compiled for this runtime (with any options) is answered for as it is.
     given = "model" if read_plan(read_model(data)) is not None else "ring"
-    tries = [("", data, given), ("--fusion window", data, "ring-window")]
-    if edges:
-        tries += [("--io int8", int8_data, "ring")]
-        tries += [("--io int8 --fusion window", int8_data, "ring-window")]
     with tempfile.TemporaryDirectory(prefix="tflm-vmcu-fit-") as tmp:
-        rows: list[Fit] = []
-        for options, d, plan in tries:
-            if rows and rows[0].fits:
-                break  # the alternatives only when the model as given does not fit
+
+        def row(options: str, d: bytes, plan: str) -> Fit:
             if measure:
-                rows.append(_measure(d, name, options, plan, cpu, Path(tmp), limits))
-            else:
-                rows.append(_predict(d, options, plan, cpu, limits))
-    base, alternatives = rows[0], rows[1:]
+                return _measure(d, name, options, plan, cpu, Path(tmp), limits)
+            return _predict(d, options, plan, cpu, limits)
+
+        base = row("", data, given)
+        alternatives = []
+        if not base.fits:  # what would: the options that shrink it
+            tries = [("--fusion window", data, "ring-window")]
+            int8_data, edges = int8_io(data)
+            if edges:
+                tries += [("--io int8", int8_data, "ring")]
+                tries += [("--io int8 --fusion window", int8_data, "ring-window")]
+            alternatives = [row(*t) for t in tries]
     return FitReport(
         model=str(model),
         cpu=cpu,

@@ -128,6 +128,19 @@ def read_plan(graph: Graph) -> Plan | None:
     return None if data is None else decode_plan(data, graph)
 
 
+def kernel_spans(graph: Graph) -> list[tuple[int, int]]:
+    """The operators [first, last] of each kernel call Invoke() makes, in order: one per
+    operator, except one per fused block of the model's plan."""
+    plan = read_plan(graph)
+    blocks = {b.first: b.last for b in plan.blocks} if plan is not None else {}
+    spans, k = [], 0
+    while k < len(graph.operators):
+        last = blocks.get(k, k)
+        spans.append((k, last))
+        k = last + 1
+    return spans
+
+
 def write_plan(model: bytes, plan: Plan) -> bytes:
     """The model with `plan` stored as metadata (replacing an older plan), constant
     buffers re-aligned to 16 bytes as TFLM's own tooling does."""

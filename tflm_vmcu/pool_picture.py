@@ -412,8 +412,9 @@ def _draw_panel(
 
 
 def _label_rectangles(fig: Figure, ax: Axes, plan: Plan) -> set[int]:
-    """Write the tensor name in each rectangle big enough on screen to hold it (the larger
-    ones first); returns the tensors labelled (by name or by index alone)."""
+    """Write the tensor name in each rectangle big enough on screen to hold it (in drawing
+    order, skipping a label that would cross one already written); returns the tensors
+    labelled (by name or by index alone)."""
     to_px = ax.transData
     px_per_pt = fig.dpi / 72.0
     fontsize = 7.0

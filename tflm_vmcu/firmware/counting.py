@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import TflmVmcuError
 from ..ir import Graph, Operator
-from ..plan_format import read_plan
+from ..plan_format import kernel_spans
 from .build import run_tool, source_dir
 from .qemu import DEFAULT_TIMEOUT_S, run_qemu
 
@@ -218,23 +218,17 @@ def op_macs(graph: Graph, op: Operator) -> int | None:
 
 def kernel_calls(graph: Graph) -> list[KernelCall]:
     """(first operator, name, MACs) of each kernel call Invoke() makes, in order: one per
-    operator, except one per fused block of the model's plan."""
-    plan = read_plan(graph)
-    blocks = {b.first: b for b in plan.blocks} if plan is not None else {}
+    operator, except one per fused block of the model's plan (kernel_spans)."""
     out: list[KernelCall] = []
-    k = 0
-    while k < len(graph.operators):
-        b = blocks.get(k)
-        if b is None:
-            op = graph.operators[k]
-            out.append((k, op.opcode, op_macs(graph, op)))
-            k += 1
+    for first, last in kernel_spans(graph):
+        if first == last:
+            op = graph.operators[first]
+            out.append((first, op.opcode, op_macs(graph, op)))
             continue
-        fused = graph.operators[b.first : b.last + 1]
+        fused = graph.operators[first : last + 1]
         macs = [op_macs(graph, op) for op in fused]
         name = "FUSED " + " > ".join(op.opcode for op in fused)
-        out.append((k, name, sum(m for m in macs if m is not None)))
-        k = b.last + 1
+        out.append((first, name, sum(m for m in macs if m is not None)))
     return out
 
 

@@ -134,7 +134,6 @@ def _build_and_run(
         flash_bytes=flash_bytes(section_sizes(elf)),
         host_pool_bytes=host.pool_bytes,
         host_state_bytes=host.state_bytes,
-        arm32_state_bytes=host.arm32_state_bytes,
         memory_block_bytes=host.memory_bytes,
         plan=host.plan,
         dsp=dsp and cpu in DSP_CPUS,

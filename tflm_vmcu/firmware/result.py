@@ -53,7 +53,6 @@ class FirmwareResult:
     flash_bytes: int
     host_pool_bytes: int
     host_state_bytes: int
-    arm32_state_bytes: int  # the host runtime's figure for a 32-bit Arm core (0: not ours)
     memory_block_bytes: int
     plan: str = "ring"
     dsp: bool = True  # the kernels' DSP loops are compiled in (a DSP core, not --no-dsp)

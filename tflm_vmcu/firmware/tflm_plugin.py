@@ -356,7 +356,6 @@ def _result(model: str, cpu: str, elf: Path, pool: int, **kw: Any) -> PluginFirm
         flash_bytes=flash_bytes(section_sizes(elf)),
         host_pool_bytes=pool,
         host_state_bytes=0,
-        arm32_state_bytes=0,
         memory_block_bytes=ARENA_BYTES,
         plan="tflm-plugin",
         dsp=cpu in DSP_CPUS,
